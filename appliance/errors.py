@@ -1,0 +1,110 @@
+"""The appliance's exception tree.
+
+Every error an operator can see is an ``ApplianceError`` whose message says
+what is wrong and where; the CLI prints it on one line and exits with
+``exit_code``.  Lower-library errors (OSError, tomllib, rtslib) are
+translated into these in exactly one place each, with ``raise ... from exc``.
+
+    ApplianceError                  exit 1
+    ├── ConfigError                 exit 2  (carries every Problem found)
+    ├── UsageError                  exit 2
+    ├── UnknownHost                 exit 2
+    ├── GenerationError             exit 1  (missing / invalid generation)
+    │   └── PathEscapesStore        exit 1  (a symlink leaving store_dir)
+    ├── StateError                  exit 1  (state file unreadable, locked)
+    ├── TftpError                   exit 1  (server could not start)
+    └── IscsiError                  exit 1
+        ├── LioUnavailable          exit 1  (no configfs / modules)
+        └── DestructiveChange       exit 1  (needs --allow-destroy)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "ApplianceError",
+    "ConfigError",
+    "DestructiveChange",
+    "GenerationError",
+    "IscsiError",
+    "LioUnavailable",
+    "PathEscapesStore",
+    "Problem",
+    "StateError",
+    "TftpError",
+    "UnknownHost",
+    "UsageError",
+]
+
+
+class ApplianceError(Exception):
+    """Base of every error the appliance reports to an operator."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One configuration problem, located by its key path (``hosts.pi.mac``)."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ConfigError(ApplianceError):
+    exit_code = 2
+
+    def __init__(self, problems: list[Problem], source: str = "") -> None:
+        self.problems = list(problems)
+        self.source = source
+        where = f"{source}: " if source else ""
+        if len(self.problems) == 1:
+            text = f"{where}{self.problems[0]}"
+        else:
+            text = f"{where}{len(self.problems)} problems: " + "; ".join(map(str, self.problems))
+        super().__init__(text)
+
+
+class UsageError(ApplianceError):
+    exit_code = 2
+
+
+class UnknownHost(ApplianceError):
+    exit_code = 2
+
+    def __init__(self, host: str, known: list[str] | None = None) -> None:
+        hint = f" (configured: {', '.join(sorted(known))})" if known else ""
+        super().__init__(f"unknown host {host!r}{hint}")
+        self.host = host
+
+
+class GenerationError(ApplianceError):
+    pass
+
+
+class PathEscapesStore(GenerationError):
+    pass
+
+
+class StateError(ApplianceError):
+    pass
+
+
+class TftpError(ApplianceError):
+    pass
+
+
+class IscsiError(ApplianceError):
+    pass
+
+
+class LioUnavailable(IscsiError):
+    pass
+
+
+class DestructiveChange(IscsiError):
+    pass
