@@ -1,0 +1,113 @@
+"""The configuration model: frozen dataclasses, already validated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Mapping
+
+
+class BootStyle(str, Enum):
+    RPI = "rpi"
+    UBOOT = "uboot"
+    IPXE = "ipxe"
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    state_dir: Path = Path("/var/lib/netboot")
+    store_dir: Path = Path("/nix/store")
+    tftp_listen: tuple[ListenAddress, ...] = (ListenAddress("0.0.0.0", 69),)
+    gcroots_dir: Path | None = Path("/nix/var/nix/gcroots/netboot")
+    metrics_listen: ListenAddress | None = None
+
+
+@dataclass(frozen=True)
+class IscsiConfig:
+    enable: bool = False
+    portals: tuple[ListenAddress, ...] = ()
+    target_prefix: str = "iqn.2026-11.lan.netboot"
+
+    def target_iqn(self, host: str) -> str:
+        return f"{self.target_prefix}:{host}"
+
+
+@dataclass(frozen=True)
+class Firmware:
+    name: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class LunSpec:
+    kind: str  # "file" | "block"
+    path: Path
+    size: int | None = None  # bytes; required for "file"
+
+
+@dataclass(frozen=True)
+class ChapSpec:
+    user: str
+    secret_file: Path
+    mutual_user: str | None = None
+    mutual_secret_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class HostIscsi:
+    initiator: str
+    lun: LunSpec
+    chap: ChapSpec | None = None
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    boot: BootStyle
+    profile: Path
+    mac: str | None = None          # normalised "dc:a6:32:01:02:03"
+    serial: str | None = None       # normalised lower-case hex, 8 digits
+    prefix_kind: str = "mac"        # "mac" | "serial" | "literal"
+    tftp_prefix: str = ""           # the resolved host directory, "" or ending in "/"
+    cmdline: str = ""
+    config_txt: tuple[str, ...] = ()
+    firmware: str | None = None     # name of a [firmware.*] table (rpi hosts)
+    allow_eeprom_update: bool = False
+    tftp_access: str = "open"       # "open" | "strict": for clients whose MAC is unknown
+    menu_timeout: int = 5           # seconds, U-Boot / iPXE menus
+    trial_confirm_after: float = 120.0
+    trial_timeout: float = 900.0
+    iscsi: HostIscsi | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    iscsi: IscsiConfig = field(default_factory=IscsiConfig)
+    firmware: Mapping[str, Firmware] = field(default_factory=dict)
+    hosts: Mapping[str, Host] = field(default_factory=dict)
+    source: Path | None = None
+
+    def host(self, name: str) -> Host:
+        from ..errors import UnknownHost
+
+        try:
+            return self.hosts[name]
+        except KeyError:
+            raise UnknownHost(name, list(self.hosts)) from None
+
+    def host_by_mac(self, mac: str) -> Host | None:
+        for host in self.hosts.values():
+            if host.mac == mac:
+                return host
+        return None

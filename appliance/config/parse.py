@@ -1,0 +1,342 @@
+"""Turn the parsed TOML document into a ``Config``, collecting every problem.
+
+Pure: no file is read here (``load.py`` adds the file-system checks), so every
+rule is unit-testable with plain dicts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from ..errors import ConfigError, Problem
+from . import values
+from .model import (
+    BootStyle,
+    ChapSpec,
+    Config,
+    Firmware,
+    Host,
+    HostIscsi,
+    IscsiConfig,
+    ListenAddress,
+    LunSpec,
+    ServerConfig,
+)
+
+T = TypeVar("T")
+
+_TOP_KEYS = {"server", "iscsi", "firmware", "hosts"}
+_SERVER_KEYS = {"state_dir", "store_dir", "tftp_listen", "gcroots_dir", "metrics_listen"}
+_ISCSI_KEYS = {"enable", "portals", "target_prefix"}
+_FIRMWARE_KEYS = {"path"}
+_HOST_KEYS = {
+    "boot", "mac", "tftp_prefix", "serial", "profile", "cmdline", "config_txt", "firmware",
+    "allow_eeprom_update", "tftp_access", "menu_timeout", "trial_confirm_after", "trial_timeout", "iscsi",
+}
+_HOST_ISCSI_KEYS = {"initiator", "lun", "chap"}
+_LUN_KEYS = {"file", "block", "size"}
+_CHAP_KEYS = {"user", "secret_file", "mutual_user", "mutual_secret_file", "secret", "mutual_secret", "password"}
+_INLINE_SECRET_KEYS = ("secret", "mutual_secret", "password")
+
+
+class _Problems:
+    """Collects problems; ``value()`` runs a converter and records its failure."""
+
+    def __init__(self) -> None:
+        self.items: list[Problem] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.items.append(Problem(path, message))
+
+    def value(self, path: str, raw: Any, convert: Callable[[Any], T], default: T) -> T:
+        try:
+            return convert(raw)
+        except values.ValueProblem as exc:
+            self.add(path, str(exc))
+            return default
+
+    def table(self, path: str, raw: Any, allowed: set[str]) -> dict[str, Any]:
+        if not isinstance(raw, dict):
+            self.add(path, f"must be a table, not {type(raw).__name__}")
+            return {}
+        for key in raw:
+            if key not in allowed:
+                self.add(f"{path}.{key}" if path else key, f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+        return raw
+
+
+def _typed(kind: type | tuple[type, ...], label: str) -> Callable[[Any], Any]:
+    def convert(raw: Any) -> Any:
+        if isinstance(raw, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            raise values.ValueProblem(f"{raw!r} is not {label}")
+        if not isinstance(raw, kind):
+            raise values.ValueProblem(f"{raw!r} is not {label}")
+        return raw
+
+    return convert
+
+
+def _abs_path(raw: Any) -> Path:
+    if not isinstance(raw, str) or not raw:
+        raise values.ValueProblem(f"{raw!r} is not a path")
+    if not raw.startswith("/"):
+        raise values.ValueProblem(f"{raw!r} must be an absolute path")
+    if "\0" in raw:
+        raise values.ValueProblem("path contains a NUL byte")
+    return Path(raw)
+
+
+def _listen_list(p: _Problems, path: str, raw: Any, port: int) -> tuple[ListenAddress, ...]:
+    if not isinstance(raw, list):
+        p.add(path, f"must be a list of host:port strings, not {type(raw).__name__}")
+        return ()
+    out = []
+    for i, item in enumerate(raw):
+        parsed = p.value(f"{path}[{i}]", item, lambda v: values.parse_listen(v, port), None)
+        if parsed:
+            out.append(ListenAddress(*parsed))
+    return tuple(out)
+
+
+def _seconds(raw: Any) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or raw <= 0:
+        raise values.ValueProblem(f"{raw!r} is not a positive number of seconds")
+    return float(raw)
+
+
+def parse_config(doc: dict[str, Any], source: Path | None = None) -> Config:
+    """Validate a TOML document; raise ``ConfigError`` listing every problem."""
+    p = _Problems()
+    p.table("", doc, _TOP_KEYS)
+    server = _parse_server(p, doc.get("server", {}))
+    iscsi = _parse_iscsi(p, doc.get("iscsi", {}))
+    firmware = _parse_firmware(p, doc.get("firmware", {}))
+    hosts_raw = p.table("hosts", doc.get("hosts", {}), set(doc.get("hosts", {}) or {}))
+    hosts = {}
+    for name, raw in hosts_raw.items():
+        host = _parse_host(p, name, raw, firmware, iscsi)
+        if host is not None:
+            hosts[name] = host
+    _check_unique(p, hosts)
+    if p.items:
+        raise ConfigError(p.items, str(source) if source else "")
+    return Config(server=server, iscsi=iscsi, firmware=firmware, hosts=hosts, source=source)
+
+
+def _parse_server(p: _Problems, raw: Any) -> ServerConfig:
+    t = p.table("server", raw, _SERVER_KEYS)
+    d = ServerConfig()
+    gcroots = t.get("gcroots_dir", str(d.gcroots_dir))
+    metrics = t.get("metrics_listen")
+    return ServerConfig(
+        state_dir=p.value("server.state_dir", t.get("state_dir", str(d.state_dir)), _abs_path, d.state_dir),
+        store_dir=p.value("server.store_dir", t.get("store_dir", str(d.store_dir)), _abs_path, d.store_dir),
+        tftp_listen=_listen_list(p, "server.tftp_listen", t.get("tftp_listen", ["0.0.0.0:69"]), 69),
+        gcroots_dir=None if gcroots == "" else p.value("server.gcroots_dir", gcroots, _abs_path, None),
+        metrics_listen=None
+        if metrics is None
+        else p.value("server.metrics_listen", metrics, lambda v: ListenAddress(*values.parse_listen(v, 9469)), None),
+    )
+
+
+def _parse_iscsi(p: _Problems, raw: Any) -> IscsiConfig:
+    t = p.table("iscsi", raw, _ISCSI_KEYS)
+    d = IscsiConfig()
+    enable = p.value("iscsi.enable", t.get("enable", d.enable), _typed(bool, "true or false"), False)
+    portals = _listen_list(p, "iscsi.portals", t.get("portals", []), 3260)
+    prefix = p.value("iscsi.target_prefix", t.get("target_prefix", d.target_prefix), values.check_iqn, d.target_prefix)
+    if ":" in prefix:
+        p.add("iscsi.target_prefix", f"{prefix!r} must not contain ':' (the host name is appended as ':<host>')")
+    if enable and not portals:
+        p.add("iscsi.portals", "iSCSI is enabled but no portal (ip:port) is listed")
+    return IscsiConfig(enable=enable, portals=portals, target_prefix=prefix)
+
+
+def _parse_firmware(p: _Problems, raw: Any) -> dict[str, Firmware]:
+    t = p.table("firmware", raw, set(raw) if isinstance(raw, dict) else set())
+    out = {}
+    for name, fw in t.items():
+        ft = p.table(f"firmware.{name}", fw, _FIRMWARE_KEYS)
+        if "path" not in ft:
+            p.add(f"firmware.{name}.path", "missing")
+            continue
+        path = p.value(f"firmware.{name}.path", ft["path"], _abs_path, None)
+        if path is not None:
+            out[name] = Firmware(name=name, path=path)
+    return out
+
+
+def _parse_host(p: _Problems, name: str, raw: Any, firmware: dict[str, Firmware], iscsi: IscsiConfig) -> Host | None:
+    at = f"hosts.{name}"
+    t = p.table(at, raw, _HOST_KEYS)
+    if not isinstance(raw, dict):
+        return None
+    if not values.HOST_NAME.match(name):
+        p.add(at, f"host name {name!r} must be lower-case letters, digits and '-' (it becomes part of IQNs and LIO names)")
+    boot = p.value(f"{at}.boot", t.get("boot"), _boot_style, None)
+    mac = p.value(f"{at}.mac", t["mac"], values.normalize_mac, None) if "mac" in t else None
+    serial = p.value(f"{at}.serial", t["serial"], values.normalize_serial, None) if "serial" in t else None
+    if "profile" not in t:
+        p.add(f"{at}.profile", "missing (the Nix profile whose generations this host boots)")
+    profile = p.value(f"{at}.profile", t.get("profile", "/"), _abs_path, Path("/"))
+
+    prefix_raw = p.value(f"{at}.tftp_prefix", t.get("tftp_prefix", "mac"), _typed(str, "a string"), "mac")
+    prefix_kind, prefix = "literal", ""
+    if prefix_raw == "mac":
+        prefix_kind = "mac"
+        if mac is None and "mac" not in t:
+            p.add(f"{at}.mac", 'missing (needed by tftp_prefix = "mac")')
+        prefix = values.mac_dashes(mac) + "/" if mac else ""
+    elif prefix_raw == "serial":
+        prefix_kind = "serial"
+        if serial is None and "serial" not in t:
+            p.add(f"{at}.serial", 'missing (needed by tftp_prefix = "serial")')
+        prefix = serial + "/" if serial else ""
+    else:
+        prefix = p.value(f"{at}.tftp_prefix", prefix_raw, values.check_literal_prefix, "")
+        if prefix.startswith("pxelinux.cfg/") or prefix.rstrip("/") == "pxelinux.cfg":
+            p.add(f"{at}.tftp_prefix", "must not be pxelinux.cfg/ (reserved for U-Boot menus)")
+    if boot in (BootStyle.UBOOT, BootStyle.IPXE) and mac is None and "mac" not in t:
+        p.add(f"{at}.mac", f"missing (a {boot.value} host is recognised by its MAC)")
+
+    fw_name = t.get("firmware", "rpi" if boot == BootStyle.RPI else None)
+    if boot == BootStyle.RPI:
+        if not isinstance(fw_name, str) or fw_name not in firmware:
+            p.add(f"{at}.firmware", f"{fw_name!r} names no [firmware.*] table (an rpi host needs the Pi firmware)")
+    elif "firmware" in t and fw_name not in firmware:
+        p.add(f"{at}.firmware", f"{fw_name!r} names no [firmware.*] table")
+
+    config_txt = p.value(f"{at}.config_txt", t.get("config_txt", []), _string_list, [])
+    for i, line in enumerate(config_txt):
+        if "\n" in line or "\r" in line:
+            p.add(f"{at}.config_txt[{i}]", "must be a single line")
+    cmdline = p.value(f"{at}.cmdline", t.get("cmdline", ""), _typed(str, "a string"), "")
+    if "\n" in cmdline:
+        p.add(f"{at}.cmdline", "must be a single line")
+    access = t.get("tftp_access", "open")
+    if access not in ("open", "strict"):
+        p.add(f"{at}.tftp_access", f"{access!r} is not open or strict")
+    menu_timeout = p.value(f"{at}.menu_timeout", t.get("menu_timeout", 5), _typed(int, "a whole number of seconds"), 5)
+    if isinstance(menu_timeout, int) and not 0 <= menu_timeout <= 3600:
+        p.add(f"{at}.menu_timeout", f"{menu_timeout} is not in 0–3600 seconds")
+
+    host_iscsi = _parse_host_iscsi(p, at, t["iscsi"], iscsi) if "iscsi" in t else None
+    if boot is None:
+        return None
+    return Host(
+        name=name,
+        boot=boot,
+        profile=profile,
+        mac=mac,
+        serial=serial,
+        prefix_kind=prefix_kind,
+        tftp_prefix=prefix,
+        cmdline=cmdline,
+        config_txt=tuple(config_txt),
+        firmware=fw_name if isinstance(fw_name, str) else None,
+        allow_eeprom_update=p.value(f"{at}.allow_eeprom_update", t.get("allow_eeprom_update", False), _typed(bool, "true or false"), False),
+        tftp_access=access if access in ("open", "strict") else "strict",
+        menu_timeout=menu_timeout,
+        trial_confirm_after=p.value(f"{at}.trial_confirm_after", t.get("trial_confirm_after", 120), _seconds, 120.0),
+        trial_timeout=p.value(f"{at}.trial_timeout", t.get("trial_timeout", 900), _seconds, 900.0),
+        iscsi=host_iscsi,
+    )
+
+
+def _boot_style(raw: Any) -> BootStyle:
+    if raw is None:
+        raise values.ValueProblem("missing (expected rpi, uboot or ipxe)")
+    try:
+        return BootStyle(raw)
+    except ValueError:
+        raise values.ValueProblem(f"{raw!r} is not a boot style (expected rpi, uboot or ipxe)") from None
+
+
+def _string_list(raw: Any) -> list[str]:
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        raise values.ValueProblem(f"{raw!r} is not a list of strings")
+    return raw
+
+
+def _parse_host_iscsi(p: _Problems, at: str, raw: Any, iscsi: IscsiConfig) -> HostIscsi | None:
+    at = f"{at}.iscsi"
+    t = p.table(at, raw, _HOST_ISCSI_KEYS)
+    if not isinstance(raw, dict):
+        return None
+    if "initiator" not in t:
+        p.add(f"{at}.initiator", "missing (the host's initiator IQN)")
+    initiator = p.value(f"{at}.initiator", t.get("initiator", ""), values.check_iqn, "") if "initiator" in t else ""
+    lun = _parse_lun(p, f"{at}.lun", t.get("lun"))
+    chap = _parse_chap(p, f"{at}.chap", t["chap"]) if "chap" in t else None
+    if lun is None or not initiator:
+        return None
+    return HostIscsi(initiator=initiator, lun=lun, chap=chap)
+
+
+def _parse_lun(p: _Problems, at: str, raw: Any) -> LunSpec | None:
+    if raw is None:
+        p.add(at, 'missing (e.g. { file = "/srv/luns/host.img", size = "32G" } or { block = "/dev/zvol/tank/host" })')
+        return None
+    t = p.table(at, raw, _LUN_KEYS)
+    if ("file" in t) == ("block" in t):
+        p.add(at, "needs exactly one of file or block")
+        return None
+    kind = "file" if "file" in t else "block"
+    path = p.value(f"{at}.{kind}", t[kind], _abs_path, None)
+    size = None
+    if kind == "file":
+        if "size" not in t:
+            p.add(f"{at}.size", "missing (a file LUN needs its size, e.g. \"32G\")")
+        else:
+            size = p.value(f"{at}.size", t["size"], values.parse_size, None)
+    elif "size" in t:
+        p.add(f"{at}.size", "a block LUN takes the size of its device; remove size")
+    if path is None:
+        return None
+    return LunSpec(kind=kind, path=path, size=size)
+
+
+def _parse_chap(p: _Problems, at: str, raw: Any) -> ChapSpec | None:
+    t = p.table(at, raw, _CHAP_KEYS)
+    for key in _INLINE_SECRET_KEYS:
+        if key in t:
+            # Never echo the value: it is a secret.
+            p.add(f"{at}.{key}", "secrets must not be written in the config: put it in a file and use secret_file / mutual_secret_file")
+    user = p.value(f"{at}.user", t.get("user"), _typed(str, "a user name"), None) if "user" in t else None
+    if "user" not in t:
+        p.add(f"{at}.user", "missing")
+    secret_file = p.value(f"{at}.secret_file", t.get("secret_file"), _abs_path, None) if "secret_file" in t else None
+    if "secret_file" not in t and "secret" not in t:
+        p.add(f"{at}.secret_file", "missing")
+    mutual_user = t.get("mutual_user")
+    mutual_file = p.value(f"{at}.mutual_secret_file", t["mutual_secret_file"], _abs_path, None) if "mutual_secret_file" in t else None
+    if (mutual_user is None) != (mutual_file is None) and "mutual_secret" not in t:
+        p.add(at, "mutual CHAP needs both mutual_user and mutual_secret_file")
+    if not (user and secret_file):
+        return None
+    return ChapSpec(user=user, secret_file=secret_file, mutual_user=mutual_user, mutual_secret_file=mutual_file)
+
+
+def _check_unique(p: _Problems, hosts: dict[str, Host]) -> None:
+    def dupes(label: str, key: Callable[[Host], object], show: Callable[[object], str] = str) -> None:
+        seen: dict[object, str] = {}
+        for name, host in hosts.items():
+            value = key(host)
+            if value in (None, ""):
+                continue
+            if value in seen:
+                p.add(f"hosts.{name}.{label}", f"{show(value)} is already used by host {seen[value]!r}")
+            else:
+                seen[value] = name
+
+    dupes("mac", lambda h: h.mac)
+    dupes("serial", lambda h: h.serial)
+    dupes("tftp_prefix", lambda h: h.tftp_prefix, lambda v: f"directory {v!r}")
+    dupes("iscsi.lun", lambda h: h.iscsi.lun.path if h.iscsi else None, lambda v: f"LUN {v}")
+    dupes("iscsi.initiator", lambda h: h.iscsi.initiator if h.iscsi else None, lambda v: f"initiator {v}")
+    # A literal prefix may not nest inside another host's directory.
+    prefixes = sorted((h.tftp_prefix, n) for n, h in hosts.items() if h.tftp_prefix)
+    for (a, an), (b, bn) in zip(prefixes, prefixes[1:]):
+        if a != b and b.startswith(a):
+            p.add(f"hosts.{bn}.tftp_prefix", f"{b!r} lies inside host {an!r}'s directory {a!r}")

@@ -1,0 +1,108 @@
+"""Pure parsers for the value types of the configuration."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+_MAC = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
+# RFC 3720 §3.2.6.3.1: iqn.YYYY-MM.reverse.domain[:identifier], lower case.
+_IQN = re.compile(r"^iqn\.\d{4}-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[^\s]+)?$")
+_EUI = re.compile(r"^eui\.[0-9A-Fa-f]{16}$")
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+_SERIAL = re.compile(r"^(?:0x)?([0-9a-f]{8})$")
+HOST_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+class ValueProblem(ValueError):
+    """A value that does not parse; the message is shown after the key path."""
+
+
+def normalize_mac(text: str) -> str:
+    value = str(text).strip().lower()
+    if not _MAC.match(value):
+        raise ValueProblem(f"{text!r} is not a MAC address (expected six hex pairs, e.g. dc:a6:32:01:02:03)")
+    return value.replace("-", ":")
+
+
+def mac_dashes(mac: str) -> str:
+    """``dc:a6:32:01:02:03`` → ``dc-a6-32-01-02-03`` (Pi EEPROM and pxelinux naming)."""
+    return mac.replace(":", "-")
+
+
+def check_iqn(text: str) -> str:
+    value = str(text)
+    if len(value) > 223:
+        raise ValueProblem(f"{text!r} is longer than 223 bytes (RFC 3720)")
+    if value != value.lower() and value.startswith("iqn."):
+        raise ValueProblem(f"{text!r} must be lower case (RFC 3720 names are case-insensitive and LIO stores them lower-cased)")
+    if not (_IQN.match(value) or _EUI.match(value)):
+        raise ValueProblem(f"{text!r} is not an iSCSI name (expected iqn.YYYY-MM.reverse.domain[:identifier])")
+    return value
+
+
+def parse_size(value: object) -> int:
+    """``"128G"`` → bytes (binary units, as targetcli uses); ints are bytes."""
+    if isinstance(value, bool):
+        raise ValueProblem(f"{value!r} is not a size")
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, str):
+        match = _SIZE.match(value.strip())
+        if not match:
+            raise ValueProblem(f"{value!r} is not a size (expected e.g. 128G, 512M, or bytes)")
+        size = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    else:
+        raise ValueProblem(f"{value!r} is not a size")
+    if size <= 0:
+        raise ValueProblem(f"{value!r} must be larger than zero")
+    if size % 512:
+        raise ValueProblem(f"{value!r} ({size} bytes) is not a multiple of 512-byte blocks")
+    return size
+
+
+def parse_listen(value: object, default_port: int) -> tuple[str, int]:
+    """``"0.0.0.0:69"``, ``"[::]:69"``, ``"10.0.4.3"`` → (host, port)."""
+    if not isinstance(value, str) or not value:
+        raise ValueProblem(f"{value!r} is not an address (expected host:port)")
+    text = value.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueProblem(f"{value!r} is not an address (expected [v6]:port)")
+        port_text = rest[1:] if rest else ""
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host, port_text = text, ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueProblem(f"{value!r}: {host!r} is not an IP address") from None
+    if port_text == "":
+        return host, default_port
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueProblem(f"{value!r}: port {port_text!r} is not in 0–65535")
+    return host, int(port_text)
+
+
+def normalize_serial(value: object) -> str:
+    text = str(value).strip().lower()
+    match = _SERIAL.match(text)
+    if not match:
+        raise ValueProblem(f"{value!r} is not a Raspberry Pi serial (8 hex digits, e.g. 9ffefdef)")
+    return match.group(1)
+
+
+def check_literal_prefix(value: str) -> str:
+    """A literal TFTP directory: relative, no ``..``, ends with ``/`` (added if missing)."""
+    text = value.strip()
+    if not text:
+        return ""
+    if text.startswith("/") or "\\" in text or "\0" in text:
+        raise ValueProblem(f"{value!r} must be a relative directory without backslashes")
+    parts = [p for p in text.split("/") if p]
+    if any(p in (".", "..") for p in parts):
+        raise ValueProblem(f"{value!r} must not contain '.' or '..'")
+    return "/".join(parts) + "/"
