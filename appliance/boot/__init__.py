@@ -1,0 +1,22 @@
+"""Boot trees: the virtual TFTP file tree of one host, a pure function of its inputs.
+
+``render_tree(BootInputs) -> BootTree`` is pure; ``gather.py`` reads the file
+system (firmware listing, dtbs) to build ``BootInputs``.
+"""
+
+from .gather import gather_inputs, list_files
+from .render import BootInputs, render_tree
+from .tree import BootTree, Generated, Source, StoreFile
+from .uimage import uimage_script
+
+__all__ = [
+    "BootInputs",
+    "BootTree",
+    "Generated",
+    "Source",
+    "StoreFile",
+    "gather_inputs",
+    "list_files",
+    "render_tree",
+    "uimage_script",
+]

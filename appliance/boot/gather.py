@@ -1,0 +1,50 @@
+"""File-system side of boot trees: list firmware and dtbs into ``BootInputs``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..config import Config, Host
+from ..errors import GenerationError
+from ..nix import Generation, StoreRoots
+from .render import BootInputs
+
+MAX_FILES = 20000  # a firmware or dtbs tree is a few thousand files at most
+
+
+def list_files(root: Path, roots: StoreRoots) -> tuple[tuple[str, Path], ...]:
+    """Every regular file below ``root`` as (relative path, resolved path).
+
+    Entries whose symlinks leave the allowed roots are skipped: they are
+    never served.
+    """
+    out: list[tuple[str, Path]] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames.sort()
+        rel_dir = os.path.relpath(dirpath, root)
+        for name in sorted(filenames):
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            try:
+                real = roots.resolve(os.path.join(dirpath, name))
+            except GenerationError:
+                continue
+            if real.is_file():
+                out.append((rel, real))
+            if len(out) >= MAX_FILES:
+                return tuple(out)
+    return tuple(out)
+
+
+def store_roots(config: Config) -> StoreRoots:
+    return StoreRoots.of(config.server.store_dir, *(fw.path for fw in config.firmware.values()))
+
+
+def gather_inputs(config: Config, host: Host, selected: Generation | None, kept: tuple[Generation, ...],
+                  roots: StoreRoots | None = None) -> BootInputs:
+    roots = roots or store_roots(config)
+    firmware: tuple[tuple[str, Path], ...] = ()
+    if host.firmware and host.firmware in config.firmware:
+        firmware = list_files(config.firmware[host.firmware].path, roots)
+    dtbs = {g.number: list_files(g.dtbs, roots) for g in {*kept, *([selected] if selected else [])} if g.dtbs}
+    return BootInputs(host=host, selected=selected, kept=kept, firmware=firmware, dtbs=dtbs)

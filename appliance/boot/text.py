@@ -1,0 +1,94 @@
+"""Generated boot files: pure text from a host and its generations."""
+
+from __future__ import annotations
+
+import time
+
+from ..config import Host
+from ..nix import Generation
+
+CONFIG_TXT_BASE = ("arm_64bit=1", "kernel=kernel8.img", "initramfs initrd followkernel", "enable_uart=1")
+
+
+def kernel_cmdline(host: Host, gen: Generation) -> str:
+    """``init=<toplevel>/init <kernel-params> <host cmdline>``, single spaces."""
+    parts = [f"init={gen.init}", *gen.kernel_params, *host.cmdline.split()]
+    return " ".join(parts)
+
+
+def cmdline_txt(host: Host, gen: Generation) -> bytes:
+    return (kernel_cmdline(host, gen) + "\n").encode()
+
+
+def config_txt(host: Host) -> bytes:
+    lines = [f"# netboot-appliance: host {host.name}", *CONFIG_TXT_BASE, *host.config_txt]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def entry_title(gen: Generation) -> str:
+    date = time.strftime("%Y-%m-%d %H:%M", time.gmtime(gen.created)) if gen.created else "?"
+    label = f" {gen.label}" if gen.label else ""
+    return f"NixOS generation {gen.number}{label} ({date})"
+
+
+def pxelinux_menu(host: Host, selected: Generation, kept: tuple[Generation, ...], host_dir: str) -> bytes:
+    """An extlinux/PXE menu for U-Boot's ``pxe`` command, newest first."""
+    lines = [
+        f"# netboot-appliance: host {host.name}",
+        f"MENU TITLE netboot {host.name}",
+        f"TIMEOUT {host.menu_timeout * 10}",  # tenths of a second
+        f"DEFAULT nixos-{selected.number}",
+        "",
+    ]
+    for gen in kept:
+        gdir = f"{host_dir}generations/{gen.number}"
+        lines += [
+            f"LABEL nixos-{gen.number}",
+            f"  MENU LABEL {entry_title(gen)}{' (default)' if gen.number == selected.number else ''}",
+            f"  LINUX /{gdir}/kernel",
+            f"  INITRD /{gdir}/initrd",
+        ]
+        if gen.dtbs is not None:
+            lines.append(f"  FDTDIR /{gdir}/dtbs")
+        lines += [f"  APPEND {kernel_cmdline(host, gen)}", ""]
+    return "\n".join(lines).encode()
+
+
+def uboot_script(host: Host) -> str:
+    """What ``boot.scr.uimg`` runs: fetch this host's PXE menu and boot it."""
+    # bootfile without a '/' makes U-Boot's pxe look in the TFTP root.
+    return "\n".join([
+        f"echo netboot-appliance: host {host.name}",
+        "setenv bootfile boot.scr.uimg",
+        "pxe get && pxe boot",
+        "echo netboot-appliance: pxe boot failed",
+        "",
+    ])
+
+
+def ipxe_script(host: Host, selected: Generation, kept: tuple[Generation, ...], host_dir: str) -> bytes:
+    """A ``#!ipxe`` menu of kept generations with a timeout; paths are root-relative URIs."""
+    lines = [
+        "#!ipxe",
+        f"# netboot-appliance: host {host.name}",
+        f"menu netboot {host.name}",
+        "item --gap Generations (newest first):",
+    ]
+    for gen in kept:
+        lines.append(f"item nixos-{gen.number} {entry_title(gen)}")
+    lines += [
+        f"choose --default nixos-{selected.number} --timeout {host.menu_timeout * 1000} target || goto nixos-{selected.number}",
+        "goto ${target}",
+        "",
+    ]
+    for gen in kept:
+        gdir = f"/{host_dir}generations/{gen.number}"
+        lines += [
+            f":nixos-{gen.number}",
+            f"echo Booting {host.name} NixOS generation {gen.number}",
+            f"kernel {gdir}/kernel initrd=initrd {kernel_cmdline(host, gen)}",
+            f"initrd --name initrd {gdir}/initrd",
+            "boot",
+            "",
+        ]
+    return "\n".join(lines).encode()

@@ -1,0 +1,219 @@
+"""Read a host's Nix profile (``P``, ``P-<N>-link``) into ``Generation`` records."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import GenerationError
+from .bootspec import BootSpecProblem, link_name, parse_bootspec, parse_kernel_params, parse_link_name
+from .store import StoreRoots
+
+
+@dataclass(frozen=True)
+class Generation:
+    number: int
+    link: Path
+    created: float                       # link mtime, seconds since the epoch
+    toplevel: Path | None = None         # resolved store path
+    label: str = ""
+    system: str = ""
+    kernel: Path | None = None           # resolved, inside the store
+    initrd: Path | None = None
+    init: str = ""                       # as the kernel sees it: <toplevel>/init
+    kernel_params: tuple[str, ...] = ()
+    dtbs: Path | None = None             # resolved dtbs/ directory, if any
+    problems: tuple[str, ...] = ()
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems and self.kernel is not None and self.initrd is not None and bool(self.init)
+
+
+@dataclass(frozen=True)
+class Profile:
+    path: Path
+    generations: tuple[Generation, ...] = ()     # ascending by number
+    current: int | None = None                   # what the profile link points to
+    problems: tuple[str, ...] = field(default=())
+
+    def get(self, number: int) -> Generation | None:
+        for gen in self.generations:
+            if gen.number == number:
+                return gen
+        return None
+
+    @property
+    def valid(self) -> tuple[Generation, ...]:
+        return tuple(g for g in self.generations if g.valid)
+
+
+def read_profile(profile: Path, roots: StoreRoots) -> Profile:
+    """Every ``<profile>-<N>-link`` beside ``profile``, and which one is current."""
+    directory, name = profile.parent, profile.name
+    problems: list[str] = []
+    try:
+        entries = os.listdir(directory)
+    except FileNotFoundError:
+        return Profile(profile, problems=(f"profile directory {directory} does not exist",))
+    except OSError as exc:
+        return Profile(profile, problems=(f"cannot list {directory}: {exc.strerror}",))
+    numbered = sorted((n, e) for e in entries if (n := parse_link_name(name, e)) is not None)
+    generations = tuple(read_generation(directory / entry, n, roots) for n, entry in numbered)
+    current = None
+    try:
+        target = os.readlink(profile)
+    except FileNotFoundError:
+        if generations:
+            problems.append(f"profile link {profile} is missing")
+    except OSError as exc:
+        problems.append(f"profile {profile} is not a symlink ({exc.strerror})")
+    else:
+        current = parse_link_name(name, os.path.basename(target))
+        if current is None:
+            # A profile pointing straight at a store path (not nix-env's layout).
+            real = os.path.realpath(profile)
+            current = next((g.number for g in generations if g.toplevel and str(g.toplevel) == real), None)
+            if current is None:
+                problems.append(f"profile {profile} points to {target}, which is no generation of it")
+        elif not any(g.number == current for g in generations):
+            problems.append(f"profile {profile} points to missing generation {current}")
+            current = None
+    return Profile(profile, generations, current, tuple(problems))
+
+
+def read_generation(link: Path, number: int, roots: StoreRoots) -> Generation:
+    """Validate one generation; problems are recorded, never raised."""
+    try:
+        created = link.lstat().st_mtime
+    except OSError:
+        created = 0.0
+    base = Generation(number=number, link=link, created=created)
+    try:
+        toplevel = roots.resolve(link)
+    except GenerationError as exc:
+        return _with(base, problems=(str(exc),))
+    if not toplevel.is_dir():
+        return _with(base, toplevel=toplevel, problems=(f"{toplevel} is not a directory (not a NixOS system)",))
+    try:
+        fields = _toplevel_fields(toplevel, roots)
+    except GenerationError as exc:
+        return _with(base, toplevel=toplevel, problems=(str(exc),))
+    return _with(base, toplevel=toplevel, **fields)
+
+
+def _with(gen: Generation, **changes: object) -> Generation:
+    from dataclasses import replace
+
+    return replace(gen, **changes)
+
+
+def _toplevel_fields(toplevel: Path, roots: StoreRoots) -> dict[str, object]:
+    problems: list[str] = []
+    bootspec_file = toplevel / "boot.json"
+    if bootspec_file.is_file():
+        try:
+            spec = parse_bootspec(bootspec_file.read_bytes())
+        except BootSpecProblem as exc:
+            raise GenerationError(f"{bootspec_file}: {exc}") from exc
+        kernel_raw, initrd_raw, init = Path(spec.kernel), Path(spec.initrd), spec.init
+        params, label, system = spec.kernel_params, spec.label, spec.system
+    else:
+        kernel_raw, initrd_raw, init = toplevel / "kernel", toplevel / "initrd", f"{toplevel}/init"
+        try:
+            params = parse_kernel_params((toplevel / "kernel-params").read_text())
+        except FileNotFoundError:
+            params = ()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise GenerationError(f"{toplevel}/kernel-params unreadable: {exc}") from exc
+        label = _read_small(toplevel / "nixos-version") or _label_from_name(toplevel.name)
+        system = _read_small(toplevel / "system")
+    kernel = _store_file(roots, kernel_raw, "kernel", problems)
+    initrd = _store_file(roots, initrd_raw, "initrd", problems)
+    if not init:
+        problems.append("no init")
+    else:
+        try:
+            roots.resolve(init)
+        except GenerationError as exc:
+            problems.append(f"init: {exc}")
+    dtbs = None
+    if (toplevel / "dtbs").exists():
+        try:
+            dtbs = roots.resolve(toplevel / "dtbs")
+        except GenerationError as exc:
+            problems.append(f"dtbs: {exc}")
+    return dict(
+        kernel=kernel, initrd=initrd, init=init, kernel_params=tuple(params),
+        label=label, system=system, dtbs=dtbs, problems=tuple(problems),
+    )
+
+
+def _store_file(roots: StoreRoots, path: Path, what: str, problems: list[str]) -> Path | None:
+    try:
+        real = roots.resolve(path)
+    except GenerationError as exc:
+        problems.append(f"{what}: {exc}")
+        return None
+    if not real.is_file():
+        problems.append(f"{what}: {path} is not a regular file")
+        return None
+    return real
+
+
+def _read_small(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace").strip()[:200]
+    except OSError:
+        return ""
+
+
+def _label_from_name(store_name: str) -> str:
+    # "<hash>-nixos-system-<host>-<version>" → "<version>"
+    _, _, rest = store_name.partition("-")
+    return rest.rsplit("-", 1)[-1] if rest.startswith("nixos-system-") else rest
+
+
+def register_generation(profile: Path, toplevel: Path, roots: StoreRoots) -> int:
+    """Add ``toplevel`` as the profile's next generation; return its number.
+
+    The toplevel is validated first (inside the store, kernel/initrd/init
+    present).  ``nix-env -p P --set`` is used when nix is installed, so Nix's
+    own bookkeeping stays right; otherwise the same links are made directly.
+    """
+    real = roots.resolve(toplevel)
+    if not real.is_dir():
+        raise GenerationError(f"{toplevel} is not a directory (expected a NixOS system toplevel)")
+    fields = _toplevel_fields(real, roots)
+    if fields["problems"]:
+        raise GenerationError(f"{toplevel} is not a bootable NixOS system: {'; '.join(fields['problems'])}")
+    if not profile.parent.is_dir():
+        raise GenerationError(f"profile directory {profile.parent} does not exist")
+    existing = read_profile(profile, roots)
+    current = existing.get(existing.current) if existing.current is not None else None
+    if current and current.toplevel == real:
+        return current.number  # already the current generation: nothing to add
+    nix_env = shutil.which("nix-env")
+    # nix-env only knows the real store; a test store under /tmp gets plain links.
+    if nix_env and real.is_relative_to("/nix/store"):
+        result = subprocess.run([nix_env, "-p", str(profile), "--set", str(real)], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise GenerationError(f"nix-env --set failed: {result.stderr.strip()}")
+        return read_profile(profile, roots).current or 0
+    number = max((g.number for g in existing.generations), default=0) + 1
+    _atomic_symlink(str(real), profile.parent / link_name(profile.name, number))
+    _atomic_symlink(link_name(profile.name, number), profile)
+    return number
+
+
+def _atomic_symlink(target: str, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.unlink()
+    except FileNotFoundError:
+        pass
+    os.symlink(target, tmp)
+    os.replace(tmp, path)
