@@ -1,0 +1,1 @@
+"""The ``netboot`` command line: thin, it parses arguments and calls the packages."""

@@ -1,0 +1,102 @@
+"""``netboot`` entry point: argument parsing, dispatch, errors → one line + exit code."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .. import __version__
+from ..errors import ApplianceError
+from . import commands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="netboot",
+        description="Boot server: TFTP straight from the Nix store, root disks over iSCSI (LIO).",
+    )
+    parser.add_argument("--version", action="version", version=f"netboot-appliance {__version__}")
+    parser.add_argument("-c", "--config", help="configuration file (default: $NETBOOT_CONFIG or /etc/netboot/appliance.toml)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def cmd(name: str, func, help: str, json_flag: bool = False) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+        return p
+
+    p = cmd("check", commands.check, "validate the configuration and state; list every problem", json_flag=True)
+    p.add_argument("--no-files", action="store_true", help="only validate the file itself, not paths on this machine")
+    p = cmd("generations", commands.generations, "list a host's generations", json_flag=True)
+    p.add_argument("host")
+    p = cmd("tree", commands.tree, "show a host's boot tree (TFTP path → source)", json_flag=True)
+    p.add_argument("host")
+    p.add_argument("--generation", "-g", type=int, help="render this generation instead of the served one")
+    p = cmd("cat", commands.cat, "print one file of a host's boot tree")
+    p.add_argument("host")
+    p.add_argument("path")
+    p.add_argument("--generation", "-g", type=int, help="from this generation instead of the served one")
+    p = cmd("status", commands.status, "per host: served generation and why, boot events, iSCSI", json_flag=True)
+    p.add_argument("host", nargs="?")
+    p = cmd("pin", commands.pin, "serve generation N until unpinned")
+    p.add_argument("host")
+    p.add_argument("generation", type=int)
+    p = cmd("unpin", commands.unpin, "follow the profile again")
+    p.add_argument("host")
+    p = cmd("rollback", commands.rollback, "pin the newest valid generation older than the served one")
+    p.add_argument("host")
+    p = cmd("trial", commands.trial, "serve generation N for the next boot only, reverting unless confirmed")
+    p.add_argument("host")
+    p.add_argument("generation", type=int)
+    p = cmd("confirm", commands.confirm, "the host came up: make the served generation last-known-good")
+    p.add_argument("host")
+    p = cmd("register", commands.register, "add a NixOS toplevel as the host's next generation")
+    p.add_argument("host")
+    p.add_argument("storepath")
+    p = cmd("serve", commands.serve, "run the appliance: TFTP, control loop, iSCSI reconcile")
+    p = cmd("demo", commands.demo, "serve a throw-away demo store on a loopback port (no root, Nix or LIO needed)")
+    p.add_argument("--port", type=int, default=6969, help="TFTP port on 127.0.0.1 (default 6969)")
+    p.add_argument("--dir", help="where to build the demo store (default: a new temporary directory)")
+    p.add_argument("--print-only", action="store_true", help="print the trees instead of serving")
+    p = cmd("shell", commands.shell, "interactive admin shell (targetcli style)")
+    p.add_argument("script", nargs="*", help="commands to run instead of an interactive session")
+
+    iscsi = sub.add_parser("iscsi", help="iSCSI root LUNs on kernel LIO", description="iSCSI root LUNs on kernel LIO")
+    isub = iscsi.add_subparsers(dest="iscsi_command", metavar="ACTION")
+    isub.required = True
+    for name, help in (("plan", "show what apply would change"), ("apply", "converge LIO to the configuration"),
+                       ("status", "targets, LUNs, ACLs and sessions")):
+        ip = isub.add_parser(name, help=help, description=help)
+        ip.set_defaults(func=commands.iscsi, iscsi_action=name)
+        ip.add_argument("--json", action="store_true", help="machine-readable output")
+        if name != "status":
+            ip.add_argument("--allow-destroy", action="store_true",
+                            help="allow removing LIO objects of LUNs (never the backing data)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args) or 0)
+    except ApplianceError as exc:
+        print(f"netboot: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Operator actions and trial-boot transitions: pure functions State → State.
+
+Every transition is recorded in the state's history with its reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..errors import GenerationError
+from ..nix import Profile
+from .selection import Selection
+from .state import State, Trial
+
+
+def _require_valid(profile: Profile, host: str, number: int) -> None:
+    gen = profile.get(number)
+    if gen is None:
+        have = ", ".join(str(g.number) for g in profile.generations) or "none"
+        raise GenerationError(f"{host}: no generation {number} (generations: {have})")
+    if not gen.valid:
+        raise GenerationError(f"{host}: generation {number} is invalid: {'; '.join(gen.problems)}")
+
+
+def pin(state: State, host: str, profile: Profile, number: int, now: float) -> State:
+    _require_valid(profile, host, number)
+    hs = state.host(host)
+    return state.with_host(host, replace(hs, pin=number), "pin", number, "pinned by operator", now)
+
+
+def unpin(state: State, host: str, now: float) -> State:
+    hs = state.host(host)
+    return state.with_host(host, replace(hs, pin=None), "unpin", hs.pin, "unpinned by operator", now)
+
+
+def rollback(state: State, host: str, profile: Profile, served: Selection, now: float) -> State:
+    """Pin the newest valid generation older than the one served."""
+    if served.number is None:
+        raise GenerationError(f"{host}: nothing is served, so there is nothing to roll back from")
+    older = [g for g in profile.valid if g.number < served.number]
+    if not older:
+        raise GenerationError(f"{host}: no valid generation older than {served.number} to roll back to")
+    target = older[-1].number
+    hs = state.host(host)
+    return state.with_host(host, replace(hs, pin=target, trial=None), "rollback", target,
+                           f"rolled back from {served.number}", now)
+
+
+def start_trial(state: State, host: str, profile: Profile, number: int, served: Selection, now: float) -> State:
+    _require_valid(profile, host, number)
+    hs = state.host(host)
+    trial = Trial(generation=number, previous=served.number, started=now)
+    return state.with_host(host, replace(hs, trial=trial), "trial-start", number,
+                           f"trial for the next boot (was {served.number})", now)
+
+
+def confirm(state: State, host: str, served: Selection, profile_current: int | None, now: float,
+            how: str = "confirmed by operator") -> State:
+    """The served generation came up: it becomes last-known-good.
+
+    A confirmed trial stays served: it is pinned, unless the profile already
+    points at it and nothing was pinned (then following gives the same).
+    """
+    hs = state.host(host)
+    if hs.trial is not None:
+        n = hs.trial.generation
+        keep_following = hs.pin is None and profile_current == n
+        new = replace(hs, trial=None, last_known_good=n, pin=None if keep_following else n)
+        return state.with_host(host, new, "trial-confirmed", n, how, now)
+    if served.number is None:
+        raise GenerationError(f"{host}: nothing is served, nothing to confirm")
+    return state.with_host(host, replace(hs, last_known_good=served.number), "confirmed", served.number, how, now)
+
+
+def revert_trial(state: State, host: str, why: str, now: float) -> State:
+    """The trial failed: serve the last confirmed generation (pinned) and record why."""
+    hs = state.host(host)
+    if hs.trial is None:
+        return state
+    back = hs.last_known_good if hs.last_known_good is not None else hs.trial.previous
+    new = replace(hs, trial=None, pin=back if back is not None else hs.pin)
+    return state.with_host(host, new, "trial-reverted", hs.trial.generation,
+                           f"{why}; now serving {back}", now)
+
+
+def trial_kernel_served(state: State, host: str, now: float) -> State:
+    hs = state.host(host)
+    if hs.trial is None or hs.trial.kernel_served_at is not None:
+        return state
+    return state.with_host(host, replace(hs, trial=replace(hs.trial, kernel_served_at=now)))
+
+
+def trial_due(state: State, host: str, timeout: float, now: float) -> str | None:
+    """Why a running trial must be reverted now (timeout), or None."""
+    trial = state.host(host).trial
+    if trial is not None and now - trial.started >= timeout:
+        return f"no confirmation within trial_timeout ({timeout:g} s)"
+    return None

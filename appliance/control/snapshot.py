@@ -1,0 +1,62 @@
+"""An immutable view of what every host is served right now.
+
+A ``Snapshot`` is built from the config, the profiles on disk and the
+operator's choices; the TFTP side looks files up in one snapshot for a whole
+transfer, so a change swaps in a new snapshot atomically and never alters a
+transfer in progress.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from ..boot import BootTree, gather_inputs, render_tree
+from ..boot.gather import store_roots
+from ..config import Config, Host
+from ..nix import Profile, StoreRoots, read_profile
+from .selection import HostChoice, Selection, select_generation
+
+
+@dataclass(frozen=True)
+class HostSnapshot:
+    host: Host
+    profile: Profile
+    selection: Selection
+    tree: BootTree
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    config: Config
+    hosts: Mapping[str, HostSnapshot] = field(default_factory=dict)
+
+    def host(self, name: str) -> HostSnapshot:
+        self.config.host(name)  # raises UnknownHost with the list of hosts
+        return self.hosts[name]
+
+
+def build_host_snapshot(config: Config, host: Host, choice: HostChoice, roots: StoreRoots | None = None,
+                        generation: int | None = None) -> HostSnapshot:
+    """Read the host's profile, select a generation (or take ``generation``) and render its tree."""
+    roots = roots or store_roots(config)
+    profile = read_profile(host.profile, roots)
+    if generation is None:
+        selection = select_generation(profile, choice)
+    else:
+        selection = select_generation(profile, HostChoice(pin=generation))
+        if selection.reason != "pin":
+            from ..errors import GenerationError
+
+            gen = profile.get(generation)
+            why = "; ".join(gen.problems) if gen else "no such generation"
+            raise GenerationError(f"{host.name}: generation {generation} cannot be served: {why}")
+    tree = render_tree(gather_inputs(config, host, selection.generation, profile.valid, roots))
+    return HostSnapshot(host=host, profile=profile, selection=selection, tree=tree)
+
+
+def build_snapshot(config: Config, choices: Mapping[str, HostChoice]) -> Snapshot:
+    roots = store_roots(config)
+    hosts = {name: build_host_snapshot(config, host, choices.get(name, HostChoice()), roots)
+             for name, host in config.hosts.items()}
+    return Snapshot(config=config, hosts=hosts)
