@@ -1,0 +1,189 @@
+"""TFTP datagram codec: pure functions over bytes.
+
+``parse_packet`` turns any datagram into one of the packet types below or
+raises ``MalformedPacket`` — never anything else — so the I/O layer can feed
+it whatever arrives on a socket.  ``encode_*`` build datagrams.
+
+Written by hand rather than on tftpy's codec: tftpy 0.8.7 raises assorted
+exceptions (struct.error, UnicodeDecodeError, IndexError) on short ACKs,
+non-ASCII filenames and options without a terminating NUL.
+
+Filenames stay ``bytes`` here; decoding and cleaning them is policy
+(``paths.clean_path``).  Option names are lower-cased (RFC 2347 says they are
+case-insensitive); option values are kept as text, interpretation is
+``options.negotiate``'s job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "OP_RRQ", "OP_WRQ", "OP_DATA", "OP_ACK", "OP_ERROR", "OP_OACK",
+    "ERR_UNDEFINED", "ERR_NOT_FOUND", "ERR_ACCESS", "ERR_DISK_FULL",
+    "ERR_ILLEGAL_OP", "ERR_UNKNOWN_TID", "ERR_FILE_EXISTS", "ERR_NO_USER",
+    "ERR_OPTION",
+    "MalformedPacket", "Request", "Data", "Ack", "Error", "OptionAck", "Packet",
+    "parse_packet", "encode_request", "encode_data", "encode_ack",
+    "encode_error", "encode_oack",
+]
+
+OP_RRQ, OP_WRQ, OP_DATA, OP_ACK, OP_ERROR, OP_OACK = 1, 2, 3, 4, 5, 6
+
+ERR_UNDEFINED = 0
+ERR_NOT_FOUND = 1
+ERR_ACCESS = 2
+ERR_DISK_FULL = 3
+ERR_ILLEGAL_OP = 4
+ERR_UNKNOWN_TID = 5
+ERR_FILE_EXISTS = 6
+ERR_NO_USER = 7
+ERR_OPTION = 8
+
+
+class MalformedPacket(ValueError):
+    """The datagram is not a well-formed TFTP packet."""
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """RRQ or WRQ.  ``options`` keeps order and duplicates: (name, value)."""
+
+    opcode: int
+    filename: bytes
+    mode: str
+    options: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def is_write(self) -> bool:
+        return self.opcode == OP_WRQ
+
+
+@dataclass(frozen=True, slots=True)
+class Data:
+    block: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    block: int
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    code: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class OptionAck:
+    options: tuple[tuple[str, str], ...]
+
+
+Packet = Request | Data | Ack | Error | OptionAck
+
+
+def _split_fields(body: bytes, what: str) -> list[bytes]:
+    """NUL-terminated fields; the body must end with NUL."""
+    if not body.endswith(b"\0"):
+        raise MalformedPacket(f"{what}: last field not NUL-terminated")
+    return body[:-1].split(b"\0")
+
+
+def _decode_option_fields(fields: list[bytes], what: str) -> tuple[tuple[str, str], ...]:
+    if len(fields) % 2:
+        raise MalformedPacket(f"{what}: option {fields[-1][:32]!r} has no value")
+    options = []
+    for i in range(0, len(fields), 2):
+        name, value = fields[i], fields[i + 1]
+        if not name:
+            raise MalformedPacket(f"{what}: empty option name")
+        # latin-1 never fails; non-ASCII names simply match no known option.
+        options.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+    return tuple(options)
+
+
+def _parse_request(opcode: int, datagram: bytes) -> Request:
+    fields = _split_fields(datagram[2:], "request")
+    if len(fields) < 2:
+        raise MalformedPacket("request: missing mode")
+    filename, mode = fields[0], fields[1]
+    if not filename:
+        raise MalformedPacket("request: empty filename")
+    if not mode:
+        raise MalformedPacket("request: empty mode")
+    options = _decode_option_fields(fields[2:], "request")
+    return Request(opcode, filename, mode.decode("latin-1").lower(), options)
+
+
+def parse_packet(datagram: bytes) -> Packet:
+    """Parse one datagram.  Raises only ``MalformedPacket``."""
+    if len(datagram) < 4:
+        # The shortest valid packets (ACK, DATA with no payload) are 4 bytes.
+        raise MalformedPacket(f"datagram of {len(datagram)} bytes is too short")
+    if datagram[0] != 0:
+        raise MalformedPacket(f"unknown opcode {int.from_bytes(datagram[:2], 'big')}")
+    opcode = datagram[1]
+    if opcode == OP_ACK:
+        # Trailing bytes are tolerated: some network stacks pad small frames.
+        return Ack((datagram[2] << 8) | datagram[3])
+    if opcode == OP_DATA:
+        return Data((datagram[2] << 8) | datagram[3], bytes(datagram[4:]))
+    if opcode == OP_RRQ or opcode == OP_WRQ:
+        return _parse_request(opcode, bytes(datagram))
+    if opcode == OP_ERROR:
+        code = (datagram[2] << 8) | datagram[3]
+        # Lenient: the message's NUL is often missing in the wild.
+        message = bytes(datagram[4:]).split(b"\0", 1)[0]
+        return Error(code, message.decode("utf-8", "replace"))
+    if opcode == OP_OACK:
+        return OptionAck(_decode_option_fields(_split_fields(bytes(datagram[2:]), "OACK"), "OACK"))
+    raise MalformedPacket(f"unknown opcode {opcode}")
+
+
+def _check_field(value: bytes, what: str) -> bytes:
+    if b"\0" in value:
+        raise ValueError(f"{what} contains NUL")
+    return value
+
+
+def _as_bytes(value: str | bytes) -> bytes:
+    return value if isinstance(value, bytes) else value.encode("utf-8")
+
+
+def encode_request(filename: str | bytes, mode: str = "octet",
+                   options: dict[str, object] | tuple[tuple[str, object], ...] = (),
+                   *, write: bool = False) -> bytes:
+    """RRQ (or WRQ) datagram; ``options`` may repeat names when given as pairs."""
+    pairs = options.items() if isinstance(options, dict) else options
+    parts = [b"\0\2" if write else b"\0\1",
+             _check_field(_as_bytes(filename), "filename"), b"\0",
+             _check_field(mode.encode("ascii"), "mode"), b"\0"]
+    for name, value in pairs:
+        parts += [_check_field(_as_bytes(str(name)), "option name"), b"\0",
+                  _check_field(_as_bytes(str(value)), "option value"), b"\0"]
+    return b"".join(parts)
+
+
+def encode_data(block: int, payload: bytes) -> bytes:
+    """DATA for a block number; numbers past 65535 wrap to 0 (rollover)."""
+    return ((OP_DATA << 16) | (block & 0xFFFF)).to_bytes(4, "big") + payload
+
+
+def encode_ack(block: int) -> bytes:
+    return ((OP_ACK << 16) | (block & 0xFFFF)).to_bytes(4, "big")
+
+
+def encode_error(code: int, message: str) -> bytes:
+    text = message.encode("utf-8", "replace").replace(b"\0", b" ")
+    return ((OP_ERROR << 16) | (code & 0xFFFF)).to_bytes(4, "big") + text + b"\0"
+
+
+def encode_oack(options: dict[str, object] | tuple[tuple[str, object], ...]) -> bytes:
+    pairs = options.items() if isinstance(options, dict) else options
+    parts = [b"\0\6"]
+    for name, value in pairs:
+        parts += [_check_field(str(name).encode("ascii"), "option name"), b"\0",
+                  _check_field(str(value).encode("ascii"), "option value"), b"\0"]
+    return b"".join(parts)

@@ -1,0 +1,616 @@
+"""The I/O layer: sockets, an epoll loop and a timer heap around ``Transfer``.
+
+Single-threaded: one listening socket per configured address, one fresh
+ephemeral-port socket (the TFTP "TID") per transfer, bound to the local
+address the request arrived on.  Everything protocol-related is delegated to
+``packets``, ``paths``, ``options`` and ``transfer``; this module only moves
+datagrams, keeps time and counts.
+
+Policies implemented here:
+
+- one session per client (address, port): a repeated RRQ from it while its
+  session runs is a retransmission and is ignored;
+- a datagram on a session socket from any other address/port gets ERROR 5
+  and does not touch the session;
+- WRQ → ERROR 2 (read-only); an unknown mode → ERROR 4;
+- a datagram on a listening socket that does not parse → ERROR 4; stray
+  DATA/ACK/OACK/ERROR there are dropped; all of them are counted;
+- at ``max_sessions`` concurrent transfers new requests are dropped (counted
+  as ``refused_busy``): clients retransmit their RRQ and get served once a
+  slot is free, rather than failing a boot on an error;
+- errors answering a request are sent from a per-listener ephemeral socket
+  (a TID other than the listening port, as RFC 1350 asks);
+- nothing is logged per packet; every transfer ends in one ``TransferRecord``
+  passed to ``on_transfer`` (also for not-found/denied requests).
+"""
+
+from __future__ import annotations
+
+import errno
+import heapq
+import ipaddress
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+
+from ..errors import TftpError
+from .content import Content, ContentProvider, TftpRequestError, TransferRecord
+from .options import MAX_OPTIONS, WINDOWSIZE_MAX, OptionRefused, negotiate
+from .packets import (
+    ERR_ACCESS, ERR_ILLEGAL_OP, ERR_OPTION, ERR_UNDEFINED, ERR_UNKNOWN_TID,
+    OP_ACK, OP_ERROR, Ack, Error, MalformedPacket, Request, encode_error,
+    parse_packet,
+)
+from .paths import MAX_FILENAME_BYTES, clean_path
+from .transfer import Transfer, netascii_size
+
+__all__ = ["TftpServer", "TftpStats", "parse_listen_address"]
+
+_IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)   # Linux value; missing from Python 3.11
+_MAX_REQUEST_BYTES = 1024      # RFC 2347 limits requests to 512 bytes; be lenient
+_SESSION_RECV_BYTES = 2048     # ACKs are 4 bytes; ERROR messages may be truncated
+_LISTEN_RECV_BYTES = 65536     # detect (and refuse) oversized requests
+_LOOPBACK_MAX_BLKSIZE = 65464
+_ETHERNET_MAX_BLKSIZE = {socket.AF_INET: 1468, socket.AF_INET6: 1448}   # MTU 1500
+
+
+@dataclass
+class TftpStats:
+    """Counters since start (or the last reset); ``sessions_active`` is a gauge."""
+
+    requests: int = 0               # RRQ/WRQ that were not retransmissions
+    duplicate_requests: int = 0     # retransmitted RRQs ignored
+    transfers_complete: int = 0
+    transfers_early_terminated: int = 0
+    transfers_aborted: int = 0      # timeout, client/server error, shutdown
+    bytes_sent: int = 0             # payload bytes acknowledged by clients
+    malformed: int = 0              # datagrams that did not parse
+    stray: int = 0                  # DATA/ACK/... on a listening socket
+    foreign_packets: int = 0        # datagrams on a session socket from another TID
+    refused_busy: int = 0           # requests dropped at max_sessions
+    internal_errors: int = 0        # provider/content/callback exceptions
+    errors_sent: dict[int, int] = field(default_factory=dict)   # TFTP code → count
+    sessions_active: int = 0
+
+
+def parse_listen_address(text: str | tuple[str, int]) -> tuple[str, int]:
+    """"0.0.0.0:69", "[::]:6969", "127.0.0.1:0" (or a (host, port) pair)."""
+    if isinstance(text, tuple):
+        host, port = text
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not port_text.isdigit():
+            raise ValueError(f"listen address {text!r} is not HOST:PORT")
+        port = int(port_text)
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+    ipaddress.ip_address(host)   # raises ValueError for names: bind to addresses only
+    if not 0 <= int(port) <= 65535:
+        raise ValueError(f"port {port} out of range")
+    return host, int(port)
+
+
+class _Listener:
+    __slots__ = ("sock", "error_sock", "family", "host", "wildcard")
+
+    def __init__(self, sock: socket.socket, error_sock: socket.socket, host: str, wildcard: bool) -> None:
+        self.sock = sock
+        self.error_sock = error_sock
+        self.family = sock.family
+        self.host = host
+        self.wildcard = wildcard
+
+
+class _Session:
+    __slots__ = ("sock", "fd", "client", "key", "transfer", "content", "closed")
+
+    def __init__(self, sock: socket.socket, client: tuple, transfer: Transfer, content: Content) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.client = client
+        self.key = (client[0], client[1])
+        self.transfer = transfer
+        self.content = content
+        self.closed = False
+
+
+class TftpServer:
+    """A read-only TFTP server over a ``ContentProvider``.
+
+    ``start()`` binds (``addresses`` then holds the real ports);
+    ``serve_forever()`` runs the loop until ``stop()``, which may be called
+    from any thread.  ``step(max_wait)`` runs one loop iteration for callers
+    that drive the loop themselves.
+    """
+
+    def __init__(self, provider: ContentProvider, listen: Iterable[str | tuple[str, int]] = ("0.0.0.0:69",),
+                 on_transfer: Callable[[TransferRecord], None] | None = None, *,
+                 timeout: float = 1.0, max_retries: int = 5, max_sessions: int = 512,
+                 max_blksize: int | None = None, max_windowsize: int = WINDOWSIZE_MAX,
+                 max_filename_bytes: int = MAX_FILENAME_BYTES, max_options: int = MAX_OPTIONS) -> None:
+        self.provider = provider
+        self.listen = [parse_listen_address(a) for a in listen]
+        self.on_transfer = on_transfer
+        self.timeout = float(timeout)
+        self.max_retries = max_retries
+        self.max_sessions = max_sessions
+        self.max_blksize = max_blksize
+        self.max_windowsize = max_windowsize
+        self.max_filename_bytes = max_filename_bytes
+        self.max_options = max_options
+        self.stats = TftpStats()
+        self.addresses: list[tuple[str, int]] = []
+        self._listeners: dict[int, _Listener] = {}
+        self._sessions: dict[int, _Session] = {}
+        self._by_client: dict[tuple[str, int], _Session] = {}
+        self._timers: list[tuple[float, int, _Session]] = []
+        self._timer_seq = 0
+        self._epoll: select.epoll | None = None
+        self._wake_r = self._wake_w = -1
+        self._lock = threading.Lock()
+        self._stop_at: float | None = None
+        self._loop_thread: int | None = None
+        self._serving = False
+        self._finished = threading.Event()
+        self._closed = False
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def start(self) -> None:
+        """Bind every listening address.  Raises ``TftpError`` if one cannot be bound."""
+        if self._epoll is not None:
+            return
+        self._epoll = select.epoll()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._epoll.register(self._wake_r, select.EPOLLIN)
+        try:
+            for host, port in self.listen:
+                self._bind_listener(host, port)
+        except OSError as exc:
+            self._close_all()
+            raise TftpError(f"TFTP: cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+
+    def _bind_listener(self, host: str, port: int) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        error_sock = None
+        try:
+            wildcard = ipaddress.ip_address(host).is_unspecified
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if wildcard:
+                # Learn each request's destination address so the session can use it.
+                if family == socket.AF_INET:
+                    sock.setsockopt(socket.IPPROTO_IP, _IP_PKTINFO, 1)
+                else:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+            sock.bind((host, port))
+            sock.setblocking(False)
+            error_sock = socket.socket(family, socket.SOCK_DGRAM)
+            error_sock.bind((host, 0))
+            error_sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            if error_sock is not None:
+                error_sock.close()
+            raise
+        listener = _Listener(sock, error_sock, host, wildcard)
+        self._listeners[sock.fileno()] = listener
+        # The error socket is registered so answers to it are drained, not queued.
+        self._listeners[error_sock.fileno()] = listener
+        self._epoll.register(sock.fileno(), select.EPOLLIN)
+        self._epoll.register(error_sock.fileno(), select.EPOLLIN)
+        bound = sock.getsockname()
+        self.addresses.append((bound[0], bound[1]))
+
+    def serve_forever(self) -> None:
+        """Run the loop until ``stop()``; then drain/abort transfers and close."""
+        self.start()
+        with self._lock:
+            if self._closed:
+                return
+            self._serving = True
+            self._finished.clear()
+        self._loop_thread = threading.get_ident()
+        try:
+            while True:
+                stop_at = self._stop_at
+                if stop_at is not None:
+                    self._close_listeners()
+                    now = time.monotonic()
+                    if not self._sessions or now >= stop_at:
+                        break
+                    self.step(min(0.05, stop_at - now))
+                else:
+                    self.step(1.0)
+        finally:
+            self._shutdown()
+            self._loop_thread = None
+            self._serving = False
+            self._finished.set()
+
+    def run_in_thread(self, name: str = "tftp") -> threading.Thread:
+        """Start (bind) now and serve in a daemon thread."""
+        self.start()
+        with self._lock:
+            self._serving = True
+            self._finished.clear()
+        thread = threading.Thread(target=self.serve_forever, name=name, daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self, drain: float = 0.0, wait: float | None = 10.0) -> None:
+        """Stop accepting requests; let running transfers finish for up to
+        ``drain`` seconds, then abort the rest (each gets a TransferRecord).
+
+        Thread-safe.  From another thread it waits up to ``wait`` seconds for
+        the loop to finish; from the loop's own thread (a callback) it returns
+        at once.
+        """
+        with self._lock:
+            if self._stop_at is None:
+                self._stop_at = time.monotonic() + max(0.0, drain)
+            looping = self._serving
+            if self._wake_w >= 0:
+                try:
+                    os.write(self._wake_w, b"x")
+                except OSError:
+                    pass
+        if looping:
+            if threading.get_ident() != self._loop_thread:
+                self._finished.wait(wait)
+        else:
+            self._shutdown()
+
+    def __enter__(self) -> TftpServer:
+        self.run_in_thread()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def read_stats(self, reset: bool = False) -> TftpStats:
+        """A copy of the counters; with ``reset`` the counters restart at zero."""
+        if reset:
+            current, self.stats = self.stats, TftpStats()
+        else:
+            current = self.stats
+        return replace(current, errors_sent=dict(current.errors_sent),
+                       sessions_active=len(self._sessions))
+
+    # -- the loop -------------------------------------------------------------
+
+    def step(self, max_wait: float) -> None:
+        """Wait up to ``max_wait`` seconds for datagrams/timers and handle them."""
+        timers = self._timers
+        wait = max_wait
+        if timers:
+            wait = max(0.0, min(wait, timers[0][0] - time.monotonic()))
+        try:
+            events = self._epoll.poll(wait)
+        except InterruptedError:
+            events = []
+        sessions = self._sessions
+        for fd, _ in events:
+            session = sessions.get(fd)
+            if session is not None:
+                self._on_session_readable(session)
+            elif fd in self._listeners:
+                self._on_listener_readable(fd)
+            elif fd == self._wake_r:
+                try:
+                    os.read(self._wake_r, 512)
+                except OSError:
+                    pass
+        if timers and timers[0][0] <= time.monotonic():
+            self._run_timers(time.monotonic())
+
+    def _on_session_readable(self, session: _Session) -> None:
+        sock = session.sock
+        try:
+            data, addr = sock.recvfrom(_SESSION_RECV_BYTES)
+        except OSError:
+            return
+        client = session.client
+        if addr[1] != client[1] or addr[0] != client[0]:
+            self.stats.foreign_packets += 1
+            self._send_error(sock, addr, ERR_UNKNOWN_TID, "Unknown transfer ID")
+            return
+        now = time.monotonic()
+        transfer = session.transfer
+        try:
+            packet = parse_packet(data)
+        except MalformedPacket:
+            self.stats.malformed += 1
+            return
+        if type(packet) is Ack:
+            out = transfer.on_ack(packet.block, now)
+        elif type(packet) is Error:
+            transfer.on_error(packet.code, packet.message, now)
+            out = ()
+        else:
+            # RRQ/DATA/OACK from the client's TID: not part of a read; ignore.
+            self.stats.malformed += 1
+            return
+        for datagram in out:
+            try:
+                sock.sendto(datagram, client)
+            except OSError:
+                pass        # lost like any datagram; the timer retransmits
+        if transfer.done:
+            self._end_session(session)
+
+    def _run_timers(self, now: float) -> None:
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, _, session = heapq.heappop(timers)
+            if session.closed:
+                continue
+            transfer = session.transfer
+            deadline = transfer.deadline
+            if deadline is not None and deadline > now:
+                self._push_timer(session, deadline)
+                continue
+            for datagram in transfer.on_timeout(now):
+                try:
+                    session.sock.sendto(datagram, session.client)
+                except OSError:
+                    pass
+            if transfer.done:
+                self._end_session(session)
+            else:
+                self._push_timer(session, transfer.deadline)
+
+    def _push_timer(self, session: _Session, deadline: float) -> None:
+        self._timer_seq += 1
+        heapq.heappush(self._timers, (deadline, self._timer_seq, session))
+
+    # -- requests ---------------------------------------------------------------
+
+    def _on_listener_readable(self, fd: int) -> None:
+        listener = self._listeners[fd]
+        sock = listener.sock if listener.sock.fileno() == fd else listener.error_sock
+        local_ip, scope = listener.host, 0
+        try:
+            if listener.wildcard and sock is listener.sock:
+                data, ancdata, _, addr = sock.recvmsg(_LISTEN_RECV_BYTES, 256)
+                local_ip, scope = self._destination(listener, ancdata)
+            else:
+                data, addr = sock.recvfrom(_LISTEN_RECV_BYTES)
+        except OSError:
+            return
+        if sock is listener.error_sock:
+            # Clients answering an error TID (e.g. ERROR back): nothing to do.
+            self.stats.stray += 1
+            return
+        if len(data) > _MAX_REQUEST_BYTES:
+            self.stats.malformed += 1
+            self._send_error(listener.error_sock, addr, ERR_ILLEGAL_OP, "Request too long")
+            return
+        try:
+            packet = parse_packet(data)
+        except MalformedPacket:
+            self.stats.malformed += 1
+            self._send_error(listener.error_sock, addr, ERR_ILLEGAL_OP, "Illegal TFTP operation")
+            return
+        if type(packet) is not Request:
+            self.stats.stray += 1
+            return
+        self._on_request(listener, packet, addr, local_ip, scope)
+
+    @staticmethod
+    def _destination(listener: _Listener, ancdata: list) -> tuple[str, int]:
+        for level, kind, data in ancdata:
+            if level == socket.IPPROTO_IP and kind == _IP_PKTINFO and len(data) >= 12:
+                return socket.inet_ntop(socket.AF_INET, data[8:12]), 0
+            if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(data) >= 20:
+                return socket.inet_ntop(socket.AF_INET6, data[:16]), int.from_bytes(data[16:20], "little")
+        return listener.host, 0
+
+    def _on_request(self, listener: _Listener, request: Request, addr: tuple,
+                    local_ip: str, scope: int) -> None:
+        key = (addr[0], addr[1])
+        if key in self._by_client:
+            self.stats.duplicate_requests += 1
+            return
+        if self._stop_at is not None:
+            return
+        stats = self.stats
+        stats.requests += 1
+        client = (addr[0], addr[1])
+        error_sock = listener.error_sock
+        if request.is_write:
+            self._send_error(error_sock, addr, ERR_ACCESS, "Read-only server")
+            self._emit(TransferRecord(client, request.filename.decode("utf-8", "replace"), {}, 0, 0, 0.0,
+                                      "denied", 512, 1))
+            return
+        if request.mode not in ("octet", "netascii"):
+            self._send_error(error_sock, addr, ERR_ILLEGAL_OP, "Unsupported mode")
+            return
+        if len(self._sessions) >= self.max_sessions:
+            stats.refused_busy += 1
+            return
+        try:
+            path = clean_path(request.filename, self.max_filename_bytes)
+        except TftpRequestError as exc:
+            self._refuse(error_sock, addr, client, request.filename.decode("utf-8", "replace"), exc)
+            return
+        try:
+            content = self.provider.open(client, path)
+        except TftpRequestError as exc:
+            self._refuse(error_sock, addr, client, path, exc)
+            return
+        except Exception as exc:  # the provider is foreign code; it must not stop the server
+            stats.internal_errors += 1
+            self._send_error(error_sock, addr, ERR_UNDEFINED, "internal error")
+            self._emit(TransferRecord(client, path, {}, 0, 0, 0.0,
+                                      f"error: internal error: {exc!r}", 512, 1))
+            return
+        self._start_transfer(listener, request, addr, client, path, content, local_ip, scope)
+
+    def _start_transfer(self, listener: _Listener, request: Request, addr: tuple, client: tuple[str, int],
+                        path: str, content: Content, local_ip: str, scope: int) -> None:
+        sock = None
+        try:
+            netascii = request.mode == "netascii"
+            wants_tsize = any(name == "tsize" for name, _ in request.options)
+            size = content.size
+            if netascii and wants_tsize:
+                size = netascii_size(content)
+            try:
+                negotiated = negotiate(request.options, size=size,
+                                       max_blksize=self._max_blksize_for(listener.family, client[0]),
+                                       max_windowsize=self.max_windowsize, max_options=self.max_options)
+            except OptionRefused as exc:
+                content.close()
+                self._send_error(listener.error_sock, addr, ERR_OPTION, str(exc))
+                self._emit(TransferRecord(client, path, content.meta, 0, content.size, 0.0,
+                                          f"error: option negotiation failed: {exc}", 512, 1))
+                return
+            sock = socket.socket(listener.family, socket.SOCK_DGRAM)
+            sock.bind((local_ip, 0, 0, scope) if listener.family == socket.AF_INET6 else (local_ip, 0))
+            sock.setblocking(False)
+            transfer = Transfer(content, client=client, path=path, blksize=negotiated.blksize,
+                                windowsize=negotiated.windowsize,
+                                timeout=negotiated.timeout or self.timeout,
+                                max_retries=self.max_retries, oack=negotiated.oack,
+                                netascii=netascii)
+            session = _Session(sock, addr, transfer, content)
+            now = time.monotonic()
+            out = transfer.start(now)
+        except Exception as exc:  # socket exhaustion, a failing Content: this request only
+            self.stats.internal_errors += 1
+            if sock is not None:
+                sock.close()
+            content.close()
+            self._send_error(listener.error_sock, addr, ERR_UNDEFINED, "internal error")
+            self._emit(TransferRecord(client, path, {}, 0, 0, 0.0, f"error: internal error: {exc!r}", 512, 1))
+            return
+        self._sessions[session.fd] = session
+        self._by_client[session.key] = session
+        self._epoll.register(session.fd, select.EPOLLIN)
+        for datagram in out:
+            try:
+                sock.sendto(datagram, addr)
+            except OSError:
+                pass
+        if transfer.done:
+            self._end_session(session)
+        else:
+            self._push_timer(session, transfer.deadline)
+
+    def _max_blksize_for(self, family: int, client_ip: str) -> int:
+        if self.max_blksize is not None:
+            return self.max_blksize
+        try:
+            if ipaddress.ip_address(client_ip.split("%", 1)[0]).is_loopback:
+                return _LOOPBACK_MAX_BLKSIZE
+        except ValueError:
+            pass
+        return _ETHERNET_MAX_BLKSIZE.get(family, 1468)
+
+    def _refuse(self, sock: socket.socket, addr: tuple, client: tuple[str, int], path: str,
+                exc: TftpRequestError) -> None:
+        if exc.code == 1:
+            self._send_error(sock, addr, 1, "File not found")
+            outcome = "not-found"
+        elif exc.code == 2:
+            self._send_error(sock, addr, 2, "Access violation")
+            outcome = "denied"
+        else:
+            self._send_error(sock, addr, exc.code, str(exc) or "Request refused")
+            outcome = f"error: {exc}"
+        self._emit(TransferRecord(client, path, {}, 0, 0, 0.0, outcome, 512, 1))
+
+    # -- endings -----------------------------------------------------------------
+
+    def _send_error(self, sock: socket.socket, addr: tuple, code: int, message: str) -> None:
+        errors = self.stats.errors_sent
+        errors[code] = errors.get(code, 0) + 1
+        try:
+            sock.sendto(encode_error(code, message), addr)
+        except OSError:
+            pass
+
+    def _end_session(self, session: _Session) -> None:
+        if session.closed:
+            return
+        session.closed = True
+        self._sessions.pop(session.fd, None)
+        self._by_client.pop(session.key, None)
+        try:
+            self._epoll.unregister(session.fd)
+        except (OSError, ValueError):
+            pass
+        session.sock.close()
+        try:
+            session.content.close()
+        except Exception:  # foreign code
+            self.stats.internal_errors += 1
+        record = session.transfer.record
+        if record is not None:
+            stats = self.stats
+            stats.bytes_sent += record.bytes_sent
+            if record.outcome == "complete":
+                stats.transfers_complete += 1
+            elif record.outcome == "early-terminate":
+                stats.transfers_early_terminated += 1
+            else:
+                stats.transfers_aborted += 1
+                if record.outcome.startswith("error: content read failed"):
+                    stats.internal_errors += 1
+            self._emit(record)
+
+    def _emit(self, record: TransferRecord) -> None:
+        if self.on_transfer is None:
+            return
+        try:
+            self.on_transfer(record)
+        except Exception:  # a broken callback must not take the server down
+            self.stats.internal_errors += 1
+
+    def _close_listeners(self) -> None:
+        for fd, listener in list(self._listeners.items()):
+            try:
+                self._epoll.unregister(fd)
+            except (OSError, ValueError):
+                pass
+            if listener.sock.fileno() == fd:
+                listener.sock.close()
+            else:
+                listener.error_sock.close()
+        self._listeners.clear()
+
+    def _shutdown(self) -> None:
+        """Abort every transfer (with a record each) and close all sockets."""
+        with self._lock:
+            if self._closed or self._epoll is None:
+                return
+            self._closed = True
+        now = time.monotonic()
+        for session in list(self._sessions.values()):
+            for datagram in session.transfer.abort("server stopping", now, message="Server shutting down"):
+                try:
+                    session.sock.sendto(datagram, session.client)
+                except OSError:
+                    pass
+            self._end_session(session)
+        self._close_all()
+
+    def _close_all(self) -> None:
+        self._close_listeners()
+        if self._epoll is not None:
+            self._epoll.close()
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError as exc:
+                    if exc.errno != errno.EBADF:
+                        raise
+        self._wake_r = self._wake_w = -1
+        self._timers.clear()

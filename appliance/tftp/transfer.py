@@ -1,0 +1,252 @@
+"""One read transfer as a state machine: no sockets, no clock reads.
+
+The I/O layer feeds it events with the current time and sends whatever
+datagrams it returns::
+
+    t = Transfer(content, client=addr, path="kernel8.img", blksize=1468)
+    send(t.start(now))
+    send(t.on_ack(block, now))       # for every ACK from the client's TID
+    send(t.on_timeout(now))          # when now >= t.deadline
+    t.on_error(code, message, now)   # client sent ERROR
+    if t.done: emit(t.record)
+
+Block numbers on the wire are 16 bits and wrap from 65535 to 0 (what
+tftpd-hpa does and curl expects); internally blocks are counted without
+wrapping.  Rules that keep the protocol safe:
+
+- an ACK for the last acknowledged block (a duplicate) never triggers a
+  resend — only a timeout does (Sorcerer's Apprentice);
+- an ACK for a block that was never sent (or an old one) is ignored;
+- with a window (RFC 7440), an ACK for block k inside the window slides the
+  window to k+1 and sends from k+1 (the rest of the old window, then new
+  blocks) — the receiver drops anything after a gap anyway;
+- on timeout the whole unacknowledged window is resent, at most
+  ``max_retries`` times in a row without progress, then the transfer ends
+  with outcome "timeout".
+
+Payloads are read from the ``Content`` lazily, in order, one window ahead,
+and kept only until acknowledged.  netascii is converted on the fly (LF →
+CR LF, CR → CR NUL).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+
+from .content import Content, TransferRecord
+from .packets import encode_data, encode_error, encode_oack
+
+__all__ = ["Transfer", "netascii_size", "to_netascii"]
+
+_NETASCII_CHUNK = 16384
+_NETASCII_SIZE_LIMIT = 64 * 1024 * 1024
+
+
+def to_netascii(data: bytes) -> bytes:
+    """LF → CR LF and CR → CR NUL; each input byte maps independently."""
+    return data.replace(b"\r", b"\r\0").replace(b"\n", b"\r\n")
+
+
+def netascii_size(content: Content, limit: int = _NETASCII_SIZE_LIMIT) -> int | None:
+    """Size after netascii conversion, or None for content above ``limit``."""
+    if content.size > limit:
+        return None
+    total = offset = 0
+    while offset < content.size:
+        chunk = content.read_at(offset, min(_NETASCII_CHUNK * 4, content.size - offset))
+        if not chunk:
+            return None
+        offset += len(chunk)
+        total += len(chunk) + chunk.count(b"\n") + chunk.count(b"\r")
+    return total
+
+
+class _ShortRead(Exception):
+    pass
+
+
+class _OctetReader:
+    __slots__ = ("_content", "_size", "_offset")
+
+    def __init__(self, content: Content) -> None:
+        self._content = content
+        self._size = content.size
+        self._offset = 0
+
+    def read(self, n: int) -> bytes:
+        want = min(n, self._size - self._offset)
+        if want <= 0:
+            return b""
+        data = self._content.read_at(self._offset, want)
+        if len(data) != want:
+            # A short block would tell the client the file ended here.
+            raise _ShortRead(f"content returned {len(data)} of {want} bytes at offset {self._offset}")
+        self._offset += want
+        return data
+
+
+class _NetasciiReader:
+    __slots__ = ("_content", "_size", "_offset", "_pending")
+
+    def __init__(self, content: Content) -> None:
+        self._content = content
+        self._size = content.size
+        self._offset = 0
+        self._pending = bytearray()
+
+    def read(self, n: int) -> bytes:
+        pending = self._pending
+        while len(pending) < n and self._offset < self._size:
+            want = min(max(n, _NETASCII_CHUNK), self._size - self._offset)
+            chunk = self._content.read_at(self._offset, want)
+            if not chunk:
+                raise _ShortRead(f"content ended at offset {self._offset} of {self._size}")
+            self._offset += len(chunk)
+            pending += to_netascii(chunk)
+        out = bytes(pending[:n])
+        del pending[:n]
+        return out
+
+
+class Transfer:
+    """A read transfer of one ``Content`` to one client."""
+
+    __slots__ = (
+        "_content", "_reader", "client", "path", "meta", "blksize", "windowsize",
+        "timeout", "max_retries", "_oack", "_acked", "_sent_hi", "_last_block",
+        "_inflight", "_retries", "_acked_bytes", "_started", "deadline", "done",
+        "record", "size",
+    )
+
+    def __init__(self, content: Content, *, client: tuple[str, int], path: str,
+                 blksize: int = 512, windowsize: int = 1, timeout: float = 1.0,
+                 max_retries: int = 5, oack: tuple[tuple[str, str], ...] = (),
+                 netascii: bool = False, meta: Mapping[str, object] | None = None) -> None:
+        if blksize < 1 or windowsize < 1 or timeout <= 0 or max_retries < 0:
+            raise ValueError("blksize, windowsize and timeout must be positive")
+        self._content = content
+        self._reader = _NetasciiReader(content) if netascii else _OctetReader(content)
+        self.client = client
+        self.path = path
+        self.meta = content.meta if meta is None else meta
+        self.size = content.size
+        self.blksize = blksize
+        self.windowsize = windowsize
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self._oack = oack
+        self._acked = 0            # highest acknowledged block (-1: OACK outstanding)
+        self._sent_hi = 0          # highest block sent (0: OACK or nothing)
+        self._last_block = -1      # known once the short final block was read
+        self._inflight: deque[bytes] = deque()   # packets for blocks _acked+1 .. _sent_hi
+        self._retries = 0
+        self._acked_bytes = 0
+        self._started = 0.0
+        self.deadline: float | None = None
+        self.done = False
+        self.record: TransferRecord | None = None
+
+    # -- events -------------------------------------------------------------
+
+    def start(self, now: float) -> list[bytes]:
+        self._started = now
+        self.deadline = now + self.timeout
+        if self._oack:
+            self._acked = -1
+            packet = encode_oack(self._oack)
+            self._inflight.append(packet)
+            return [packet]
+        return self._fill_window(now)
+
+    def on_ack(self, block: int, now: float) -> list[bytes]:
+        if self.done:
+            return []
+        acked = self._acked
+        diff = (block - acked) & 0xFFFF
+        new = acked + diff
+        if diff == 0 or new > self._sent_hi:
+            return []               # duplicate, stale, or never sent: ignore
+        inflight = self._inflight
+        if acked < 0:               # the OACK is acknowledged (block 0)
+            inflight.popleft()
+            acked = 0
+        acked_bytes = self._acked_bytes
+        for _ in range(new - acked):
+            acked_bytes += len(inflight.popleft()) - 4
+        self._acked_bytes = acked_bytes
+        self._acked = new
+        self._retries = 0
+        if new == self._last_block:
+            self._finish("complete", now)
+            return []
+        if inflight:                # partial window ACK: resend from new + 1
+            out = list(inflight)
+            out += self._fill_window(now)
+            return out
+        return self._fill_window(now)
+
+    def on_timeout(self, now: float) -> list[bytes]:
+        if self.done or self.deadline is None or now < self.deadline:
+            return []
+        self._retries += 1
+        if self._retries > self.max_retries:
+            self._finish("timeout", now)
+            return []
+        self.deadline = now + self.timeout
+        return list(self._inflight)
+
+    def on_error(self, code: int, message: str, now: float) -> None:
+        """The client sent an ERROR packet: the transfer ends."""
+        if self.done:
+            return
+        if code == 8:
+            outcome = f"error: client refused options: {message}"
+        elif self._acked <= 0:
+            # e.g. the Raspberry Pi bootloader's tsize probe: OACK, then ERROR 0.
+            outcome = "early-terminate"
+        else:
+            outcome = f"error: client error {code}: {message}"
+        self._finish(outcome, now)
+
+    def abort(self, reason: str, now: float, *, code: int = 0,
+              message: str = "transfer aborted") -> list[bytes]:
+        """End the transfer from the server side; returns the ERROR to send."""
+        if self.done:
+            return []
+        self._finish(f"error: {reason}", now)
+        return [encode_error(code, message)]
+
+    # -- internals ------------------------------------------------------------
+
+    def _fill_window(self, now: float) -> list[bytes]:
+        out = []
+        limit = self._acked + self.windowsize
+        blksize = self.blksize
+        sent = self._sent_hi
+        try:
+            while sent < limit and sent != self._last_block:
+                payload = self._reader.read(blksize)
+                sent += 1
+                if len(payload) < blksize:
+                    self._last_block = sent
+                packet = encode_data(sent, payload)
+                self._inflight.append(packet)
+                out.append(packet)
+        except Exception as exc:  # Content is foreign code: any failure ends this transfer only
+            self._finish(f"error: content read failed: {exc}", now)
+            return [encode_error(0, "internal error")]
+        self._sent_hi = sent
+        self.deadline = now + self.timeout
+        return out
+
+    def _finish(self, outcome: str, now: float) -> None:
+        self.done = True
+        self.deadline = None
+        self._inflight.clear()
+        self.record = TransferRecord(
+            client=self.client, path=self.path, meta=self.meta,
+            bytes_sent=self._acked_bytes, size=self.size,
+            duration=max(0.0, now - self._started), outcome=outcome,
+            blksize=self.blksize, windowsize=self.windowsize,
+        )
