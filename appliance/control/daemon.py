@@ -1,0 +1,294 @@
+"""``netboot serve``: TFTP, the control loop and the iSCSI reconcile in one process.
+
+Threads: the TFTP engine runs its own loop in a thread; this module's loop
+waits on inotify (profiles, config, state directory), signals (SIGHUP
+reload, SIGTERM/SIGINT stop) and a tick for trial timeouts and iSCSI
+sessions.  Changes build a new immutable ``Snapshot`` that is swapped into
+the resolver in one assignment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+from ..config import Config, load_config
+from ..errors import ApplianceError, ConfigError
+from ..tftp import TftpServer, TransferRecord
+from . import operations
+from .gcroots import desired_roots, sync_roots
+from .inotify import Inotify
+from .neighbours import NeighbourTable
+from .resolver import BootResolver, boot_event, is_boot_entry, kernel_paths
+from .snapshot import HostSnapshot, Snapshot, build_host_snapshot, build_snapshot
+from .state import State, StateStore
+
+log = logging.getLogger("netboot")
+
+TICK = 1.0            # seconds between trial / session checks
+DEBOUNCE = 0.01       # gather a burst of inotify events (nix-env makes several)
+
+
+def sd_notify(message: str) -> None:
+    """systemd's notify protocol, without depending on systemd."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.sendto(message.encode(), address)
+    except OSError as exc:
+        log.warning("sd_notify failed: %s", exc)
+
+
+class Appliance:
+    """The running appliance: config, state, snapshot and the TFTP server."""
+
+    def __init__(self, config_path: Path) -> None:
+        self.config_path = config_path
+        self.config: Config = load_config(config_path)
+        self.store = StateStore(self.config.server.state_dir)
+        self.state: State = self.store.load()
+        self.mutex = threading.RLock()        # state + snapshot, shared with the TFTP thread
+        self.neighbours = NeighbourTable()
+        self.resolver = BootResolver(self._build_snapshot(), self.neighbours, before_open=self._before_open)
+        self.tftp: TftpServer | None = None
+        self.inotify = Inotify()
+        self.session_since: dict[str, float] = {}
+        self._stop = False
+        self._reload = False
+
+    # -- snapshots ---------------------------------------------------------------------
+
+    def _build_snapshot(self) -> Snapshot:
+        snapshot = build_snapshot(self.config, self.state.choices())
+        sync_roots(self.config.server.gcroots_dir, desired_roots(snapshot.hosts, self.state), prune=False)
+        return snapshot
+
+    def refresh(self, hosts: set[str] | None = None) -> None:
+        """Rebuild the snapshot (all hosts, or some) and swap it in; GC roots first."""
+        with self.mutex:
+            old = self.resolver.snapshot
+            if hosts is None or old.config is not self.config:
+                snapshot = self._build_snapshot()
+            else:
+                new_hosts = dict(old.hosts)
+                for name in hosts:
+                    new_hosts[name] = build_host_snapshot(self.config, self.config.hosts[name],
+                                                          self.state.host(name).choice())
+                snapshot = Snapshot(self.config, new_hosts)
+                sync_roots(self.config.server.gcroots_dir, desired_roots(snapshot.hosts, self.state), prune=False)
+            self.resolver.set_snapshot(snapshot)
+            sync_roots(self.config.server.gcroots_dir, desired_roots(snapshot.hosts, self.state), prune=True)
+            for name, hs in snapshot.hosts.items():
+                before = old.hosts.get(name)
+                if before is None or before.selection.number != hs.selection.number:
+                    log.info("%s: serving generation %s (%s)%s", name, hs.selection.number, hs.selection.reason,
+                             f" — {hs.selection.note}" if hs.selection.note else "")
+
+    def _update_state(self, change) -> None:
+        """Persist a state change (under the file lock) and adopt the result."""
+        with self.mutex:
+            self.state = self.store.update(change)
+
+    # -- TFTP callbacks (TFTP thread) ----------------------------------------------------
+
+    def _before_open(self, hs: HostSnapshot, path: str) -> None:
+        trial = self.state.host(hs.host.name).trial
+        if trial is None or trial.kernel_served_at is None:
+            return
+        if is_boot_entry(hs, path) or path in kernel_paths(hs):
+            name = hs.host.name
+            why = f"host fetched {path} again before the trial of generation {trial.generation} was confirmed"
+            log.warning("%s: %s: reverting", name, why)
+            self._update_state(lambda st: operations.revert_trial(st, name, why, time.time()))
+            self.refresh({name})
+
+    def on_transfer(self, record: TransferRecord) -> None:
+        now = time.time()
+        event = boot_event(record, now)
+        if event["host"] is not None:
+            self.store.append_event(event)
+        name = record.meta.get("host")
+        if not (record.meta.get("kernel") and record.outcome == "complete" and isinstance(name, str)):
+            return
+        trial = self.state.host(name).trial
+        if trial is not None and trial.kernel_served_at is None and record.meta.get("generation") == trial.generation:
+            self._update_state(lambda st: operations.trial_kernel_served(st, name, now))
+
+    # -- periodic checks -------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        for name, host in self.config.hosts.items():
+            reason = operations.trial_due(self.state, name, host.trial_timeout, now)
+            if reason:
+                log.warning("%s: %s: reverting", name, reason)
+                self._update_state(lambda st, n=name, r=reason: operations.revert_trial(st, n, r, now))
+                self.refresh({name})
+        self._check_sessions(now)
+
+    def _check_sessions(self, now: float) -> None:
+        """A host whose iSCSI session stays up for trial_confirm_after has booted: confirm."""
+        if not self.config.iscsi.enable or not any(h.iscsi for h in self.config.hosts.values()):
+            return
+        try:
+            from ..iscsi.sessions import read_sessions
+
+            sessions = read_sessions()
+        except Exception:
+            return
+        snapshot = self.resolver.snapshot
+        for name, host in self.config.hosts.items():
+            if host.iscsi is None:
+                continue
+            logged_in = any(s.get("initiator", "").lower() == host.iscsi.initiator
+                            for s in sessions.get(self.config.iscsi.target_iqn(name), []))
+            if not logged_in:
+                self.session_since.pop(name, None)
+                continue
+            since = self.session_since.setdefault(name, now)
+            hstate = self.state.host(name)
+            hs = snapshot.hosts[name]
+            if now - since < host.trial_confirm_after:
+                continue
+            if hstate.trial is not None:
+                if hstate.trial.kernel_served_at is not None and since >= hstate.trial.kernel_served_at - 5:
+                    how = f"iSCSI session up for {host.trial_confirm_after:g} s"
+                    self._update_state(lambda st, n=name, h=hs, c=hs.profile.current:
+                                       operations.confirm(st, n, h.selection, c, now, how))
+                    self.refresh({name})
+            elif hs.selection.number is not None and hstate.last_known_good != hs.selection.number:
+                self._update_state(lambda st, n=name, h=hs, c=hs.profile.current: operations.confirm(
+                    st, n, h.selection, c, now, "iSCSI session stayed up"))
+
+    # -- config reload / iSCSI --------------------------------------------------------------
+
+    def reload_config(self) -> None:
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("config reload rejected, keeping the running configuration:")
+            for p in exc.problems:
+                log.error("  %s", p)
+            return
+        if config.server.tftp_listen != self.config.server.tftp_listen:
+            log.warning("tftp_listen changed: takes effect after a restart")
+        with self.mutex:
+            self.config = config
+            if config.server.state_dir != self.store.dir:
+                self.store = StateStore(config.server.state_dir)
+                self.state = self.store.load()
+            self.refresh()
+        self._watch()
+        self.apply_iscsi()
+        log.info("configuration reloaded (%d hosts)", len(config.hosts))
+
+    def apply_iscsi(self) -> None:
+        if not self.config.iscsi.enable:
+            return
+        try:
+            from ..iscsi import iscsi_apply
+
+            report = iscsi_apply(self.config, allow_destroy=False)
+            log.info("iSCSI: %s", report)
+        except ApplianceError as exc:
+            log.error("iSCSI: %s", exc)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        self.inotify.unwatch_all()
+        dirs = {h.profile.parent for h in self.config.hosts.values()}
+        dirs |= {self.config_path.parent, self.config.server.state_dir}
+        for d in dirs:
+            if not self.inotify.watch(d):
+                log.warning("cannot watch %s (missing?)", d)
+
+    def _on_fs_events(self, events: list) -> None:
+        reload_config = refresh_all = False
+        hosts: set[str] = set()
+        for directory, name, _mask in events:
+            if directory is None:
+                refresh_all = True          # queue overflow: rebuild everything
+                continue
+            if directory == self.config_path.parent and name == self.config_path.name:
+                reload_config = True
+            if directory == self.config.server.state_dir and name == "state.json":
+                with self.mutex:
+                    self.state = self.store.load()
+                refresh_all = True
+            for hname, host in self.config.hosts.items():
+                if directory == host.profile.parent and name.startswith(host.profile.name):
+                    hosts.add(hname)
+        if reload_config:
+            self.reload_config()
+        elif refresh_all:
+            self.refresh()
+        elif hosts:
+            self.refresh(hosts)
+
+    def run(self) -> int:
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+        def on_signal(signum: int, _frame: object) -> None:
+            if signum == signal.SIGHUP:
+                self._reload = True
+            else:
+                self._stop = True
+            try:
+                os.write(wake_w, b"x")
+            except OSError:
+                pass
+
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, on_signal)
+        listen = [str(a) for a in self.config.server.tftp_listen]
+        self.tftp = TftpServer(self.resolver, listen=listen, on_transfer=self.on_transfer)
+        self.tftp.run_in_thread()
+        self._watch()
+        self.apply_iscsi()
+        log.info("serving TFTP on %s for %d hosts", ", ".join(f"{h}:{p}" for h, p in self.tftp.addresses),
+                 len(self.config.hosts))
+        sd_notify("READY=1\nSTATUS=serving")
+        next_tick = time.monotonic()
+        try:
+            while not self._stop:
+                timeout = max(0.0, next_tick - time.monotonic())
+                readable, _, _ = select.select([self.inotify.fd, wake_r], [], [], timeout)
+                if wake_r in readable:
+                    try:
+                        os.read(wake_r, 512)
+                    except OSError:
+                        pass
+                if self._reload:
+                    self._reload = False
+                    sd_notify("RELOADING=1")
+                    self.reload_config()
+                    sd_notify("READY=1")
+                if self.inotify.fd in readable:
+                    time.sleep(DEBOUNCE)
+                    self._on_fs_events(self.inotify.read())
+                if time.monotonic() >= next_tick:
+                    self.tick(time.time())
+                    next_tick = time.monotonic() + TICK
+        finally:
+            sd_notify("STOPPING=1")
+            log.info("stopping: finishing transfers")
+            self.tftp.stop(drain=2.0)
+            self.inotify.close()
+            self.neighbours.close()
+            os.close(wake_r)
+            os.close(wake_w)
+        return 0
+
+
+def run_daemon(config_path: Path) -> int:
+    return Appliance(config_path).run()
