@@ -20,10 +20,11 @@ from pathlib import Path
 
 from ..config import Config, load_config
 from ..errors import ApplianceError, ConfigError
-from ..tftp import TftpServer, TransferRecord
+from ..tftp import TftpServer, TftpStats, TransferRecord
 from . import operations
 from .gcroots import desired_roots, sync_roots
 from .inotify import Inotify
+from .metrics import BootCounters, render_metrics, serve_metrics
 from .neighbours import NeighbourTable
 from .resolver import BootResolver, boot_event, is_boot_entry, kernel_paths
 from .snapshot import HostSnapshot, Snapshot, build_host_snapshot, build_snapshot
@@ -63,6 +64,7 @@ class Appliance:
         self.tftp: TftpServer | None = None
         self.inotify = Inotify()
         self.session_since: dict[str, float] = {}
+        self.boots = BootCounters()
         self._stop = False
         self._reload = False
 
@@ -117,6 +119,7 @@ class Appliance:
         event = boot_event(record, now)
         if event["host"] is not None:
             self.store.append_event(event)
+            self.boots.record(event["host"], record.outcome, record.bytes_sent)
         name = record.meta.get("host")
         if not (record.meta.get("kernel") and record.outcome == "complete" and isinstance(name, str)):
             return
@@ -168,6 +171,12 @@ class Appliance:
             elif hs.selection.number is not None and hstate.last_known_good != hs.selection.number:
                 self._update_state(lambda st, n=name, h=hs, c=hs.profile.current: operations.confirm(
                     st, n, h.selection, c, now, "iSCSI session stayed up"))
+
+    def render_metrics(self) -> str:
+        snapshot = self.resolver.snapshot
+        served = {name: hs.selection.number for name, hs in snapshot.hosts.items()}
+        sessions = {name: name in self.session_since for name, h in self.config.hosts.items() if h.iscsi}
+        return render_metrics(self.tftp.read_stats() if self.tftp else TftpStats(), self.boots, served, sessions)
 
     # -- config reload / iSCSI --------------------------------------------------------------
 
@@ -257,6 +266,13 @@ class Appliance:
         self.apply_iscsi()
         log.info("serving TFTP on %s for %d hosts", ", ".join(f"{h}:{p}" for h, p in self.tftp.addresses),
                  len(self.config.hosts))
+        metrics = None
+        if self.config.server.metrics_listen is not None:
+            addr = self.config.server.metrics_listen
+            try:
+                metrics = serve_metrics(addr.host, addr.port, self.render_metrics)
+            except OSError as exc:
+                log.error("metrics: cannot listen on %s: %s", addr, exc.strerror)
         sd_notify("READY=1\nSTATUS=serving")
         next_tick = time.monotonic()
         try:
@@ -283,6 +299,8 @@ class Appliance:
             sd_notify("STOPPING=1")
             log.info("stopping: finishing transfers")
             self.tftp.stop(drain=2.0)
+            if metrics is not None:
+                metrics.shutdown()
             self.inotify.close()
             self.neighbours.close()
             os.close(wake_r)

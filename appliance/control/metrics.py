@@ -1,0 +1,80 @@
+"""Prometheus text exposition of the appliance's counters (optional HTTP listener)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Mapping
+
+from ..tftp import TftpStats
+
+
+class BootCounters:
+    """Per-host boot-event counters, fed from the TFTP thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.transfers: dict[tuple[str, str], int] = {}   # (host, outcome) → count
+        self.bytes: dict[str, int] = {}
+
+    def record(self, host: str, outcome: str, nbytes: int) -> None:
+        outcome = outcome.split(":", 1)[0]
+        with self._lock:
+            self.transfers[(host, outcome)] = self.transfers.get((host, outcome), 0) + 1
+            self.bytes[host] = self.bytes.get(host, 0) + nbytes
+
+    def copy(self) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
+        with self._lock:
+            return dict(self.transfers), dict(self.bytes)
+
+
+def render_metrics(stats: TftpStats, boots: BootCounters, served: Mapping[str, int | None],
+                   sessions: Mapping[str, bool]) -> str:
+    """Pure: counters in, Prometheus text format out."""
+    lines = []
+
+    def metric(name: str, kind: str, help: str, samples: list[tuple[str, float]]) -> None:
+        lines.append(f"# HELP {name} {help}")
+        lines.append(f"# TYPE {name} {kind}")
+        lines.extend(f"{name}{labels} {value}" for labels, value in samples)
+
+    s = asdict(stats)
+    errors = s.pop("errors_sent")
+    active = s.pop("sessions_active")
+    for key, value in s.items():
+        metric(f"netboot_tftp_{key}_total", "counter", f"TFTP {key.replace('_', ' ')}", [("", value)])
+    metric("netboot_tftp_errors_sent_total", "counter", "TFTP error packets sent by code",
+           [(f'{{code="{code}"}}', n) for code, n in sorted(errors.items())])
+    metric("netboot_tftp_sessions_active", "gauge", "TFTP transfers in progress", [("", active)])
+    transfers, nbytes = boots.copy()
+    metric("netboot_boot_transfers_total", "counter", "transfers per host and outcome",
+           [(f'{{host="{h}",outcome="{o}"}}', n) for (h, o), n in sorted(transfers.items())])
+    metric("netboot_boot_bytes_total", "counter", "bytes served per host",
+           [(f'{{host="{h}"}}', n) for h, n in sorted(nbytes.items())])
+    metric("netboot_served_generation", "gauge", "generation served per host (-1: none)",
+           [(f'{{host="{h}"}}', -1 if g is None else g) for h, g in sorted(served.items())])
+    metric("netboot_iscsi_session_up", "gauge", "1 when the host's initiator is logged in",
+           [(f'{{host="{h}"}}', int(up)) for h, up in sorted(sessions.items())])
+    return "\n".join(lines) + "\n"
+
+
+def serve_metrics(host: str, port: int, render: Callable[[], str]) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server API)
+            if self.path not in ("/metrics", "/"):
+                self.send_error(404)
+                return
+            body = render().encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass  # scrapes are not news
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server
