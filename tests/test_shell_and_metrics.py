@@ -1,0 +1,107 @@
+"""The admin shell and the Prometheus endpoint, driven as an operator would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from appliance.control.metrics import BootCounters, render_metrics
+from appliance.demo import build_demo
+from appliance.tftp import TftpStats
+
+
+def netboot(config: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "appliance.cli.main", "-c", str(config), *args],
+                          capture_output=True, text=True, timeout=60, env=env)
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def demo(tmp_path: Path):
+    return build_demo(tmp_path / "demo", port=free_port())
+
+
+def test_shell_lists_generations_and_pins(demo, tmp_path):
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    out = netboot(demo.config, "shell", "ls /hosts/pi-desktop/generations", env=env)
+    assert out.returncode == 0, out.stderr
+    assert "o- 1" in out.stdout and "o- 2" in out.stdout
+    assert "served current" in out.stdout          # generation 2: followed
+    out = netboot(demo.config, "shell", "cd /hosts/pi-desktop", "pin 1", env=env)
+    assert "serving generation 1 (pin)" in out.stdout, out.stdout + out.stderr
+    status = json.loads(netboot(demo.config, "status", "--json").stdout)
+    assert status["hosts"]["pi-desktop"]["served"] == 1
+    assert status["hosts"]["pi-desktop"]["reason"] == "pin"
+    # A bad generation is an error line in the shell, not a crash, and changes nothing.
+    out = netboot(demo.config, "shell", "cd /hosts/pi-desktop", "pin 9", env=env)
+    assert "error: pi-desktop: no generation 9" in out.stdout
+    assert "Traceback" not in out.stdout + out.stderr
+    status = json.loads(netboot(demo.config, "status", "--json").stdout)
+    assert status["hosts"]["pi-desktop"]["served"] == 1
+
+
+def test_render_metrics_counts_per_host():
+    boots = BootCounters()
+    boots.record("pi", "complete", 100)
+    boots.record("pi", "complete", 50)
+    boots.record("pi", "error: client", 0)
+    text = render_metrics(TftpStats(requests=3, errors_sent={1: 2}), boots, {"pi": 4, "pc": None}, {"pi": True})
+    assert 'netboot_boot_transfers_total{host="pi",outcome="complete"} 2' in text
+    assert 'netboot_boot_transfers_total{host="pi",outcome="error"} 1' in text
+    assert 'netboot_boot_bytes_total{host="pi"} 150' in text
+    assert 'netboot_tftp_errors_sent_total{code="1"} 2' in text
+    assert 'netboot_served_generation{host="pc"} -1' in text
+    assert 'netboot_iscsi_session_up{host="pi"} 1' in text
+    assert "netboot_tftp_requests_total 3" in text
+
+
+def test_daemon_metrics_endpoint(demo):
+    mport = free_port(socket.SOCK_STREAM)
+    text = demo.config.read_text().replace("[iscsi]", f'metrics_listen = "127.0.0.1:{mport}"\n\n[iscsi]', 1)
+    demo.config.write_text(text)
+    tport = int(text.split("tftp_listen = [\"127.0.0.1:")[1].split('"')[0])
+    proc = subprocess.Popen([sys.executable, "-m", "appliance.cli.main", "-c", str(demo.config), "serve"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        body = None
+        while time.monotonic() < deadline and body is None:
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=2).read().decode()
+            except OSError:
+                time.sleep(0.1)
+        assert body is not None, "metrics endpoint never came up"
+        got = subprocess.run(["curl", "-s", "-o", "-", f"tftp://127.0.0.1:{tport}/dc-a6-32-01-02-03/config.txt"],
+                             capture_output=True, timeout=30)
+        assert got.stdout.startswith(b"# netboot-appliance")
+        # The record is emitted when the server sees the last ACK, just after curl exits.
+        want = 'netboot_boot_transfers_total{host="pi-desktop",outcome="complete"} 1'
+        for _ in range(50):
+            body = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read().decode()
+            if want in body:
+                break
+            time.sleep(0.1)
+        assert want in body
+        assert 'netboot_served_generation{host="pi-desktop"} 2' in body
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, proc.stderr.read()
