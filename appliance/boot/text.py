@@ -27,8 +27,8 @@ def config_txt(host: Host) -> bytes:
 
 def entry_title(gen: Generation) -> str:
     date = time.strftime("%Y-%m-%d %H:%M", time.gmtime(gen.created)) if gen.created else "?"
-    label = f" {gen.label}" if gen.label else ""
-    return f"NixOS generation {gen.number}{label} ({date})"
+    label = f" {gen.label}" if gen.label else " NixOS"
+    return f"generation {gen.number}:{label} ({date})"
 
 
 def pxelinux_menu(host: Host, selected: Generation, kept: tuple[Generation, ...], host_dir: str) -> bytes:
