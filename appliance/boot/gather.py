@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..config import Config, Host
 from ..errors import GenerationError
-from ..nix import Generation, StoreRoots
+from ..nix import Generation, StoreCache, StoreRoots
 from .render import BootInputs
 
 MAX_FILES = 20000  # a firmware or dtbs tree is a few thousand files at most
@@ -41,10 +41,16 @@ def store_roots(config: Config) -> StoreRoots:
 
 
 def gather_inputs(config: Config, host: Host, selected: Generation | None, kept: tuple[Generation, ...],
-                  roots: StoreRoots | None = None) -> BootInputs:
+                  roots: StoreRoots | None = None, cache: StoreCache | None = None) -> BootInputs:
     roots = roots or store_roots(config)
+
+    def listing(directory: Path) -> tuple[tuple[str, Path], ...]:
+        if cache is None:
+            return list_files(directory, roots)
+        return cache.listing(directory, lambda: list_files(directory, roots))
+
     firmware: tuple[tuple[str, Path], ...] = ()
     if host.firmware and host.firmware in config.firmware:
-        firmware = list_files(config.firmware[host.firmware].path, roots)
-    dtbs = {g.number: list_files(g.dtbs, roots) for g in {*kept, *([selected] if selected else [])} if g.dtbs}
+        firmware = listing(config.firmware[host.firmware].path)
+    dtbs = {g.number: listing(g.dtbs) for g in {*kept, *([selected] if selected else [])} if g.dtbs}
     return BootInputs(host=host, selected=selected, kept=kept, firmware=firmware, dtbs=dtbs)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..config import Config, load_config
 from ..errors import ApplianceError, ConfigError
+from ..nix import StoreCache
 from ..tftp import TftpServer, TftpStats, TransferRecord
 from . import operations
 from .gcroots import desired_roots, sync_roots
@@ -54,12 +55,13 @@ class Appliance:
     """The running appliance: config, state, snapshot and the TFTP server."""
 
     def __init__(self, config_path: Path) -> None:
-        self.config_path = config_path
+        self.config_path = config_path.absolute()
         self.config: Config = load_config(config_path)
         self.store = StateStore(self.config.server.state_dir)
         self.state: State = self.store.load()
         self.mutex = threading.RLock()        # state + snapshot, shared with the TFTP thread
         self.neighbours = NeighbourTable()
+        self.cache = StoreCache()
         self.resolver = BootResolver(self._build_snapshot(), self.neighbours, before_open=self._before_open)
         self.tftp: TftpServer | None = None
         self.inotify = Inotify()
@@ -71,7 +73,7 @@ class Appliance:
     # -- snapshots ---------------------------------------------------------------------
 
     def _build_snapshot(self) -> Snapshot:
-        snapshot = build_snapshot(self.config, self.state.choices())
+        snapshot = build_snapshot(self.config, self.state.choices(), self.cache)
         sync_roots(self.config.server.gcroots_dir, desired_roots(snapshot.hosts, self.state), prune=False)
         return snapshot
 
@@ -85,7 +87,7 @@ class Appliance:
                 new_hosts = dict(old.hosts)
                 for name in hosts:
                     new_hosts[name] = build_host_snapshot(self.config, self.config.hosts[name],
-                                                          self.state.host(name).choice())
+                                                          self.state.host(name).choice(), cache=self.cache)
                 snapshot = Snapshot(self.config, new_hosts)
                 sync_roots(self.config.server.gcroots_dir, desired_roots(snapshot.hosts, self.state), prune=False)
             self.resolver.set_snapshot(snapshot)

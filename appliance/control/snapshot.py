@@ -14,7 +14,7 @@ from typing import Mapping
 from ..boot import BootTree, gather_inputs, render_tree
 from ..boot.gather import store_roots
 from ..config import Config, Host
-from ..nix import Profile, StoreRoots, read_profile
+from ..nix import Profile, StoreCache, StoreRoots, read_profile
 from .selection import HostChoice, Selection, select_generation
 
 
@@ -37,10 +37,10 @@ class Snapshot:
 
 
 def build_host_snapshot(config: Config, host: Host, choice: HostChoice, roots: StoreRoots | None = None,
-                        generation: int | None = None) -> HostSnapshot:
+                        generation: int | None = None, cache: StoreCache | None = None) -> HostSnapshot:
     """Read the host's profile, select a generation (or take ``generation``) and render its tree."""
     roots = roots or store_roots(config)
-    profile = read_profile(host.profile, roots)
+    profile = read_profile(host.profile, roots, cache)
     if generation is None:
         selection = select_generation(profile, choice)
     else:
@@ -51,12 +51,12 @@ def build_host_snapshot(config: Config, host: Host, choice: HostChoice, roots: S
             gen = profile.get(generation)
             why = "; ".join(gen.problems) if gen else "no such generation"
             raise GenerationError(f"{host.name}: generation {generation} cannot be served: {why}")
-    tree = render_tree(gather_inputs(config, host, selection.generation, profile.valid, roots))
+    tree = render_tree(gather_inputs(config, host, selection.generation, profile.valid, roots, cache))
     return HostSnapshot(host=host, profile=profile, selection=selection, tree=tree)
 
 
-def build_snapshot(config: Config, choices: Mapping[str, HostChoice]) -> Snapshot:
+def build_snapshot(config: Config, choices: Mapping[str, HostChoice], cache: StoreCache | None = None) -> Snapshot:
     roots = store_roots(config)
-    hosts = {name: build_host_snapshot(config, host, choices.get(name, HostChoice()), roots)
+    hosts = {name: build_host_snapshot(config, host, choices.get(name, HostChoice()), roots, cache=cache)
              for name, host in config.hosts.items()}
     return Snapshot(config=config, hosts=hosts)

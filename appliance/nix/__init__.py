@@ -6,12 +6,13 @@ path-containment rule; ``profile.py`` does the file-system reads.
 
 from .bootspec import BootSpec, parse_bootspec, parse_link_name
 from .profile import Generation, Profile, read_generation, read_profile, register_generation
-from .store import StoreRoots
+from .store import StoreCache, StoreRoots
 
 __all__ = [
     "BootSpec",
     "Generation",
     "Profile",
+    "StoreCache",
     "StoreRoots",
     "parse_bootspec",
     "parse_link_name",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import GenerationError
 from .bootspec import BootSpecProblem, link_name, parse_bootspec, parse_kernel_params, parse_link_name
-from .store import StoreRoots
+from .store import StoreCache, StoreRoots
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class Profile:
         return tuple(g for g in self.generations if g.valid)
 
 
-def read_profile(profile: Path, roots: StoreRoots) -> Profile:
+def read_profile(profile: Path, roots: StoreRoots, cache: StoreCache | None = None) -> Profile:
     """Every ``<profile>-<N>-link`` beside ``profile``, and which one is current."""
     directory, name = profile.parent, profile.name
     problems: list[str] = []
@@ -62,7 +62,12 @@ def read_profile(profile: Path, roots: StoreRoots) -> Profile:
     except OSError as exc:
         return Profile(profile, problems=(f"cannot list {directory}: {exc.strerror}",))
     numbered = sorted((n, e) for e in entries if (n := parse_link_name(name, e)) is not None)
-    generations = tuple(read_generation(directory / entry, n, roots) for n, entry in numbered)
+    def read(link: Path, n: int) -> Generation:
+        if cache is None:
+            return read_generation(link, n, roots)
+        return cache.generation(link, n, lambda: read_generation(link, n, roots))  # type: ignore[return-value]
+
+    generations = tuple(read(directory / entry, n) for n, entry in numbered)
     current = None
     try:
         target = os.readlink(profile)

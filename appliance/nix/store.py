@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from ..errors import GenerationError, PathEscapesStore
 
@@ -37,3 +38,42 @@ class StoreRoots:
             if real == root or real.is_relative_to(root):
                 return real
         raise PathEscapesStore(f"{path} resolves to {real}, outside {', '.join(map(str, self.roots))}")
+
+
+class StoreCache:
+    """Memo of reads of immutable store paths, owned by one long-running process.
+
+    Store paths never change once written, so a valid generation read through
+    a link with the same target, or a listing of a store directory, can be
+    reused.  Invalid generations are never cached: they may be half-copied.
+    """
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self.max_entries = max_entries
+        self._generations: dict[tuple[str, str], object] = {}
+        self._listings: dict[str, tuple] = {}
+
+    def generation(self, link: Path, number: int, read: Callable[[], object]) -> object:
+        try:
+            key = (str(link), f"{number}:{os.readlink(link)}")
+        except OSError:
+            return read()
+        hit = self._generations.get(key)
+        if hit is None:
+            hit = read()
+            if getattr(hit, "valid", False):
+                self._bounded(self._generations)[key] = hit
+        return hit
+
+    def listing(self, directory: Path, read: Callable[[], tuple]) -> tuple:
+        key = str(directory)
+        hit = self._listings.get(key)
+        if hit is None:
+            hit = read()
+            self._bounded(self._listings)[key] = hit
+        return hit
+
+    def _bounded(self, table: dict) -> dict:
+        if len(table) >= self.max_entries:
+            table.clear()
+        return table
