@@ -1,0 +1,147 @@
+"""What the CLI and the daemon call: plan, apply, status, format a plan.
+
+Each function opens LIO at the edge (``LioAdapter.open()``) unless an
+adapter is passed in (tests, or a caller that keeps one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config.model import Config
+from ..errors import DestructiveChange
+from .desired import LioDesired, SecretReader, desired_state, owns_backstore, read_secret_file
+from .lio import LioAdapter
+from .observe import LioObserved
+from .plan import Plan, plan
+
+__all__ = ["ApplyReport", "format_plan", "iscsi_apply", "iscsi_plan", "iscsi_status"]
+
+
+@dataclass(frozen=True)
+class ApplyReport:
+    """What ``iscsi_apply`` did.  ``disabled``: [iscsi] enable = false, LIO untouched."""
+
+    done: tuple[str, ...] = ()
+    plan: Plan = field(default_factory=lambda: Plan(actions=()))
+    remaining: Plan | None = None      # a fresh plan after applying: empty when converged
+    disabled: bool = False
+
+    @property
+    def converged(self) -> bool:
+        return self.remaining is None or self.remaining.empty
+
+    def __str__(self) -> str:
+        if self.disabled:
+            return "iSCSI disabled ([iscsi] enable = false): LIO not touched"
+        if not self.done:
+            return "nothing to do (LIO matches the configuration)"
+        tail = "" if self.converged else f"; {len(self.remaining.actions)} changes still pending"  # type: ignore[union-attr]
+        return f"{len(self.done)} changes applied{tail}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"disabled": self.disabled, "applied": list(self.done), "converged": self.converged,
+                "plan": self.plan.as_json(),
+                "remaining": self.remaining.as_json() if self.remaining is not None else None}
+
+
+def _fileio_paths(desired: LioDesired) -> list:
+    return [t.backstore.path for t in desired.targets if t.backstore.plugin == "fileio"]
+
+
+def _desired_and_observed(config: Config, adapter: LioAdapter, secrets: SecretReader) -> tuple[LioDesired, LioObserved]:
+    desired = desired_state(config, secrets)
+    return desired, adapter.observe(_fileio_paths(desired))
+
+
+def iscsi_plan(config: Config, allow_destroy: bool = False, *, adapter: LioAdapter | None = None,
+               secrets: SecretReader = read_secret_file) -> Plan:
+    """The plan to converge LIO.  Raises LioUnavailable, ConfigError (secret files)."""
+    desired = desired_state(config, secrets)   # config problems first, before touching LIO
+    adapter = adapter or LioAdapter.open()
+    observed = adapter.observe(_fileio_paths(desired))
+    return plan(desired, observed, allow_destroy)
+
+
+def iscsi_apply(config: Config, allow_destroy: bool = False, *, adapter: LioAdapter | None = None,
+                secrets: SecretReader = read_secret_file, save: bool = False) -> ApplyReport:
+    """Converge LIO.  Raises ``DestructiveChange`` (nothing applied) when the
+    plan has refusals; its ``plan`` attribute holds the plan."""
+    if not config.iscsi.enable:
+        return ApplyReport(disabled=True)
+    desired = desired_state(config, secrets)
+    adapter = adapter or LioAdapter.open()
+    the_plan = plan(desired, adapter.observe(_fileio_paths(desired)), allow_destroy)
+    if the_plan.refusals:
+        exc = DestructiveChange("refused, nothing applied: " + "; ".join(map(str, the_plan.refusals)))
+        exc.plan = the_plan  # type: ignore[attr-defined]
+        raise exc
+    if not the_plan.actions:
+        return ApplyReport(plan=the_plan, remaining=the_plan)
+    done = adapter.execute(the_plan, secrets)
+    remaining = plan(desired, adapter.observe(_fileio_paths(desired)), allow_destroy)
+    if save:
+        adapter.save()
+    return ApplyReport(done=tuple(done), plan=the_plan, remaining=remaining)
+
+
+def iscsi_status(config: Config, *, adapter: LioAdapter | None = None,
+                 secrets: SecretReader = read_secret_file) -> dict[str, Any]:
+    """JSON-able status: per host target/LUN/ACL/sessions, pending changes.  No secrets."""
+    if not config.iscsi.enable:
+        return {"enabled": False, "hosts": {}}
+    desired = desired_state(config, secrets)
+    adapter = adapter or LioAdapter.open()
+    observed = adapter.observe(_fileio_paths(desired))
+    pending = plan(desired, observed)
+    hosts: dict[str, Any] = {}
+    for t in desired.targets:
+        target = observed.target(t.iqn)
+        tpg = target.tpg(1) if target else None
+        lun = tpg.lun(0) if tpg else None
+        acl = tpg.acl(t.initiator) if tpg else None
+        backstores = observed.backstore(t.backstore.name)
+        hosts[t.host] = {
+            "target": t.iqn,
+            "initiator": t.initiator,
+            "target_exists": target is not None,
+            "enabled": bool(tpg and tpg.enabled),
+            "portals": [str(p) for p in (tpg.portals if tpg else ())],
+            "backstore": {"name": t.backstore.name, "plugin": t.backstore.plugin, "path": str(t.backstore.path),
+                          "size": t.backstore.size, "exists": bool(backstores)},
+            "lun0": f"{lun.backstore[0]}/{lun.backstore[1]}" if lun and lun.backstore else None,
+            "acl": acl is not None,
+            "chap": t.chap is not None,
+            "sessions": [s.as_json() for s in observed.sessions(t.iqn)],
+        }
+    return {
+        "enabled": True,
+        "hosts": hosts,
+        "in_sync": pending.empty,
+        "pending": [a.describe() for a in pending.actions],
+        "refusals": [str(r) for r in pending.refusals],
+        "unmanaged_targets": [t.iqn for t in observed.targets if not desired.owns_target(t.iqn)],
+        "unmanaged_backstores": [f"{b.plugin}/{b.name}" for b in observed.backstores if not owns_backstore(b.name)],
+    }
+
+
+def format_plan(the_plan: Plan) -> str:
+    """Human-readable plan: ``+`` create/fix, ``-`` delete, ``!`` destructive."""
+    if the_plan.empty:
+        return "iSCSI: nothing to do (LIO matches the configuration)"
+    lines = [f"iSCSI plan: {len(the_plan.actions)} changes"]
+    for a in the_plan.actions:
+        mark = "!" if a.destructive else ("-" if a.verb.startswith("delete") else "+")
+        lines.append(f"  {mark} {a.describe()}")
+    if the_plan.refusals:
+        lines.append("refused — nothing will be applied:")
+        lines += [f"  {r}" for r in the_plan.refusals]
+    return "\n".join(lines)
+
+
+def raise_if_refused(the_plan: Plan) -> None:
+    if the_plan.refusals:
+        raise DestructiveChange("; ".join(map(str, the_plan.refusals)))
+
+

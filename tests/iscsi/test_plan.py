@@ -1,0 +1,356 @@
+"""The pure planner: create, converge, drift, ownership, data safety, secrets."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from appliance.config.model import BootStyle, ChapSpec, Config, Host, HostIscsi, IscsiConfig, ListenAddress, LunSpec
+from appliance.errors import ConfigError
+from appliance.iscsi import format_plan, plan
+import importlib
+
+p = importlib.import_module("appliance.iscsi.plan")  # the package exports the function `plan` under the same name
+from appliance.iscsi.desired import Portal, Secret, desired_state
+from appliance.iscsi.observe import (
+    AclObserved,
+    BackstoreObserved,
+    FileObserved,
+    LioObserved,
+    LunObserved,
+    TargetObserved,
+    TpgObserved,
+)
+
+from .fake import apply_actions
+
+PREFIX = "iqn.2026-11.lan.netboot"
+MiB = 1 << 20
+SECRETS = {
+    Path("/run/secrets/pi-chap"): "s3cret-pi-desktop-XYZ",
+    Path("/run/secrets/pi-mutual"): "mutual-target-QWE",
+}
+
+
+def read_secret(path: Path) -> str:
+    try:
+        return SECRETS[path]
+    except KeyError:
+        raise FileNotFoundError(2, "No such file or directory", str(path)) from None
+
+
+def host(name: str, lun: LunSpec | None = None, chap: ChapSpec | None = None, initiator: str | None = None) -> Host:
+    return Host(
+        name=name, boot=BootStyle.RPI, profile=Path(f"/nix/var/nix/profiles/netboot/{name}"),
+        iscsi=HostIscsi(
+            initiator=initiator or f"iqn.2026-04.net.example:{name}",
+            lun=lun or LunSpec("file", Path(f"/srv/luns/{name}.img"), 64 * MiB),
+            chap=chap,
+        ),
+    )
+
+
+CHAP = ChapSpec(user="pi-desktop", secret_file=Path("/run/secrets/pi-chap"),
+                mutual_user="netboot", mutual_secret_file=Path("/run/secrets/pi-mutual"))
+
+
+def config(*hosts: Host, portals=(ListenAddress("0.0.0.0", 3260),)) -> Config:
+    return Config(iscsi=IscsiConfig(enable=True, portals=tuple(portals), target_prefix=PREFIX),
+                  hosts={h.name: h for h in hosts})
+
+
+def desired(cfg: Config):
+    return desired_state(cfg, read_secret)
+
+
+def converge(cfg: Config, observed: LioObserved = LioObserved(), allow_destroy: bool = False) -> LioObserved:
+    the_plan = plan(desired(cfg), observed, allow_destroy)
+    assert not the_plan.refusals, the_plan.refusals
+    return apply_actions(observed, the_plan, read_secret)
+
+
+def verbs(the_plan: p.Plan) -> list[str]:
+    return [a.verb for a in the_plan.actions]
+
+
+TWO = config(host("pi-desktop", chap=CHAP), host("pi-kitchen"))
+
+
+# -- create and converge ---------------------------------------------------------------
+
+def test_empty_lio_gets_everything_in_dependency_order():
+    the_plan = plan(desired(config(host("pi-kitchen"))), LioObserved(files=(FileObserved(Path("/srv/luns/pi-kitchen.img"), False),)))
+    assert verbs(the_plan) == [
+        "create-backstore", "create-target", "create-tpg",
+        "set-tpg-attribute", "set-tpg-attribute", "set-tpg-attribute",
+        "create-portal", "create-lun", "create-acl", "create-mapped-lun", "enable-tpg",
+    ]
+    bs = the_plan.actions[0]
+    assert bs == p.CreateBackstore("fileio", "netboot-pi-kitchen", Path("/srv/luns/pi-kitchen.img"), 64 * MiB, "create")
+    attrs = {(a.name, a.value) for a in the_plan.actions if isinstance(a, p.SetTpgAttribute)}
+    assert attrs == {("generate_node_acls", "0"), ("demo_mode_write_protect", "1"), ("authentication", "0")}
+    assert p.CreateTarget(f"{PREFIX}:pi-kitchen") in the_plan.actions
+    assert p.CreatePortal(f"{PREFIX}:pi-kitchen", Portal("0.0.0.0", 3260)) in the_plan.actions
+    assert p.CreateAcl(f"{PREFIX}:pi-kitchen", "iqn.2026-04.net.example:pi-kitchen") in the_plan.actions
+    assert not the_plan.refusals
+
+
+def test_chap_host_gets_authentication_and_chap_from_files():
+    the_plan = plan(desired(config(host("pi-desktop", chap=CHAP))), LioObserved())
+    assert p.SetTpgAttribute(f"{PREFIX}:pi-desktop", "authentication", "1") in the_plan.actions
+    chap = [a for a in the_plan.actions if isinstance(a, p.SetAclChap)]
+    assert chap == [p.SetAclChap(f"{PREFIX}:pi-desktop", "iqn.2026-04.net.example:pi-desktop", "pi-desktop",
+                                 Path("/run/secrets/pi-chap"), "netboot", Path("/run/secrets/pi-mutual"), "new ACL")]
+
+
+def test_second_plan_after_apply_is_empty():
+    observed = converge(TWO)
+    again = plan(desired(TWO), observed)
+    assert again.empty, format_plan(again)
+    assert format_plan(again) == "iSCSI: nothing to do (LIO matches the configuration)"
+
+
+def test_existing_file_of_the_right_size_is_used_not_created():
+    f = FileObserved(Path("/srv/luns/pi-kitchen.img"), True, "file", 64 * MiB)
+    the_plan = plan(desired(config(host("pi-kitchen"))), LioObserved(files=(f,)))
+    assert the_plan.actions[0].file_action == "use"
+    assert not the_plan.refusals
+
+
+# -- drift -----------------------------------------------------------------------------
+
+def _tpg_edit(observed: LioObserved, iqn: str, **changes) -> LioObserved:
+    return replace(observed, targets=tuple(
+        replace(t, tpgs=tuple(replace(tpg, **changes(tpg)) if callable(changes) else replace(tpg, **changes)
+                              for tpg in t.tpgs)) if t.iqn == iqn else t for t in observed.targets))
+
+
+def _edit_tpg(observed: LioObserved, iqn: str, fn) -> LioObserved:
+    return replace(observed, targets=tuple(
+        replace(t, tpgs=tuple(fn(tpg) for tpg in t.tpgs)) if t.iqn == iqn else t for t in observed.targets))
+
+
+DESK = f"{PREFIX}:pi-desktop"
+KITCHEN = f"{PREFIX}:pi-kitchen"
+
+
+def test_deleted_acl_is_recreated_with_lun_and_chap():
+    observed = _edit_tpg(converge(TWO), DESK, lambda t: replace(t, acls=()))
+    the_plan = plan(desired(TWO), observed)
+    assert verbs(the_plan) == ["create-acl", "create-mapped-lun", "set-acl-chap"]
+    assert not the_plan.refusals
+    assert plan(desired(TWO), apply_actions(observed, the_plan, read_secret)).empty
+
+
+def test_changed_attribute_is_set_back():
+    observed = _edit_tpg(converge(TWO), KITCHEN, lambda t: replace(
+        t, attributes=tuple(sorted({**t.attribute_map, "generate_node_acls": "1"}.items()))))
+    the_plan = plan(desired(TWO), observed)
+    assert the_plan.actions == (p.SetTpgAttribute(KITCHEN, "generate_node_acls", "0", "1"),)
+
+
+def test_missing_portal_is_created_and_extra_one_removed():
+    observed = _edit_tpg(converge(TWO), KITCHEN, lambda t: replace(t, portals=(Portal("10.9.9.9", 3260),)))
+    the_plan = plan(desired(TWO), observed)
+    assert the_plan.actions == (p.DeletePortal(KITCHEN, Portal("10.9.9.9", 3260)),
+                                p.CreatePortal(KITCHEN, Portal("0.0.0.0", 3260)))
+    assert not the_plan.refusals
+
+
+def test_wrong_chap_secret_is_rewritten_without_showing_it():
+    observed = _edit_tpg(converge(TWO), DESK, lambda t: replace(
+        t, acls=tuple(replace(a, chap_password=Secret("old-one")) for a in t.acls)))
+    the_plan = plan(desired(TWO), observed)
+    assert verbs(the_plan) == ["set-acl-chap"]
+    assert the_plan.actions[0].reason == "secret differs"
+
+
+def test_chap_left_on_an_acl_without_chap_is_cleared():
+    observed = _edit_tpg(converge(TWO), KITCHEN, lambda t: replace(
+        t, acls=tuple(replace(a, chap_userid="someone", chap_password=Secret("x")) for a in t.acls)))
+    the_plan = plan(desired(TWO), observed)
+    assert the_plan.actions == (p.SetAclChap(KITCHEN, "iqn.2026-04.net.example:pi-kitchen", "", None,
+                                             reason="CHAP not configured"),)
+
+
+def test_disabled_tpg_write_protected_mapping_and_stray_acl_are_fixed():
+    def drift(t: TpgObserved) -> TpgObserved:
+        acls = tuple(replace(a, mapped_luns=((0, 0, True),)) for a in t.acls)
+        return replace(t, enabled=False, acls=acls + (AclObserved("iqn.2000-01.com.evil:intruder", ((0, 0, False),)),))
+    observed = _edit_tpg(converge(TWO), KITCHEN, drift)
+    the_plan = plan(desired(TWO), observed)
+    assert verbs(the_plan) == ["delete-mapped-lun", "delete-acl", "create-mapped-lun", "enable-tpg"]
+    assert not the_plan.refusals
+    assert plan(desired(TWO), apply_actions(observed, the_plan, read_secret)).empty
+
+
+def test_initiator_iqn_case_does_not_cause_drift():
+    observed = _edit_tpg(converge(TWO), KITCHEN, lambda t: replace(
+        t, acls=tuple(replace(a, initiator=a.initiator.upper().replace("IQN.", "iqn.")) for a in t.acls)))
+    assert plan(desired(TWO), observed).empty
+
+
+# -- ownership ---------------------------------------------------------------------------
+
+FOREIGN_TARGET = TargetObserved("iqn.2003-01.org.linux-iscsi.nas:sn.1234", (
+    TpgObserved(1, True, (("authentication", "0"), ("demo_mode_write_protect", "0"), ("generate_node_acls", "1")),
+                (Portal("0.0.0.0", 3260),), (LunObserved(0, ("fileio", "data")),),
+                (AclObserved("iqn.2026-04.net.example:pi-desktop", ((0, 0, False),)),)),))
+FOREIGN_BS = BackstoreObserved("fileio", "data", "/srv/data.img", 10 * MiB)
+OTHER_PREFIX = TargetObserved("iqn.2026-11.lan.netbootx:pi-desktop", ())
+
+
+def test_foreign_targets_and_backstores_are_never_touched():
+    observed = replace(converge(TWO), targets=converge(TWO).targets + (FOREIGN_TARGET, OTHER_PREFIX),
+                       backstores=converge(TWO).backstores + (FOREIGN_BS, BackstoreObserved("block", "mydisk", "/dev/sdz", None)))
+    for allow in (False, True):
+        the_plan = plan(desired(TWO), observed, allow_destroy=allow)
+        assert the_plan.empty, format_plan(the_plan)
+    # Even when the appliance's own objects are all gone (no hosts left).
+    the_plan = plan(desired(config()), observed, allow_destroy=True)
+    text = json.dumps(the_plan.as_json())
+    assert "linux-iscsi" not in text and "netbootx" not in text and '"data"' not in text and "mydisk" not in text
+
+
+def test_backing_file_exported_by_a_foreign_backstore_is_a_conflict_even_with_allow_destroy():
+    foreign = BackstoreObserved("fileio", "handmade", "/srv/luns/pi-kitchen.img", 64 * MiB)
+    for allow in (False, True):
+        the_plan = plan(desired(config(host("pi-kitchen"))), LioObserved(backstores=(foreign,)), allow)
+        assert [r.overridable for r in the_plan.refusals] == [False]
+        assert "handmade" in str(the_plan.refusals[0])
+
+
+# -- data safety -----------------------------------------------------------------------
+
+def _no_file_operations(the_plan: p.Plan) -> None:
+    # Deleting LIO objects never implies touching a file: only CreateBackstore may, and
+    # it never deletes or truncates (ensure_backing_file is tested separately).
+    for a in the_plan.actions:
+        if isinstance(a, p.CreateBackstore):
+            assert a.file_action in ("create", "use", "grow")
+
+
+def test_removed_host_is_refused_then_only_lio_objects_deleted():
+    observed = converge(TWO)
+    only_desk = config(host("pi-desktop", chap=CHAP))
+    refused = plan(desired(only_desk), observed)
+    assert refused.refused
+    subjects = {r.subject for r in refused.refusals}
+    assert subjects == {KITCHEN, "netboot-pi-kitchen"}
+    assert all(r.overridable for r in refused.refusals)
+    assert "needs --allow-destroy" in format_plan(refused)
+
+    allowed = plan(desired(only_desk), observed, allow_destroy=True)
+    assert not allowed.refusals
+    assert allowed.actions == (
+        p.DeleteTarget(KITCHEN, has_luns=True),
+        p.DeleteBackstore("fileio", "netboot-pi-kitchen", "/srv/luns/pi-kitchen.img", "no host in the configuration uses it"),
+    )
+    assert "the backing data is kept" in allowed.actions[1].describe()
+    _no_file_operations(allowed)
+    after = apply_actions(observed, allowed, read_secret)
+    assert plan(desired(only_desk), after).empty
+
+
+def test_changed_backing_path_is_refused_then_replaced():
+    observed = converge(TWO)
+    moved = config(host("pi-desktop", chap=CHAP), host("pi-kitchen", LunSpec("file", Path("/srv/new/pi-kitchen.img"), 64 * MiB)))
+    refused = plan(desired(moved), observed)
+    assert refused.refused
+    assert any("backing path changes from /srv/luns/pi-kitchen.img to /srv/new/pi-kitchen.img" in r.reason
+               for r in refused.refusals)
+    allowed = plan(desired(moved), observed, allow_destroy=True)
+    assert verbs(allowed) == ["delete-lun", "delete-backstore", "create-backstore", "create-lun", "create-mapped-lun"]
+    _no_file_operations(allowed)
+    assert plan(desired(moved), apply_actions(observed, allowed, read_secret)).empty
+
+
+def test_changed_size_is_refused():
+    observed = converge(TWO)
+    bigger = config(host("pi-desktop", chap=CHAP), host("pi-kitchen", LunSpec("file", Path("/srv/luns/pi-kitchen.img"), 128 * MiB)))
+    refused = plan(desired(bigger), observed)
+    assert any("size changes from 64 MiB to 128 MiB" in r.reason for r in refused.refusals)
+    smaller = config(host("pi-desktop", chap=CHAP), host("pi-kitchen", LunSpec("file", Path("/srv/luns/pi-kitchen.img"), 32 * MiB)))
+    assert plan(desired(smaller), observed).refused
+
+
+def test_block_backstore_replacing_a_file_is_refused():
+    observed = converge(TWO)
+    block = config(host("pi-desktop", chap=CHAP), host("pi-kitchen", LunSpec("block", Path("/dev/zvol/tank/k"))))
+    refused = plan(desired(block), observed)
+    assert any("kind changes from fileio to block" in r.reason for r in refused.refusals)
+
+
+def test_smaller_existing_file_is_grown_only_with_allow_destroy_larger_never_shrunk():
+    small = FileObserved(Path("/srv/luns/pi-kitchen.img"), True, "file", 16 * MiB)
+    cfg = config(host("pi-kitchen"))
+    refused = plan(desired(cfg), LioObserved(files=(small,)))
+    assert refused.refused and "grow the existing file from 16 MiB" in str(refused.refusals[0])
+    grown = plan(desired(cfg), LioObserved(files=(small,)), allow_destroy=True)
+    assert grown.actions[0].file_action == "grow" and not grown.refusals
+
+    large = FileObserved(Path("/srv/luns/pi-kitchen.img"), True, "file", 256 * MiB)
+    refused = plan(desired(cfg), LioObserved(files=(large,)))
+    assert "never shrunk" in str(refused.refusals[0])
+    allowed = plan(desired(cfg), LioObserved(files=(large,)), allow_destroy=True)
+    assert allowed.actions[0].file_action == "use"
+
+
+def test_missing_directory_and_non_file_are_conflicts():
+    cfg = config(host("pi-kitchen"))
+    nodir = FileObserved(Path("/srv/luns/pi-kitchen.img"), False, parent_exists=False)
+    the_plan = plan(desired(cfg), LioObserved(files=(nodir,)), allow_destroy=True)
+    assert the_plan.refused and "does not exist (share not mounted?)" in str(the_plan.refusals[0])
+    adir = FileObserved(Path("/srv/luns/pi-kitchen.img"), True, "dir")
+    assert plan(desired(cfg), LioObserved(files=(adir,)), allow_destroy=True).refused
+
+
+def test_foreign_lun_inside_an_owned_target_is_destructive_to_remove():
+    observed = _edit_tpg(converge(TWO), KITCHEN, lambda t: replace(t, luns=t.luns + (LunObserved(1, ("fileio", "data")),)))
+    refused = plan(desired(TWO), observed)
+    assert [a.verb for a in refused.actions] == ["delete-lun"] and refused.refused
+
+
+# -- secrets ---------------------------------------------------------------------------
+
+def test_secrets_never_appear_in_repr_format_or_json():
+    d = desired(TWO)
+    observed = converge(TWO)
+    drifted = _edit_tpg(observed, DESK, lambda t: replace(t, acls=tuple(replace(a, chap_password=Secret("old-secret-value")) for a in t.acls)))
+    plans = [plan(d, LioObserved()), plan(d, drifted)]
+    texts = [repr(d), str(d), repr(observed), repr(drifted)]
+    for the_plan in plans:
+        texts += [repr(the_plan), format_plan(the_plan), json.dumps(the_plan.as_json())]
+        texts += [a.describe() for a in the_plan.actions]
+    for text in texts:
+        for secret in [*SECRETS.values(), "old-secret-value"]:
+            assert secret not in text
+    with pytest.raises(TypeError):
+        json.dumps(d.targets[0].chap.password)
+    assert f"{d.targets[0].chap.password}" == "Secret(<hidden>)"
+
+
+def test_unreadable_or_bad_secret_files_are_config_errors_without_values():
+    cfg = config(host("pi-desktop", chap=replace(CHAP, secret_file=Path("/run/secrets/missing"))))
+    with pytest.raises(ConfigError) as err:
+        desired(cfg)
+    assert "hosts.pi-desktop.iscsi.chap.secret_file" in str(err.value)
+    padded = {Path("/run/secrets/pi-chap"): " padded ", Path("/run/secrets/pi-mutual"): "ok-secret"}
+    with pytest.raises(ConfigError) as err:
+        desired_state(config(host("pi-desktop", chap=CHAP)), padded.__getitem__)
+    assert "whitespace" in str(err.value) and "padded" not in str(err.value)
+
+
+def test_secret_file_loses_exactly_one_trailing_newline(tmp_path):
+    from appliance.iscsi.desired import read_secret_file
+
+    f = tmp_path / "s"
+    f.write_text("abc\n\n")
+    assert read_secret_file(f) == "abc\n"
+    f.write_text("abc\n")
+    assert read_secret_file(f) == "abc"
+    f.write_text("abc")
+    assert read_secret_file(f) == "abc"
