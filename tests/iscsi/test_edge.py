@@ -1,0 +1,150 @@
+"""The I/O edges on this host: kernel checks, backing files, sessions, commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import appliance.iscsi as iscsi
+from appliance.config.model import Config, IscsiConfig, ListenAddress
+from appliance.errors import IscsiError, LioUnavailable
+from appliance.iscsi.lio import KernelPaths, ensure_backing_file, prepare_kernel
+from appliance.iscsi.observe import parse_acl_info
+from appliance.iscsi.sessions import read_sessions
+
+from .test_plan import TWO
+
+
+def test_public_surface():
+    for name in iscsi.__all__:
+        assert hasattr(iscsi, name), name
+    assert callable(iscsi.cmd_plan) and callable(iscsi.iscsi_apply)
+
+
+# -- kernel preparation ----------------------------------------------------------------
+
+def _paths(tmp_path: Path, filesystems: str, mounts: str = "") -> KernelPaths:
+    (tmp_path / "filesystems").write_text(filesystems)
+    (tmp_path / "mounts").write_text(mounts)
+    (tmp_path / "module").mkdir(exist_ok=True)
+    (tmp_path / "config").mkdir(exist_ok=True)
+    return KernelPaths(proc_filesystems=tmp_path / "filesystems", proc_mounts=tmp_path / "mounts",
+                       sys_module=tmp_path / "module", configfs=tmp_path / "config", dbroot=tmp_path / "etc-target")
+
+
+def _runner(results: dict[str, tuple[int, str]], calls: list[list[str]]):
+    def run(argv):
+        calls.append(argv)
+        code, err = results.get(argv[-1] if argv[0] == "modprobe" else argv[0], (0, ""))
+        return subprocess.CompletedProcess(argv, code, "", err)
+    return run
+
+
+def test_no_configfs_says_so(tmp_path):
+    calls: list = []
+    paths = _paths(tmp_path, "nodev\tsysfs\nnodev\tproc\n")
+    run = _runner({"configfs": (1, "modprobe: FATAL: Module configfs not found in directory /lib/modules/6.1.0")}, calls)
+    with pytest.raises(LioUnavailable) as err:
+        prepare_kernel(paths, run)
+    assert "no configfs" in str(err.value) and "Module configfs not found" in str(err.value)
+    assert calls == [["modprobe", "configfs"]]
+
+
+def test_missing_target_module_is_named(tmp_path):
+    calls: list = []
+    paths = _paths(tmp_path, "nodev\tconfigfs\n", f"configfs {tmp_path / 'config'} configfs rw 0 0\n")
+    run = _runner({"iscsi_target_mod": (1, "modprobe: FATAL: Module iscsi_target_mod not found")}, calls)
+    with pytest.raises(LioUnavailable) as err:
+        prepare_kernel(paths, run)
+    assert "kernel module iscsi_target_mod cannot be loaded" in str(err.value)
+
+
+def test_configfs_is_mounted_when_needed_and_dbroot_created(tmp_path):
+    calls: list = []
+    paths = _paths(tmp_path, "nodev\tconfigfs\n")
+    (tmp_path / "config" / "target").mkdir()
+    prepare_kernel(paths, _runner({}, calls))
+    assert ["mount", "-t", "configfs", "configfs", str(tmp_path / "config")] in calls
+    assert paths.dbroot.is_dir()
+
+
+@pytest.mark.skipif(Path("/sys/kernel/config/target").is_dir(), reason="this machine has LIO")
+def test_on_this_host_without_lio_the_commands_say_what_is_missing(tmp_path, capsys):
+    with pytest.raises(LioUnavailable) as err:
+        iscsi.iscsi_plan(TWO, secrets=lambda p: "a-secret-value")
+    assert "kernel LIO is not available" in str(err.value)
+    secret = tmp_path / "chap"
+    secret.write_text("a-secret-value\n")
+    from dataclasses import replace
+    from .test_plan import CHAP, config, host
+    cfg = config(host("pi-desktop", chap=replace(CHAP, secret_file=secret, mutual_secret_file=secret)))
+    code = iscsi.cmd_plan(cfg, argparse.Namespace(json=False, allow_destroy=False))
+    out = capsys.readouterr()
+    assert code == 1
+    assert "kernel LIO is not available" in out.err
+    print(out.err)
+
+
+def test_disabled_iscsi_touches_nothing(capsys):
+    cfg = Config(iscsi=IscsiConfig(enable=False, portals=(ListenAddress("0.0.0.0", 3260),)))
+    for cmd in (iscsi.cmd_plan, iscsi.cmd_apply, iscsi.cmd_status):
+        assert cmd(cfg, argparse.Namespace(json=False, allow_destroy=False)) == 0
+        assert "disabled" in capsys.readouterr().out
+    assert iscsi.cmd_status(cfg, argparse.Namespace(json=True)) == 0
+    assert json.loads(capsys.readouterr().out) == {"enabled": False, "hosts": {}}
+    assert iscsi.iscsi_apply(cfg).disabled
+
+
+# -- backing files ---------------------------------------------------------------------
+
+def test_backing_file_is_created_sparse_and_never_truncated(tmp_path):
+    f = tmp_path / "lun.img"
+    assert ensure_backing_file(f, 64 << 20) == "created"
+    st = os.stat(f)
+    assert st.st_size == 64 << 20 and st.st_blocks * 512 < (1 << 20)   # sparse
+    with open(f, "r+b") as h:
+        h.write(b"data")
+    assert ensure_backing_file(f, 32 << 20) == "kept"        # larger: left alone
+    assert os.stat(f).st_size == 64 << 20 and f.read_bytes()[:4] == b"data"
+    with pytest.raises(IscsiError, match="needs --allow-destroy"):
+        ensure_backing_file(f, 128 << 20)                     # smaller: refused without grow
+    assert ensure_backing_file(f, 128 << 20, grow=True) == "grown"
+    assert os.stat(f).st_size == 128 << 20 and f.read_bytes()[:4] == b"data"
+
+
+# -- sessions --------------------------------------------------------------------------
+
+INFO = """InitiatorName: iqn.2026-04.net.example:pi-desktop
+InitiatorAlias: 
+LIO Session ID: 3   ISID: 0x23d000000   TSIH: 3  SessionType: Normal
+Session State: TARG_SESS_STATE_LOGGED_IN
+---------------------[iSCSI Session Values]-----------------------
+  CmdSN/WR  :  CmdSN/WC  :  ExpCmdSN  :  MaxCmdSN  :     ITT    :     TTT
+ 0x00000014   0x00000014   0x00000014   0x00000093   0x00000013   0xffffffff
+----------------------[iSCSI Connections]-------------------------
+CID: 0  Connection State: TARG_CONN_STATE_LOGGED_IN
+   Address 10.0.2.2 TCP  StatSN: 0x00000015
+"""
+
+
+def test_acl_info_parses_into_a_session():
+    s = parse_acl_info("iqn.t:x", 1, INFO)
+    assert s is not None and s.initiator == "iqn.2026-04.net.example:pi-desktop"
+    assert s.state == "LOGGED_IN" and s.addresses == ("10.0.2.2",)
+    assert parse_acl_info("iqn.t:x", 1, "No active iSCSI Session for Initiator Endpoint: iqn.x\n") is None
+
+
+def test_read_sessions_walks_configfs(tmp_path):
+    acl = tmp_path / "iqn.2026-11.lan.netboot:pi-desktop" / "tpgt_1" / "acls" / "iqn.2026-04.net.example:pi-desktop"
+    acl.mkdir(parents=True)
+    (acl / "info").write_text(INFO)
+    (tmp_path / "discovery_auth").mkdir()
+    assert read_sessions(tmp_path) == {"iqn.2026-11.lan.netboot:pi-desktop": [
+        {"target": "iqn.2026-11.lan.netboot:pi-desktop", "tpg": 1, "initiator": "iqn.2026-04.net.example:pi-desktop",
+         "state": "LOGGED_IN", "addresses": ["10.0.2.2"]}]}
+    assert read_sessions(tmp_path / "absent") == {}
