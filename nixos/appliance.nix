@@ -1,0 +1,614 @@
+# services.netboot-appliance: the boot server (TFTP from the Nix store, root
+# LUNs over iSCSI via kernel LIO) as a NixOS service. See nixos/README.md.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+let
+  inherit (lib)
+    concatLists
+    concatStringsSep
+    filter
+    literalExpression
+    mapAttrsToList
+    mkDefault
+    mkEnableOption
+    mkIf
+    mkOption
+    optional
+    optionals
+    optionalString
+    types
+    unique
+    ;
+
+  cfg = config.services.netboot-appliance;
+  netbootLib = import ./lib.nix;
+  settingsFormat = pkgs.formats.toml { };
+
+  # The CLI's default path: `netboot status` etc. find the daemon's config
+  # without -c, and a config change becomes a reload, not a restart.
+  configPath = "/etc/netboot/appliance.toml";
+
+  settingsDocument = netbootLib.toSettings cfg.settings;
+
+  canRunCheck = pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform;
+
+  configFile =
+    pkgs.runCommand "netboot-appliance.toml"
+      {
+        preferLocalBuild = true;
+      }
+      ''
+        cp ${settingsFormat.generate "appliance.toml" settingsDocument} $out
+        ${optionalString (cfg.checkConfig && canRunCheck) ''
+          # Refuse a bad configuration at build time, with every problem listed.
+          ${lib.getExe cfg.package} -c $out check --no-files
+        ''}
+      '';
+
+  hosts = cfg.settings.hosts;
+  stateDir = cfg.settings.server.state_dir;
+  # systemd creates StateDirectory= only below /var/lib; elsewhere tmpfiles does.
+  stateInVarLib = lib.hasPrefix "/var/lib/" stateDir;
+  iscsiEnabled = cfg.settings.iscsi.enable;
+
+  hostLuns = filter (lun: lun != null) (
+    mapAttrsToList (_: host: if host.iscsi == null then null else host.iscsi.lun) hosts
+  );
+  lunFileDirs = unique (map (lun: dirOf lun.file) (filter (lun: lun.file != null) hostLuns));
+
+  absolutePath =
+    types.addCheck types.str (lib.hasPrefix "/")
+    // {
+      description = "absolute path (a string, so nothing is copied into the Nix store)";
+    };
+
+  iscsiName =
+    types.strMatching "^(iqn\\.[0-9]{4}-(0[1-9]|1[0-2])\\.[a-z0-9][a-z0-9.-]*(:[^[:space:]]+)?|eui\\.[0-9A-Fa-f]{16})$"
+    // {
+      description = "iSCSI name (iqn.YYYY-MM.reverse.domain[:identifier])";
+    };
+
+  chapType = types.submodule {
+    # Free-form only so that an inline `secret` reaches the assertion below
+    # with a clear message instead of "option does not exist".
+    freeformType = settingsFormat.type;
+    options = {
+      user = mkOption {
+        type = types.str;
+        description = "CHAP user name the initiator logs in with.";
+      };
+      secret_file = mkOption {
+        type = absolutePath;
+        example = "/run/secrets/netboot/pi-desktop-chap";
+        description = ''
+          File holding the CHAP secret (12–16 characters for most initiators).
+          Read by the appliance at run time; never put the secret itself in
+          the configuration (the Nix store is world-readable).
+        '';
+      };
+      mutual_user = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        description = "User name for mutual CHAP (the target authenticating to the initiator).";
+      };
+      mutual_secret_file = mkOption {
+        type = types.nullOr absolutePath;
+        default = null;
+        description = "File holding the mutual CHAP secret.";
+      };
+    };
+  };
+
+  lunType = types.submodule {
+    options = {
+      file = mkOption {
+        type = types.nullOr absolutePath;
+        default = null;
+        example = "/mnt/nas/luns/pi-desktop.img";
+        description = ''
+          Backing file of the root LUN (LIO fileio). Created sparse at
+          {option}`size` when missing; never truncated or deleted. Give
+          exactly one of `file` and `block`.
+        '';
+      };
+      size = mkOption {
+        type = types.nullOr (types.either types.str types.ints.positive);
+        default = null;
+        example = "128G";
+        description = "Size of a file LUN: bytes, or a string such as `\"128G\"` (binary units).";
+      };
+      block = mkOption {
+        type = types.nullOr absolutePath;
+        default = null;
+        example = "/dev/zvol/tank/pi-desktop";
+        description = "Block device backing the root LUN (LIO iblock).";
+      };
+    };
+  };
+
+  hostType = types.submodule (
+    { name, ... }:
+    {
+      freeformType = settingsFormat.type;
+      options = {
+        boot = mkOption {
+          type = types.enum [
+            "rpi"
+            "uboot"
+            "ipxe"
+          ];
+          description = ''
+            How the host boots: `rpi` (Pi 4 / Pi 400 / CM4 EEPROM netboot),
+            `uboot` (PXE menu for U-Boot) or `ipxe` (an iPXE script).
+          '';
+        };
+        mac = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          example = "dc:a6:32:01:02:03";
+          description = "MAC address the host boots from (required for uboot and ipxe, and for `tftp_prefix = \"mac\"`).";
+        };
+        tftp_prefix = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          defaultText = literalExpression ''"mac" (the appliance's default)'';
+          example = "pi-desktop/";
+          description = ''
+            TFTP directory of the host: `"mac"` (`dc-a6-32-01-02-03/`, Pi
+            EEPROM `TFTP_PREFIX=2`), `"serial"` (`9ffefdef/`, `TFTP_PREFIX=0`)
+            or any literal directory (`TFTP_PREFIX=1` with `TFTP_PREFIX_STR`).
+          '';
+        };
+        serial = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          example = "9ffefdef";
+          description = "Raspberry Pi serial number (needed with `tftp_prefix = \"serial\"`).";
+        };
+        profile = mkOption {
+          type = absolutePath;
+          default = "/nix/var/nix/profiles/netboot/${name}";
+          defaultText = literalExpression ''"/nix/var/nix/profiles/netboot/<name>"'';
+          description = ''
+            Nix profile whose generations the host boots; `netboot register`
+            adds generations to it.
+          '';
+        };
+        cmdline = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          example = "console=serial0,115200 console=tty1";
+          description = ''
+            Appended to `init=<toplevel>/init <kernel-params>` in the kernel
+            command line. Hosts using `netboot.client` get `ip=dhcp`, `root=`
+            and `rootwait` from their own kernel params already.
+          '';
+        };
+        config_txt = mkOption {
+          type = types.listOf types.str;
+          default = [ ];
+          example = [
+            "dtoverlay=vc4-kms-v3d"
+            "max_framebuffers=2"
+          ];
+          description = "Extra `config.txt` lines for rpi hosts.";
+        };
+        firmware = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          defaultText = literalExpression ''"rpi" for rpi hosts'';
+          description = "Name of the `firmware.<name>` table this host's firmware blobs come from.";
+        };
+        allow_eeprom_update = mkOption {
+          type = types.bool;
+          default = false;
+          description = ''
+            Serve `pieeprom.upd`, `pieeprom.sig` and `recovery.bin`. Off, so a
+            boot can never re-flash the Pi's EEPROM by accident.
+          '';
+        };
+        tftp_access = mkOption {
+          type = types.enum [
+            "open"
+            "strict"
+          ];
+          default = "open";
+          description = ''
+            For clients whose MAC address cannot be determined (routed
+            networks): `open` serves the tree anyway, `strict` refuses. A
+            known MAC asking for another host's tree is always refused.
+          '';
+        };
+        menu_timeout = mkOption {
+          type = types.nullOr types.ints.unsigned;
+          default = null;
+          defaultText = literalExpression "5";
+          description = "Seconds the U-Boot / iPXE generation menu waits.";
+        };
+        trial_confirm_after = mkOption {
+          type = types.nullOr types.ints.positive;
+          default = null;
+          defaultText = literalExpression "120";
+          description = "Seconds of iSCSI session after which a trial boot counts as confirmed.";
+        };
+        trial_timeout = mkOption {
+          type = types.nullOr types.ints.positive;
+          default = null;
+          defaultText = literalExpression "900";
+          description = "Seconds after which an unconfirmed trial reverts to the last confirmed generation.";
+        };
+        iscsi = mkOption {
+          default = null;
+          description = "The host's root disk over iSCSI.";
+          type = types.nullOr (
+            types.submodule {
+              options = {
+                initiator = mkOption {
+                  type = iscsiName;
+                  example = "iqn.2026-04.net.ereslibre:pi-desktop";
+                  description = "Initiator IQN of the host: the only one the LUN's ACL admits.";
+                };
+                lun = mkOption {
+                  type = lunType;
+                  description = "Backing store of the host's root LUN.";
+                };
+                chap = mkOption {
+                  type = types.nullOr chapType;
+                  default = null;
+                  description = "CHAP credentials (secrets only as files).";
+                };
+              };
+            }
+          );
+        };
+      };
+    }
+  );
+
+  settingsType = types.submodule {
+    freeformType = settingsFormat.type;
+    options = {
+      server = mkOption {
+        default = { };
+        description = "Server-wide settings.";
+        type = types.submodule {
+          freeformType = settingsFormat.type;
+          options = {
+            state_dir = mkOption {
+              type = absolutePath;
+              default = "/var/lib/netboot";
+              description = "Pins, trials, last-known-good generations and boot history.";
+            };
+            store_dir = mkOption {
+              type = absolutePath;
+              default = builtins.storeDir;
+              defaultText = literalExpression "builtins.storeDir";
+              description = "Nix store every served file must resolve into.";
+            };
+            tftp_listen = mkOption {
+              type = types.listOf types.str;
+              default = [ "0.0.0.0:69" ];
+              example = [
+                "10.0.4.3:69"
+                "[::]:69"
+              ];
+              description = "Addresses (`host:port`) the TFTP server listens on.";
+            };
+            gcroots_dir = mkOption {
+              type = absolutePath;
+              default = "/nix/var/nix/gcroots/netboot";
+              description = "Where the appliance keeps GC roots for every generation it may serve.";
+            };
+            metrics_listen = mkOption {
+              type = types.nullOr types.str;
+              default = null;
+              example = "127.0.0.1:9469";
+              description = "Address of the Prometheus metrics endpoint; off when null.";
+            };
+          };
+        };
+      };
+      iscsi = mkOption {
+        default = { };
+        description = "Root LUNs exported through kernel LIO.";
+        type = types.submodule {
+          freeformType = settingsFormat.type;
+          options = {
+            enable = mkOption {
+              type = types.bool;
+              default = false;
+              description = "Export the hosts' root LUNs over iSCSI (loads the LIO kernel modules).";
+            };
+            portals = mkOption {
+              type = types.listOf types.str;
+              default = [ ];
+              example = [ "10.0.4.3:3260" ];
+              description = "Portal addresses (`ip:port`) of every target.";
+            };
+            target_prefix = mkOption {
+              type = types.str;
+              default = netbootLib.defaultTargetPrefix;
+              example = "iqn.2026-04.net.ereslibre.netboot";
+              description = "Target IQN of host H is `<target_prefix>:H` (no `:` in the prefix).";
+            };
+          };
+        };
+      };
+      firmware = mkOption {
+        default = { };
+        description = ''
+          Firmware trees by name; rpi hosts use `firmware.rpi` unless they
+          name another. When an rpi host exists, `firmware.rpi.path` defaults
+          to `pkgs.raspberrypifw` (unfree-redistributable: allow it with
+          `nixpkgs.config.allowUnfreePredicate`).
+        '';
+        type = types.attrsOf (
+          types.submodule {
+            freeformType = settingsFormat.type;
+            options.path = mkOption {
+              type = types.either types.path absolutePath;
+              example = literalExpression ''"''${pkgs.raspberrypifw}/share/raspberrypi/boot"'';
+              description = "Directory of firmware blobs (`start4.elf`, `fixup4.dat`, `overlays/`, …).";
+            };
+          }
+        );
+      };
+      hosts = mkOption {
+        default = { };
+        description = "The machines that boot from the appliance, by name (lower-case letters, digits, `-`).";
+        type = types.attrsOf hostType;
+      };
+    };
+  };
+
+  # Forced command for a client's SSH key: it may copy store paths and
+  # register or confirm its own host, nothing else.
+  clientGate = pkgs.writeShellApplication {
+    name = "netboot-client-gate";
+    runtimeInputs = [
+      cfg.package
+      config.nix.package
+    ];
+    text = ''
+      host=$1
+      read -r -a argv <<< "''${SSH_ORIGINAL_COMMAND:-}"
+      case "''${argv[0]:-}" in
+        nix-daemon)
+          if [ "''${argv[*]}" = "nix-daemon --stdio" ]; then exec nix-daemon --stdio; fi
+          ;;
+        netboot)
+          case "''${argv[1]:-}" in
+            register)
+              if [ "''${#argv[@]}" = 4 ] && [ "''${argv[2]}" = "$host" ] && [[ "''${argv[3]}" == ${builtins.storeDir}/* ]]; then
+                exec netboot register "$host" "''${argv[3]}"
+              fi
+              ;;
+            confirm)
+              if [ "''${#argv[@]}" = 3 ] && [ "''${argv[2]}" = "$host" ]; then
+                exec netboot confirm "$host"
+              fi
+              ;;
+          esac
+          ;;
+      esac
+      echo "netboot: refused for client $host: ''${SSH_ORIGINAL_COMMAND:-<no command>}" >&2
+      exit 1
+    '';
+  };
+in
+{
+  options.services.netboot-appliance = {
+    enable = mkEnableOption "the netboot appliance (TFTP from the Nix store, iSCSI root disks via LIO)";
+
+    package = mkOption {
+      type = types.package;
+      default = pkgs.callPackage ./package.nix { };
+      defaultText = literalExpression "pkgs.callPackage ./nixos/package.nix { }";
+      description = "The netboot-appliance package providing the `netboot` command.";
+    };
+
+    settings = mkOption {
+      type = settingsType;
+      default = { };
+      example = literalExpression "builtins.fromTOML (builtins.readFile ./examples/appliance.toml)";
+      description = ''
+        The appliance configuration, written to `${configPath}` as TOML
+        (schema: SPEC §3). Options left at `null` are omitted, so the
+        appliance's own defaults apply. Secrets are only ever file paths.
+      '';
+    };
+
+    checkConfig = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        Validate the generated file with `netboot check --no-files` at build
+        time (skipped when cross-compiling).
+      '';
+    };
+
+    openFirewall = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        Open the TFTP ports (UDP, 69 by default) and, with iSCSI enabled, the
+        portal ports (TCP, 3260 by default). Transfers continue from
+        ephemeral ports, which the stateful firewall admits as replies.
+      '';
+    };
+
+    clientKeys = mkOption {
+      type = types.attrsOf (types.listOf types.str);
+      default = { };
+      example = literalExpression ''{ pi-desktop = [ "ssh-ed25519 AAAA… root@pi-desktop" ]; }'';
+      description = ''
+        SSH public keys, per host, allowed to publish generations: each key
+        is added to root's authorized keys restricted to `nix-daemon --stdio`
+        (for `nix copy --to ssh-ng://…`) and `netboot register|confirm` of
+        its own host. Note that a key able to copy store paths can add any
+        path to the store; it cannot make another host boot it.
+      '';
+    };
+  };
+
+  config = mkIf cfg.enable {
+    assertions = [
+      {
+        assertion = netbootLib.inlineSecretKeys cfg.settings == [ ];
+        message = ''
+          services.netboot-appliance.settings: CHAP secrets must not be written
+          in the configuration (it ends up in the world-readable Nix store); put
+          each secret in a file and use secret_file / mutual_secret_file instead of:
+            ${concatStringsSep "\n    " (netbootLib.inlineSecretKeys cfg.settings)}
+        '';
+      }
+      {
+        assertion = netbootLib.storeSecretFiles cfg.settings == [ ];
+        message = ''
+          services.netboot-appliance.settings: these CHAP secret files lie in the
+          world-readable Nix store; keep them outside it (e.g. /run/secrets):
+            ${concatStringsSep "\n    " (netbootLib.storeSecretFiles cfg.settings)}
+        '';
+      }
+      {
+        assertion = iscsiEnabled -> cfg.settings.iscsi.portals != [ ];
+        message = "services.netboot-appliance.settings.iscsi.portals: iSCSI is enabled but no portal (ip:port) is listed.";
+      }
+    ]
+    ++ mapAttrsToList (name: host: {
+      assertion = host.iscsi == null || ((host.iscsi.lun.file == null) != (host.iscsi.lun.block == null));
+      message = "services.netboot-appliance.settings.hosts.${name}.iscsi.lun needs exactly one of file or block.";
+    }) hosts;
+
+    services.netboot-appliance.settings.firmware = mkIf (netbootLib.rpiHosts cfg.settings != [ ]) {
+      rpi.path = mkDefault "${pkgs.raspberrypifw}/share/raspberrypi/boot";
+    };
+
+    environment.etc."netboot/appliance.toml".source = configFile;
+    environment.systemPackages = [ cfg.package ];
+
+    # LIO: loaded at boot so the service needs no CAP_SYS_MODULE; configfs
+    # is mounted by systemd's own sys-kernel-config.mount.
+    boot.kernelModules = optionals iscsiEnabled [
+      "configfs"
+      "target_core_mod"
+      "target_core_file"
+      "target_core_iblock"
+      "iscsi_target_mod"
+    ];
+
+    systemd.tmpfiles.rules = [
+      "d ${cfg.settings.server.gcroots_dir} 0755 root root -"
+    ]
+    ++ optional (!stateInVarLib) "d ${stateDir} 0750 root root -"
+    ++ map (dir: "d ${dir} 0755 root root -") (netbootLib.profileDirs cfg.settings)
+    # rtslib keeps LIO's database root (persistent reservations) here.
+    ++ optional iscsiEnabled "d /etc/target 0755 root root -";
+
+    networking.firewall = mkIf cfg.openFirewall {
+      allowedUDPPorts = netbootLib.tftpPorts cfg.settings;
+      allowedTCPPorts = netbootLib.iscsiPorts cfg.settings;
+    };
+
+    users.users.root.openssh.authorizedKeys.keys = concatLists (
+      mapAttrsToList (
+        host: keys: map (key: ''restrict,command="${lib.getExe clientGate} ${host}" ${key}'') keys
+      ) cfg.clientKeys
+    );
+
+    systemd.services.netboot-appliance = {
+      description = "Netboot appliance: TFTP from the Nix store, iSCSI root disks";
+      wantedBy = [ "multi-user.target" ];
+      wants = [ "network-online.target" ] ++ optional iscsiEnabled "sys-kernel-config.mount";
+      after = [
+        "network-online.target"
+        "systemd-modules-load.service"
+      ]
+      ++ optional iscsiEnabled "sys-kernel-config.mount";
+      # `netboot register` (called by clients over SSH) uses nix-env.
+      path = [ config.nix.package ];
+      # A new configuration is a SIGHUP: transfers and LIO sessions go on.
+      reloadTriggers = [ configFile ];
+
+      unitConfig = {
+        # File LUNs usually live on an NFS share: wait for it to be mounted.
+        RequiresMountsFor = optionals iscsiEnabled lunFileDirs;
+      };
+
+      serviceConfig = {
+        Type = "notify";
+        NotifyAccess = "main";
+        # -c before the command: it is the CLI's global option.
+        ExecStart = lib.escapeShellArgs [
+          (lib.getExe cfg.package)
+          "-c"
+          configPath
+          "serve"
+        ];
+        ExecReload = "${pkgs.coreutils}/bin/kill -HUP $MAINPID";
+        # No ExecStop touching LIO: stopping or restarting the appliance must
+        # leave every target in place, so running hosts keep their root disks.
+        Restart = "on-failure";
+        RestartSec = "2s";
+        TimeoutStopSec = "30s";
+
+        StateDirectory = mkIf stateInVarLib (lib.removePrefix "/var/lib/" stateDir);
+        StateDirectoryMode = "0750";
+        UMask = "0027";
+
+        # Runs as root because LIO's configfs tree, the profiles and the GC
+        # roots are root-owned; every capability but binding :69 is dropped.
+        CapabilityBoundingSet = [ "CAP_NET_BIND_SERVICE" ];
+        AmbientCapabilities = [ "cap_net_bind_service" ];
+        NoNewPrivileges = true;
+
+        ProtectSystem = "strict";
+        ReadWritePaths = [
+          stateDir
+          cfg.settings.server.gcroots_dir
+        ]
+        ++ optionals iscsiEnabled (
+          [
+            "-/sys/kernel/config"
+            "/etc/target"
+          ]
+          # The appliance creates missing LUN files (sparse) at their size.
+          ++ map (dir: "-${dir}") lunFileDirs
+        );
+        # LIO lives in configfs under /sys, which this would make read-only.
+        ProtectKernelTunables = !iscsiEnabled;
+        # Block LUNs are opened by path from this namespace: keep the real /dev.
+        PrivateDevices = !iscsiEnabled;
+        ProtectKernelModules = true;
+        ProtectKernelLogs = true;
+        ProtectControlGroups = true;
+        ProtectClock = true;
+        ProtectHostname = true;
+        ProtectHome = true;
+        PrivateTmp = true;
+        # Not ProcSubset=pid: rtslib reads /proc/modules.
+        ProtectProc = "invisible";
+        # AF_NETLINK: the kernel neighbour table (client IP → MAC).
+        RestrictAddressFamilies = [
+          "AF_UNIX"
+          "AF_INET"
+          "AF_INET6"
+          "AF_NETLINK"
+        ];
+        RestrictNamespaces = true;
+        RestrictRealtime = true;
+        RestrictSUIDSGID = true;
+        LockPersonality = true;
+        SystemCallArchitectures = "native";
+        SystemCallFilter = [
+          "@system-service"
+          "~@privileged"
+        ];
+      };
+    };
+  };
+}

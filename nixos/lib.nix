@@ -1,0 +1,131 @@
+# Pure helpers shared by the NixOS modules and the flake.
+#
+# Only builtins are used (no nixpkgs `lib`), so tests can evaluate this file
+# with a bare `nix-instantiate --eval` and compare the results with what the
+# Python appliance reads.
+let
+  isSecretKey = key: builtins.elem key [ "secret" "mutual_secret" "password" ];
+
+  hasPrefix = prefix: s: builtins.substring 0 (builtins.stringLength prefix) s == prefix;
+
+  # The last ':'-separated field of a string, or null when there is no ':'.
+  afterLastColon =
+    s:
+    let
+      parts = builtins.filter builtins.isString (builtins.split ":" s);
+    in
+    if builtins.length parts < 2 then null else builtins.elemAt parts (builtins.length parts - 1);
+
+  hostsOf = settings: settings.hosts or { };
+
+  chapOf = host: if (host.iscsi or null) == null then { } else (host.iscsi.chap or null);
+in
+rec {
+  # The appliance's built-in default; kept here so the client module can
+  # derive the same target IQN without the server's configuration.
+  defaultTargetPrefix = "iqn.2026-11.lan.netboot";
+
+  # Target IQN the appliance creates for a host (SPEC §3, §8).
+  targetIqn = prefix: host: "${prefix}:${host}";
+
+  # Module option values → the document written as TOML.
+  # TOML has no null: an option left at null means "use the appliance's
+  # default", so it is left out rather than written.
+  toSettings =
+    value:
+    if builtins.isAttrs value then
+      builtins.mapAttrs (_: toSettings) (
+        builtins.removeAttrs value (builtins.filter (k: value.${k} == null) (builtins.attrNames value))
+      )
+    else if builtins.isList value then
+      map toSettings (builtins.filter (v: v != null) value)
+    else
+      value;
+
+  # Key paths of CHAP secrets written inline instead of in a file.
+  inlineSecretKeys =
+    settings:
+    builtins.concatLists (
+      builtins.attrValues (
+        builtins.mapAttrs (
+          name: host:
+          let
+            chap = chapOf host;
+          in
+          if builtins.isAttrs chap then
+            map (key: "hosts.${name}.iscsi.chap.${key}") (
+              builtins.filter (key: isSecretKey key && chap.${key} != null) (builtins.attrNames chap)
+            )
+          else
+            [ ]
+        ) (hostsOf settings)
+      )
+    );
+
+  # Key paths of CHAP secret files that lie in the world-readable Nix store.
+  storeSecretFiles =
+    settings:
+    builtins.concatLists (
+      builtins.attrValues (
+        builtins.mapAttrs (
+          name: host:
+          let
+            chap = chapOf host;
+            inStore = key: builtins.isAttrs chap && (chap.${key} or null) != null && hasPrefix "/nix/store/" (toString chap.${key});
+          in
+          map (key: "hosts.${name}.iscsi.chap.${key}") (
+            builtins.filter inStore [ "secret_file" "mutual_secret_file" ]
+          )
+        ) (hostsOf settings)
+      )
+    );
+
+  # "0.0.0.0:69", "[::]:69", "10.0.4.3" → port (defaultPort when none given).
+  listenPort =
+    defaultPort: address:
+    let
+      bracketed = builtins.match "[[][0-9A-Fa-f:.]*[]](:([0-9]+))?" address;
+      port =
+        if bracketed != null then
+          builtins.elemAt bracketed 1
+        else if builtins.length (builtins.filter builtins.isString (builtins.split ":" address)) == 2 then
+          afterLastColon address
+        else
+          null;
+    in
+    if port == null then defaultPort else builtins.fromJSON port;
+
+  # UDP ports the TFTP server listens on.
+  tftpPorts =
+    settings:
+    let
+      listen = settings.server.tftp_listen or null;
+    in
+    unique (map (listenPort 69) (if listen == null then [ "0.0.0.0:69" ] else listen));
+
+  # TCP ports of the iSCSI portals (none when iSCSI is off).
+  iscsiPorts =
+    settings:
+    if (settings.iscsi.enable or false) == true then
+      unique (map (listenPort 3260) (settings.iscsi.portals or [ ]))
+    else
+      [ ];
+
+  unique = builtins.foldl' (acc: x: if builtins.elem x acc then acc else acc ++ [ x ]) [ ];
+
+  # Names of the hosts whose boot style is rpi (they need [firmware.rpi]).
+  rpiHosts =
+    settings:
+    builtins.filter (name: ((hostsOf settings).${name}.boot or null) == "rpi") (
+      builtins.attrNames (hostsOf settings)
+    );
+
+  # Profile directories the appliance serves from (parents of each profile).
+  profileDirs =
+    settings:
+    unique (
+      map (host: builtins.dirOf (toString host.profile)) (
+        builtins.filter (host: (host.profile or null) != null) (builtins.attrValues (hostsOf settings))
+      )
+    );
+}
