@@ -112,7 +112,7 @@ def parse_config(doc: dict[str, Any], source: Path | None = None) -> Config:
     server = _parse_server(p, doc.get("server", {}))
     iscsi = _parse_iscsi(p, doc.get("iscsi", {}))
     firmware = _parse_firmware(p, doc.get("firmware", {}))
-    hosts_raw = p.table("hosts", doc.get("hosts", {}), set(doc.get("hosts", {}) or {}))
+    hosts_raw = p.table("hosts", doc.get("hosts", {}), set(doc["hosts"]) if isinstance(doc.get("hosts"), dict) else set())
     hosts = {}
     for name, raw in hosts_raw.items():
         host = _parse_host(p, name, raw, firmware, iscsi)
