@@ -1,0 +1,392 @@
+"""Nix generations (SPEC §4): reading profiles, validating toplevels, registering new ones."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from appliance.demo.store import add_generation, make_toplevel
+from appliance.errors import GenerationError, PathEscapesStore
+from appliance.nix import StoreRoots, read_generation, read_profile, register_generation
+
+PARAMS = ("console=ttyAMA0,115200", "loglevel=4", "nohibernate")
+
+
+@pytest.fixture
+def roots(store_dir: Path) -> StoreRoots:
+    return StoreRoots.of(store_dir)
+
+
+@pytest.fixture
+def profile(tmp_path: Path) -> Path:
+    d = Path(os.path.realpath(tmp_path)) / "profiles"
+    d.mkdir()
+    return d / "pi"
+
+
+def relink(link: Path, target: str | Path) -> None:
+    link.unlink()
+    os.symlink(target, link)
+
+
+def problems_text(gen) -> str:
+    return " ".join(gen.problems)
+
+
+# -- valid generations ---------------------------------------------------------------------
+
+
+def test_bootspec_generation_fields_come_from_boot_json(store_dir, roots, profile):
+    top = make_toplevel(store_dir, "pi", "25.05.1", kernel_params=PARAMS)
+    # Make boot.json and the legacy files disagree: boot.json must win.
+    (top / "kernel-params").write_text("legacy=1")
+    doc = json.loads((top / "boot.json").read_text())
+    doc["org.nixos.bootspec.v1"]["kernelParams"] = ["from=bootspec", "quiet"]
+    (top / "boot.json").write_text(json.dumps(doc))
+    n = add_generation(profile, top)
+    gen = read_generation(profile.parent / f"pi-{n}-link", n, roots)
+    assert gen.valid, gen.problems
+    assert gen.number == 1
+    assert gen.toplevel == top
+    assert gen.kernel_params == ("from=bootspec", "quiet")
+    assert gen.init == f"{top}/init"
+    assert gen.kernel == Path(os.path.realpath(top / "kernel"))
+    assert gen.initrd == Path(os.path.realpath(top / "initrd"))
+    assert gen.kernel.read_bytes() == (top / "kernel").read_bytes()
+    assert gen.label == "NixOS 25.05.1"
+    assert gen.system == "aarch64-linux"
+    assert gen.created > 0
+
+
+def test_bootspec_kernel_path_is_used_not_the_kernel_link(store_dir, roots, profile):
+    top = make_toplevel(store_dir, "pi", "1", kernel_params=PARAMS)
+    other = store_dir / "zzzz-linux-other" / "Image"
+    other.parent.mkdir()
+    other.write_bytes(b"other kernel")
+    doc = json.loads((top / "boot.json").read_text())
+    doc["org.nixos.bootspec.v1"]["kernel"] = str(other)
+    (top / "boot.json").write_text(json.dumps(doc))
+    add_generation(profile, top)
+    gen = read_profile(profile, roots).get(1)
+    assert gen.valid
+    assert gen.kernel == other
+
+
+def test_legacy_generation_without_boot_json(store_dir, roots, profile):
+    top = make_toplevel(store_dir, "pi", "24.11.7", kernel_params=PARAMS, bootspec=False)
+    assert not (top / "boot.json").exists()
+    add_generation(profile, top)
+    gen = read_profile(profile, roots).get(1)
+    assert gen.valid, gen.problems
+    assert gen.kernel_params == PARAMS
+    assert gen.init == f"{top}/init"
+    assert gen.kernel == Path(os.path.realpath(top / "kernel"))
+    assert gen.initrd == Path(os.path.realpath(top / "initrd"))
+    assert gen.label == "24.11.7"
+
+
+def test_legacy_generation_without_kernel_params_file(store_dir, roots, profile):
+    top = make_toplevel(store_dir, "pi", "1", bootspec=False)
+    (top / "kernel-params").unlink()
+    add_generation(profile, top)
+    gen = read_profile(profile, roots).get(1)
+    assert gen.valid
+    assert gen.kernel_params == ()
+
+
+def test_dtbs_directory_is_resolved(store_dir, roots, profile):
+    top = make_toplevel(store_dir, "pi", "1", dtbs=("broadcom/bcm2711-rpi-400.dtb",))
+    add_generation(profile, top)
+    gen = read_profile(profile, roots).get(1)
+    assert gen.dtbs == Path(os.path.realpath(top / "dtbs"))
+    assert (gen.dtbs / "broadcom" / "bcm2711-rpi-400.dtb").is_file()
+
+
+# -- broken generations: listed, invalid, with a reason ---------------------------------------
+
+
+def broken(store_dir, roots, profile, version: str, damage, bootspec: bool = True):
+    good = make_toplevel(store_dir, "pi", "good")
+    add_generation(profile, good)
+    top = make_toplevel(store_dir, "pi", version, bootspec=bootspec)
+    damage(top)
+    add_generation(profile, top)
+    prof = read_profile(profile, roots)
+    assert [g.number for g in prof.generations] == [1, 2]
+    assert prof.get(1).valid
+    gen = prof.get(2)
+    assert not gen.valid
+    assert gen.problems
+    assert [g.number for g in prof.valid] == [1]
+    return gen
+
+
+@pytest.mark.parametrize("bootspec", [True, False])
+def test_missing_kernel(store_dir, roots, profile, bootspec):
+    gen = broken(store_dir, roots, profile, "nokernel", lambda top: os.unlink(os.path.realpath(top / "kernel")),
+                 bootspec)
+    assert "kernel" in problems_text(gen)
+    assert gen.kernel is None
+
+
+@pytest.mark.parametrize("bootspec", [True, False])
+def test_missing_initrd(store_dir, roots, profile, bootspec):
+    gen = broken(store_dir, roots, profile, "noinitrd", lambda top: os.unlink(top / "initrd")
+                 if not bootspec else os.unlink(os.path.realpath(top / "initrd")), bootspec)
+    assert "initrd" in problems_text(gen)
+
+
+@pytest.mark.parametrize("bootspec", [True, False])
+def test_missing_init(store_dir, roots, profile, bootspec):
+    gen = broken(store_dir, roots, profile, "noinit", lambda top: os.unlink(top / "init"), bootspec)
+    assert "init" in problems_text(gen)
+
+
+def test_boot_json_without_initrd(store_dir, roots, profile):
+    def damage(top):
+        doc = json.loads((top / "boot.json").read_text())
+        del doc["org.nixos.bootspec.v1"]["initrd"]
+        (top / "boot.json").write_text(json.dumps(doc))
+
+    assert "initrd" in problems_text(broken(store_dir, roots, profile, "x", damage))
+
+
+def test_kernel_that_is_a_directory(store_dir, roots, profile):
+    def damage(top):
+        relink(top / "kernel", top)
+
+    gen = broken(store_dir, roots, profile, "dir", damage, bootspec=False)
+    assert "kernel" in problems_text(gen) and "not a regular file" in problems_text(gen)
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"org.nixos.bootspec.v1": 5}', '{"other": {}}', "",
+                                  '{"org.nixos.bootspec.v1": {"kernel": "/x"}}',
+                                  '{"org.nixos.bootspec.v1": {"kernel": "k", "init": "i", "initrd": "r", '
+                                  '"kernelParams": "quiet"}}'])
+def test_malformed_boot_json(store_dir, roots, profile, text):
+    gen = broken(store_dir, roots, profile, "badjson", lambda top: (top / "boot.json").write_text(text))
+    assert "boot.json" in problems_text(gen)
+
+
+def test_dangling_generation_link(store_dir, roots, profile):
+    add_generation(profile, make_toplevel(store_dir, "pi", "1"))
+    os.symlink(store_dir / "0000-nixos-system-pi-collected", profile.parent / "pi-2-link")
+    prof = read_profile(profile, roots)
+    gen = prof.get(2)
+    assert gen is not None and not gen.valid
+    assert "dangling" in problems_text(gen)
+    assert prof.current == 1
+
+
+def test_symlink_loop(store_dir, roots, profile):
+    add_generation(profile, make_toplevel(store_dir, "pi", "1"))
+    os.symlink("pi-3-link", profile.parent / "pi-2-link")
+    os.symlink("pi-2-link", profile.parent / "pi-3-link")
+    prof = read_profile(profile, roots)
+    assert [g.number for g in prof.generations] == [1, 2, 3]
+    for n in (2, 3):
+        assert not prof.get(n).valid
+        assert "loop" in problems_text(prof.get(n))
+
+
+def test_kernel_symlink_in_a_toplevel_loops(store_dir, roots, profile):
+    def damage(top):
+        relink(top / "kernel", top / "kernel")
+
+    gen = broken(store_dir, roots, profile, "loop", damage, bootspec=False)
+    assert "loop" in problems_text(gen)
+
+
+@pytest.mark.parametrize("bootspec", [True, False])
+def test_kernel_escaping_the_store_to_etc_passwd(store_dir, roots, profile, bootspec):
+    def damage(top):
+        relink(top / "kernel", "/etc/passwd")
+        if bootspec:
+            doc = json.loads((top / "boot.json").read_text())
+            doc["org.nixos.bootspec.v1"]["kernel"] = "/etc/passwd"
+            (top / "boot.json").write_text(json.dumps(doc))
+
+    gen = broken(store_dir, roots, profile, "escape", damage, bootspec)
+    assert "/etc/passwd" in problems_text(gen)
+    assert "outside" in problems_text(gen)
+    assert gen.kernel is None
+
+
+def test_kernel_in_a_sibling_directory_named_like_the_store(store_dir, roots, profile):
+    evil = store_dir.parent / (store_dir.name + "-evil")
+    (evil / "linux").mkdir(parents=True)
+    (evil / "linux" / "Image").write_bytes(b"not from the store")
+
+    def damage(top):
+        relink(top / "kernel", evil / "linux" / "Image")
+
+    gen = broken(store_dir, roots, profile, "sibling", damage, bootspec=False)
+    assert str(evil) in problems_text(gen)
+    assert "outside" in problems_text(gen)
+    with pytest.raises(PathEscapesStore):
+        roots.resolve(evil / "linux" / "Image")
+
+
+def test_generation_link_to_a_toplevel_outside_the_store(store_dir, tmp_path, roots, profile):
+    elsewhere = Path(os.path.realpath(tmp_path)) / "elsewhere"
+    top = make_toplevel(elsewhere, "pi", "1")
+    add_generation(profile, top)
+    gen = read_profile(profile, roots).get(1)
+    assert not gen.valid
+    assert "outside" in problems_text(gen)
+
+
+def test_initrd_escaping_via_boot_json(store_dir, roots, profile, tmp_path):
+    outside = Path(os.path.realpath(tmp_path)) / "initrd"
+    outside.write_bytes(b"x")
+
+    def damage(top):
+        doc = json.loads((top / "boot.json").read_text())
+        doc["org.nixos.bootspec.v1"]["initrd"] = str(outside)
+        (top / "boot.json").write_text(json.dumps(doc))
+
+    gen = broken(store_dir, roots, profile, "initrd-escape", damage)
+    assert "initrd" in problems_text(gen) and "outside" in problems_text(gen)
+
+
+# -- profiles ---------------------------------------------------------------------------------
+
+
+def test_profile_with_gaps_is_listed_in_order(store_dir, roots, profile):
+    for n in (7, 1, 3):
+        add_generation(profile, make_toplevel(store_dir, "pi", f"v{n}"), number=n)
+    # Unrelated entries beside the profile are ignored.
+    os.symlink("/nowhere", profile.parent / "pi-0-link")
+    os.symlink("/nowhere", profile.parent / "pi-x-link")
+    os.symlink("/nowhere", profile.parent / "other-2-link")
+    prof = read_profile(profile, roots)
+    assert [g.number for g in prof.generations] == [1, 3, 7]
+    assert all(g.valid for g in prof.generations)
+    assert prof.get(3).label == "NixOS v3"
+    assert prof.current == 3  # the last add_generation made 3 current
+
+
+def test_profile_link_decides_current_and_rollback_repoints_it(store_dir, roots, profile):
+    for v in ("a", "b", "c"):
+        add_generation(profile, make_toplevel(store_dir, "pi", v))
+    assert read_profile(profile, roots).current == 3
+    # nix-env -p P --rollback: the profile link now names generation 2.
+    relink(profile, "pi-2-link")
+    prof = read_profile(profile, roots)
+    assert prof.current == 2
+    assert prof.problems == ()
+    assert [g.number for g in prof.generations] == [1, 2, 3]
+
+
+def test_profile_pointing_straight_at_a_store_path(store_dir, roots, profile):
+    tops = [make_toplevel(store_dir, "pi", v) for v in ("a", "b")]
+    for top in tops:
+        add_generation(profile, top)
+    relink(profile, tops[0])
+    assert read_profile(profile, roots).current == 1
+
+
+def test_missing_profile_link(store_dir, roots, profile):
+    add_generation(profile, make_toplevel(store_dir, "pi", "a"), make_current=False)
+    prof = read_profile(profile, roots)
+    assert prof.current is None
+    assert [g.number for g in prof.generations] == [1]
+    assert any("missing" in p for p in prof.problems)
+
+
+def test_profile_pointing_at_a_missing_generation(store_dir, roots, profile):
+    add_generation(profile, make_toplevel(store_dir, "pi", "a"))
+    relink(profile, "pi-9-link")
+    prof = read_profile(profile, roots)
+    assert prof.current is None
+    assert any("9" in p for p in prof.problems)
+
+
+def test_missing_profile_directory(tmp_path, roots):
+    prof = read_profile(tmp_path / "no-such-dir" / "pi", roots)
+    assert prof.generations == ()
+    assert prof.current is None
+    assert any("does not exist" in p for p in prof.problems)
+
+
+def test_empty_profile_directory_is_not_a_problem(roots, profile):
+    prof = read_profile(profile, roots)
+    assert prof.generations == () and prof.current is None and prof.problems == ()
+
+
+# -- register ----------------------------------------------------------------------------------
+
+
+def test_register_adds_the_next_generation_and_repoints_the_profile(store_dir, roots, profile):
+    for n in (1, 4):
+        add_generation(profile, make_toplevel(store_dir, "pi", f"v{n}"), number=n)
+    relink(profile, "pi-1-link")  # even after a rollback, the new one gets max + 1
+    new = make_toplevel(store_dir, "pi", "new")
+    assert register_generation(profile, new, roots) == 5
+    link = profile.parent / "pi-5-link"
+    assert link.is_symlink() and Path(os.path.realpath(link)) == new
+    assert os.readlink(profile) == "pi-5-link"
+    prof = read_profile(profile, roots)
+    assert prof.current == 5
+    assert prof.get(5).valid and prof.get(5).toplevel == new
+    # No temporary links are left beside the profile.
+    assert sorted(os.listdir(profile.parent)) == ["pi", "pi-1-link", "pi-4-link", "pi-5-link"]
+
+
+def test_register_into_an_empty_profile(store_dir, roots, profile):
+    top = make_toplevel(store_dir, "pi", "first")
+    assert register_generation(profile, top, roots) == 1
+    assert read_profile(profile, roots).current == 1
+
+
+def test_register_the_current_toplevel_again_is_a_no_op(store_dir, roots, profile):
+    top = make_toplevel(store_dir, "pi", "a")
+    assert register_generation(profile, top, roots) == 1
+    before = sorted(os.listdir(profile.parent))
+    assert register_generation(profile, top, roots) == 1
+    assert sorted(os.listdir(profile.parent)) == before
+    # Through a link to it (what `nix copy` users pass), too.
+    os.symlink(top, profile.parent.parent / "result")
+    assert register_generation(profile, profile.parent.parent / "result", roots) == 1
+    assert sorted(os.listdir(profile.parent)) == before
+
+
+def test_register_an_older_toplevel_adds_a_new_generation(store_dir, roots, profile):
+    a = make_toplevel(store_dir, "pi", "a")
+    b = make_toplevel(store_dir, "pi", "b")
+    register_generation(profile, a, roots)
+    register_generation(profile, b, roots)
+    assert register_generation(profile, a, roots) == 3
+    assert read_profile(profile, roots).get(3).toplevel == a
+
+
+def test_register_refuses_a_path_outside_the_store(tmp_path, store_dir, roots, profile):
+    outside = make_toplevel(Path(os.path.realpath(tmp_path)) / "elsewhere", "pi", "a")
+    with pytest.raises(PathEscapesStore):
+        register_generation(profile, outside, roots)
+    evil = store_dir.parent / (store_dir.name + "-evil")
+    top = make_toplevel(evil, "pi", "b")
+    with pytest.raises(PathEscapesStore):
+        register_generation(profile, top, roots)
+    assert not profile.parent.exists() or os.listdir(profile.parent) == []
+
+
+def test_register_refuses_a_toplevel_without_kernel(store_dir, roots, profile):
+    top = make_toplevel(store_dir, "pi", "a", bootspec=False)
+    (top / "kernel").unlink()
+    with pytest.raises(GenerationError, match="kernel"):
+        register_generation(profile, top, roots)
+    assert os.listdir(profile.parent) == []
+
+
+def test_register_refuses_a_non_directory(store_dir, roots, profile):
+    f = store_dir / "aaaa-some-file"
+    f.write_text("x")
+    with pytest.raises(GenerationError, match="not a directory"):
+        register_generation(profile, f, roots)
+    with pytest.raises(GenerationError):
+        register_generation(profile, store_dir / "bbbb-missing", roots)
+    assert os.listdir(profile.parent) == []
