@@ -1,0 +1,341 @@
+# netboot.client: a NixOS host that boots from the appliance — kernel and
+# initrd over TFTP, root file system on an iSCSI LUN, no local boot loader —
+# and publishes each new generation to the appliance. See nixos/README.md.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+let
+  inherit (lib)
+    escapeShellArg
+    escapeShellArgs
+    literalExpression
+    mkEnableOption
+    mkIf
+    mkMerge
+    mkOption
+    optionals
+    types
+    ;
+
+  cfg = config.netboot.client;
+  netbootLib = import ./lib.nix;
+
+  sshArgs = [
+    "-o"
+    "BatchMode=yes"
+  ]
+  ++ optionals (cfg.appliance.identityFile != null) [
+    "-i"
+    cfg.appliance.identityFile
+  ]
+  ++ cfg.appliance.sshOptions;
+
+  # Called by switch-to-configuration as the boot loader installer (for
+  # `nixos-rebuild switch` and `boot`, not `test`), and by hand:
+  #   netboot-publish [TOPLEVEL]
+  publishScript = pkgs.writeShellApplication {
+    name = "netboot-publish";
+    runtimeInputs = [
+      config.nix.package
+      pkgs.openssh
+      pkgs.coreutils
+    ];
+    text = ''
+      toplevel=$(readlink -f "''${1:-/nix/var/nix/profiles/system}")
+      appliance=${escapeShellArg cfg.appliance.ssh}
+      host=${escapeShellArg cfg.hostName}
+      ssh_args=(${escapeShellArgs sshArgs})
+      export NIX_SSHOPTS=${escapeShellArg (escapeShellArgs sshArgs)}
+
+      echo "netboot: copying $toplevel to $appliance" >&2
+      nix --extra-experimental-features nix-command copy --to "ssh-ng://$appliance" "$toplevel"
+      echo "netboot: registering it as the next generation of $host" >&2
+      ssh "''${ssh_args[@]}" "$appliance" netboot register "$host" "$toplevel"
+    '';
+  };
+in
+{
+  options.netboot.client = {
+    enable = mkEnableOption ''
+      booting this host from a netboot appliance: kernel and initrd over
+      TFTP, the root file system on an iSCSI LUN, no local boot loader.
+
+      The iSCSI root uses NixOS's {option}`boot.iscsi-initiator`, which only
+      exists in the scripted initrd: {option}`boot.initrd.systemd.enable`
+      must stay false. nixpkgs is retiring the scripted initrd; the plan for
+      systemd stage 1 is a unit in {option}`boot.initrd.systemd.services`
+      that runs `iscsistart` (or `iscsid` + `iscsiadm`) after
+      `network-online.target` and before `sysroot.mount`, with networkd in
+      the initrd configured from the same settings, replacing the
+      {option}`boot.iscsi-initiator` call here once NixOS ships such support
+      itself (see nixos/README.md)'';
+
+    hostName = mkOption {
+      type = types.strMatching "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?";
+      default = config.networking.hostName;
+      defaultText = literalExpression "config.networking.hostName";
+      example = "pi-desktop";
+      description = "Name of this host in the appliance's `hosts` table.";
+    };
+
+    appliance = {
+      address = mkOption {
+        type = types.str;
+        example = "10.0.4.3";
+        description = "Address of the appliance (its iSCSI portal and SSH).";
+      };
+      portal = mkOption {
+        type = types.str;
+        default = "${cfg.appliance.address}:3260";
+        defaultText = literalExpression ''"''${config.netboot.client.appliance.address}:3260"'';
+        description = "iSCSI portal (`ip:port`) to discover the root target on.";
+      };
+      targetPrefix = mkOption {
+        type = types.str;
+        default = netbootLib.defaultTargetPrefix;
+        example = "iqn.2026-04.net.ereslibre.netboot";
+        description = "The appliance's `iscsi.target_prefix`; the root target is `<targetPrefix>:<hostName>`.";
+      };
+      ssh = mkOption {
+        type = types.str;
+        default = "root@${cfg.appliance.address}";
+        defaultText = literalExpression ''"root@''${config.netboot.client.appliance.address}"'';
+        description = ''
+          SSH destination on the appliance for publishing and confirming.
+          On the appliance, list this host's public key in
+          {option}`services.netboot-appliance.clientKeys` to restrict it to
+          exactly that.
+        '';
+      };
+      identityFile = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "/etc/ssh/ssh_host_ed25519_key";
+        description = ''
+          Private key (a path on this host, not in the store) used to reach
+          the appliance. The host key is a convenient choice: it already
+          exists and lives on the root LUN.
+        '';
+      };
+      hostKey = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "ssh-ed25519 AAAA…";
+        description = ''
+          The appliance's SSH host key, added to the known hosts so the
+          non-interactive publish and confirm steps can verify it.
+        '';
+      };
+      sshOptions = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        example = [
+          "-p"
+          "2222"
+        ];
+        description = "Extra `ssh` arguments (also used by `nix copy` via NIX_SSHOPTS).";
+      };
+    };
+
+    iscsi = {
+      initiatorName = mkOption {
+        type = types.str;
+        example = "iqn.2026-04.net.ereslibre:pi-desktop";
+        description = "This host's initiator IQN: the appliance's `hosts.<name>.iscsi.initiator`.";
+      };
+      target = mkOption {
+        type = types.str;
+        default = netbootLib.targetIqn cfg.appliance.targetPrefix cfg.hostName;
+        defaultText = literalExpression ''"''${appliance.targetPrefix}:''${hostName}"'';
+        description = "Target IQN holding the root LUN (the appliance names it `<target_prefix>:<host>`).";
+      };
+      chapConfigFile = mkOption {
+        type = types.nullOr types.path;
+        default = null;
+        example = literalExpression "./secrets/pi-desktop-iscsi-chap.conf";
+        description = ''
+          iscsid.conf lines with the CHAP credentials, e.g.
+
+              node.session.auth.authmethod = CHAP
+              node.session.auth.username = pi-desktop
+              node.session.auth.password = …
+
+          Without a boot loader there is nowhere to append initrd secrets at
+          install time, so this file is copied into the Nix store and the
+          initrd: it is readable by anyone who can read this host's store
+          or fetch its initrd. The appliance serves a host's files only to
+          that host's MAC address for this reason.
+        '';
+      };
+    };
+
+    rootDevice = mkOption {
+      type = types.str;
+      default = "/dev/disk/by-label/PIROOT";
+      description = "The root file system on the LUN.";
+    };
+
+    rootFsType = mkOption {
+      type = types.str;
+      default = "ext4";
+      description = "File system type of {option}`netboot.client.rootDevice`.";
+    };
+
+    initrdNetworkModules = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [ "bcmgenet" ];
+      description = "Kernel modules of the boot network card, loaded early in the initrd.";
+    };
+
+    kernelParams = mkOption {
+      type = types.listOf types.str;
+      default = [
+        "ip=dhcp"
+        "root=${cfg.rootDevice}"
+        "rootfstype=${cfg.rootFsType}"
+        "rootwait"
+      ];
+      defaultText = literalExpression ''
+        [ "ip=dhcp" "root=''${rootDevice}" "rootfstype=''${rootFsType}" "rootwait" ]
+      '';
+      description = ''
+        Kernel parameters the netboot needs; `ip=dhcp` brings the network
+        up in the initrd. They end up in the generation's kernel-params,
+        which the appliance puts in `cmdline.txt`, so the appliance's
+        `cmdline` for this host should not repeat them.
+      '';
+    };
+
+    publish = {
+      enable = mkOption {
+        type = types.bool;
+        default = true;
+        description = ''
+          Publish every generation that becomes the boot default
+          (`nixos-rebuild switch` or `boot`) to the appliance: `nix copy`
+          of the toplevel, then `netboot register`. It takes the place of
+          the boot loader installation, so a failed publish fails the
+          rebuild loudly instead of silently booting the old generation.
+        '';
+      };
+      package = mkOption {
+        type = types.package;
+        readOnly = true;
+        default = publishScript;
+        defaultText = literalExpression "netboot-publish";
+        description = "The `netboot-publish [TOPLEVEL]` command, also in the system path.";
+      };
+    };
+
+    confirm = {
+      enable = mkOption {
+        type = types.bool;
+        default = true;
+        description = ''
+          Run `netboot-confirm.service` once `multi-user.target` is reached:
+          it tells the appliance this boot worked, confirming a trial boot
+          and making the generation last-known-good.
+        '';
+      };
+      command = mkOption {
+        type = types.listOf types.str;
+        default = [
+          "${pkgs.openssh}/bin/ssh"
+        ]
+        ++ sshArgs
+        ++ [
+          cfg.appliance.ssh
+          "netboot"
+          "confirm"
+          cfg.hostName
+        ];
+        defaultText = literalExpression ''[ "ssh" … appliance.ssh "netboot" "confirm" hostName ]'';
+        description = "Command (argv) that confirms the boot to the appliance.";
+      };
+    };
+  };
+
+  config = mkIf cfg.enable (mkMerge [
+    {
+      assertions = [
+        {
+          assertion = !config.boot.initrd.systemd.enable;
+          message = ''
+            netboot.client: the iSCSI root uses boot.iscsi-initiator, which only
+            works in the scripted initrd. Set boot.initrd.systemd.enable = false.
+            (nixpkgs is retiring the scripted initrd; systemd stage 1 support —
+            iscsistart in an initrd unit before sysroot.mount — is planned, see
+            nixos/README.md.)
+          '';
+        }
+      ];
+
+      boot.iscsi-initiator = {
+        name = cfg.iscsi.initiatorName;
+        discoverPortal = cfg.appliance.portal;
+        inherit (cfg.iscsi) target;
+        extraConfigFile = mkIf (cfg.iscsi.chapConfigFile != null) "/etc/iscsi/netboot-chap.conf";
+      };
+
+      boot.initrd.extraFiles = mkIf (cfg.iscsi.chapConfigFile != null) {
+        "/etc/iscsi/netboot-chap.conf".source = pkgs.runCommandLocal "netboot-iscsi-chap.conf" { } ''
+          cp ${cfg.iscsi.chapConfigFile} $out
+        '';
+      };
+
+      boot.initrd.kernelModules = cfg.initrdNetworkModules;
+      boot.kernelParams = cfg.kernelParams;
+
+      # The appliance is the boot loader: it serves kernel, initrd and
+      # command line straight from the generation's store path.
+      boot.loader.grub.enable = false;
+      boot.loader.generic-extlinux-compatible.enable = false;
+      boot.loader.systemd-boot.enable = false;
+
+      fileSystems."/" = {
+        device = cfg.rootDevice;
+        fsType = cfg.rootFsType;
+        # A network disk: stays mounted until the network goes down last.
+        options = [ "_netdev" ];
+      };
+
+      programs.ssh.knownHosts = mkIf (cfg.appliance.hostKey != null) {
+        netboot-appliance = {
+          hostNames = [ cfg.appliance.address ];
+          publicKey = cfg.appliance.hostKey;
+        };
+      };
+    }
+
+    (mkIf cfg.publish.enable {
+      system.build.installBootLoader = "${publishScript}/bin/netboot-publish";
+      environment.systemPackages = [ publishScript ];
+    })
+
+    (mkIf cfg.confirm.enable {
+      systemd.services.netboot-confirm = {
+        description = "Confirm this boot to the netboot appliance";
+        wantedBy = [ "multi-user.target" ];
+        # After the target it is wanted by: "up" means multi-user reached.
+        after = [
+          "multi-user.target"
+          "network-online.target"
+        ];
+        wants = [ "network-online.target" ];
+        # The appliance may still be coming up: keep trying until the
+        # trial's timeout decides instead.
+        startLimitIntervalSec = 0;
+        serviceConfig = {
+          Type = "oneshot";
+          ExecStart = escapeShellArgs cfg.confirm.command;
+          Restart = "on-failure";
+          RestartSec = "15s";
+        };
+      };
+    })
+  ]);
+}
