@@ -184,6 +184,17 @@ in
       description = "File system type of {option}`netboot.client.rootDevice`.";
     };
 
+    network.enable = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        Configure stage 2 networking with systemd-networkd (which
+        {option}`boot.iscsi-initiator` switches on): DHCP on wired
+        interfaces, keeping the address the initrd obtained, so the root
+        disk never loses its network while the lease is renewed.
+      '';
+    };
+
     initrdNetworkModules = mkOption {
       type = types.listOf types.str;
       default = [ ];
@@ -301,6 +312,14 @@ in
         fsType = cfg.rootFsType;
         # A network disk: stays mounted until the network goes down last.
         options = [ "_netdev" ];
+      };
+
+      systemd.network.networks."40-netboot-root" = mkIf cfg.network.enable {
+        matchConfig.Type = "ether";
+        networkConfig = {
+          DHCP = "ipv4";
+          KeepConfiguration = "yes";
+        };
       };
 
       programs.ssh.knownHosts = mkIf (cfg.appliance.hostKey != null) {

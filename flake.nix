@@ -1,0 +1,152 @@
+{
+  description = "netboot-appliance: TFTP straight from the Nix store, root disks over iSCSI via kernel LIO";
+
+  inputs = {
+    nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";
+    # Only the example Pi configuration uses it.
+    nixos-hardware.url = "github:NixOS/nixos-hardware";
+  };
+
+  outputs =
+    {
+      self,
+      nixpkgs,
+      nixos-hardware,
+    }:
+    let
+      inherit (nixpkgs) lib;
+      systems = [
+        "x86_64-linux"
+        "aarch64-linux"
+      ];
+      forAllSystems = f: lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
+
+      # The README's example, used verbatim below so the two cannot drift.
+      exampleSettings = builtins.fromTOML (builtins.readFile ./examples/appliance.toml);
+      applianceAddress = "10.0.4.3";
+    in
+    {
+      packages = forAllSystems (pkgs: {
+        netboot-appliance = pkgs.callPackage ./nixos/package.nix { };
+        default = self.packages.${pkgs.stdenv.hostPlatform.system}.netboot-appliance;
+      });
+
+      overlays.default = final: _prev: {
+        netboot-appliance = final.callPackage ./nixos/package.nix { };
+      };
+
+      nixosModules = {
+        appliance = ./nixos/appliance.nix;
+        client = ./nixos/client.nix;
+        default = self.nixosModules.appliance;
+      };
+
+      # The generated appliance.toml of the example server, validated by
+      # `netboot check` while it is built.
+      checks.x86_64-linux.example-appliance-config =
+        self.nixosConfigurations.netboot-server.config.environment.etc."netboot/appliance.toml".source;
+
+      nixosConfigurations = {
+        # The boot server: an x86_64 box next to the NAS, LUN files on NFS.
+        netboot-server = lib.nixosSystem {
+          system = "x86_64-linux";
+          modules = [
+            self.nixosModules.appliance
+            (
+              { lib, pkgs, ... }:
+              {
+                services.netboot-appliance = {
+                  enable = true;
+                  openFirewall = true;
+                  settings = lib.mkMerge [
+                    exampleSettings
+                    {
+                      # The TOML names a directory for non-NixOS installs.
+                      firmware.rpi.path = lib.mkForce "${pkgs.raspberrypifw}/share/raspberrypi/boot";
+                    }
+                  ];
+                  # Each client's SSH host key, allowed to publish and confirm
+                  # its own generations only:
+                  # clientKeys.pi-desktop = [ "ssh-ed25519 AAAA… root@pi-desktop" ];
+                };
+
+                # The Pi firmware blobs are unfree (redistributable).
+                nixpkgs.config.allowUnfreePredicate =
+                  pkg:
+                  builtins.elem (lib.getName pkg) [
+                    "raspberrypi-firmware"
+                  ];
+
+                # LUN files stay where the Synology keeps them; `hard` so LIO
+                # I/O waits out a NAS reboot instead of failing.
+                fileSystems."/mnt/nas/luns" = {
+                  device = "nas.lan:/volume1/luns";
+                  fsType = "nfs";
+                  options = [
+                    "nfsvers=4.1"
+                    "hard"
+                    "_netdev"
+                  ];
+                };
+
+                networking.hostName = "netboot";
+                networking.interfaces.eth0.ipv4.addresses = [
+                  {
+                    address = applianceAddress;
+                    prefixLength = 24;
+                  }
+                ];
+                services.openssh.enable = true;
+
+                boot.loader.systemd-boot.enable = true;
+                boot.loader.efi.canTouchEfiVariables = true;
+                fileSystems."/" = {
+                  device = "/dev/disk/by-label/nixos";
+                  fsType = "ext4";
+                };
+                fileSystems."/boot" = {
+                  device = "/dev/disk/by-label/ESP";
+                  fsType = "vfat";
+                };
+                system.stateVersion = "25.11";
+              }
+            )
+          ];
+        };
+
+        # The Raspberry Pi 400: no SD card, root on its LUN.
+        pi-desktop = lib.nixosSystem {
+          system = "aarch64-linux";
+          modules = [
+            nixos-hardware.nixosModules.raspberry-pi-4
+            self.nixosModules.client
+            (
+              { ... }:
+              let
+                host = exampleSettings.hosts.pi-desktop;
+              in
+              {
+                networking.hostName = "pi-desktop";
+
+                netboot.client = {
+                  enable = true;
+                  appliance.address = applianceAddress;
+                  appliance.targetPrefix = exampleSettings.iscsi.target_prefix;
+                  appliance.identityFile = "/etc/ssh/ssh_host_ed25519_key";
+                  iscsi.initiatorName = host.iscsi.initiator;
+                  # The appliance requires CHAP for this host (chap in the
+                  # TOML): an iscsid.conf fragment with the same user and the
+                  # secret, kept encrypted in a real repository:
+                  # iscsi.chapConfigFile = ./secrets/pi-desktop-iscsi-chap.conf;
+                  initrdNetworkModules = [ "bcmgenet" ];
+                };
+
+                services.openssh.enable = true;
+                system.stateVersion = "25.11";
+              }
+            )
+          ];
+        };
+      };
+    };
+}
