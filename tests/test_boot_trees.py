@@ -1,0 +1,463 @@
+"""Boot trees (SPEC §5): golden checks of what each kind of host is served."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import pytest
+
+from appliance.boot import Generated, StoreFile, gather_inputs, render_tree
+from appliance.config import parse_config
+from appliance.control.selection import HostChoice
+from appliance.control.snapshot import build_host_snapshot
+from appliance.demo.store import add_generation, make_firmware, make_toplevel
+from appliance.errors import GenerationError
+from appliance.nix import read_profile
+from appliance.boot.gather import store_roots
+
+RPI_PARAMS = ("console=ttyAMA0,115200", "loglevel=4")
+PI_CMDLINE = "ip=dhcp root=/dev/disk/by-label/PIROOT rootfstype=ext4 rootwait"
+DTBS = ("broadcom/bcm2711-rpi-4-b.dtb", "broadcom/bcm2711-rpi-400.dtb")
+
+
+@pytest.fixture(scope="module")
+def firmware(tmp_path_factory) -> Path:
+    """A Pi firmware package (its own allowed root), plus files that must never be served."""
+    root = Path(os.path.realpath(tmp_path_factory.mktemp("fwstore")))
+    boot = make_firmware(root)
+    (boot / "config.txt").write_text("arm_64bit=0\n")
+    (boot / "kernel7l.img").write_bytes(b"firmware 32-bit kernel")
+    (boot / "kernel_2712.img").write_bytes(b"firmware pi5 kernel")
+    (boot / "start4cd.elf").write_bytes(b"cut-down firmware")
+    os.symlink("/etc/passwd", boot / "start4db.elf")  # escapes every root: never served
+    return boot
+
+
+class Env:
+    """A store, a profile and a config for one host."""
+
+    def __init__(self, root: Path, firmware: Path, boot: str, **host: object) -> None:
+        self.root = root
+        self.store = root / "store"
+        self.store.mkdir(exist_ok=True)
+        self.profile = root / "profiles" / "h"
+        self.profile.parent.mkdir(parents=True, exist_ok=True)
+        self.host_table = {"boot": boot, "mac": "dc:a6:32:01:02:03", "profile": str(self.profile), **host}
+        if boot == "rpi":
+            self.host_table.setdefault("cmdline", PI_CMDLINE)
+        self.firmware = firmware
+        self.tops: dict[int, Path] = {}
+
+    def add(self, version: str, number: int | None = None, current: bool = True, **kw) -> int:
+        kw.setdefault("kernel_size", 4096)
+        kw.setdefault("initrd_size", 8192)
+        kw.setdefault("kernel_params", RPI_PARAMS)
+        top = make_toplevel(self.store, "h", version, **kw)
+        n = add_generation(self.profile, top, number=number, make_current=current)
+        self.tops[n] = top
+        return n
+
+    @property
+    def config(self):
+        return parse_config({
+            "server": {"store_dir": str(self.store), "state_dir": str(self.root / "state")},
+            "firmware": {"rpi": {"path": str(self.firmware)}},
+            "hosts": {"h": self.host_table},
+        })
+
+    def snapshot(self, choice: HostChoice = HostChoice(), generation: int | None = None):
+        config = self.config
+        return build_host_snapshot(config, config.host("h"), choice, generation=generation)
+
+    def tree(self, choice: HostChoice = HostChoice()):
+        return self.snapshot(choice).tree
+
+
+def remove(link: Path) -> None:
+    """Delete the store file a toplevel link points to (boot.json names it too)."""
+    os.unlink(os.path.realpath(link))
+
+
+def data(source) -> bytes:
+    if isinstance(source, Generated):
+        return source.data
+    assert isinstance(source, StoreFile)
+    return source.path.read_bytes()
+
+
+@pytest.fixture
+def env_factory(tmp_path, firmware):
+    root = Path(os.path.realpath(tmp_path))
+
+    def make(boot: str, **host) -> Env:
+        return Env(root, firmware, boot, **host)
+
+    return make
+
+
+# -- rpi -----------------------------------------------------------------------------------
+
+
+def test_rpi_cmdline_txt_is_exact(env_factory):
+    env = env_factory("rpi")
+    env.add("1")
+    n = env.add("2")
+    tree = env.tree()
+    top = env.tops[n]
+    expected = f"init={top}/init console=ttyAMA0,115200 loglevel=4 {PI_CMDLINE}\n".encode()
+    assert data(tree.files["dc-a6-32-01-02-03/cmdline.txt"]) == expected
+    assert tree.generation == 2
+
+
+def test_rpi_cmdline_txt_for_a_legacy_generation(env_factory):
+    env = env_factory("rpi", cmdline="ip=dhcp   rootwait")
+    n = env.add("1", bootspec=False, kernel_params=("console=serial0,115200", "8250.nr_uarts=1", "cma=64M"))
+    top = env.tops[n]
+    (top / "kernel-params").write_text("console=serial0,115200 8250.nr_uarts=1 cma=64M\n")
+    assert data(env.tree().files["dc-a6-32-01-02-03/cmdline.txt"]) == (
+        f"init={top}/init console=serial0,115200 8250.nr_uarts=1 cma=64M ip=dhcp rootwait\n".encode())
+
+
+def test_rpi_config_txt(env_factory):
+    env = env_factory("rpi", config_txt=["dtoverlay=vc4-fkms-v3d", "max_framebuffers=2", "gpu_mem=128"])
+    env.add("1")
+    text = data(env.tree().files["dc-a6-32-01-02-03/config.txt"]).decode()
+    assert text.endswith("\n")
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert lines == ["arm_64bit=1", "kernel=kernel8.img", "initramfs initrd followkernel", "enable_uart=1",
+                     "dtoverlay=vc4-fkms-v3d", "max_framebuffers=2", "gpu_mem=128"]
+
+
+def test_rpi_serves_generation_kernel_and_initrd_not_the_firmwares(env_factory, firmware):
+    env = env_factory("rpi")
+    n = env.add("1", kernel_data=b"GENERATION KERNEL " * 100, initrd_data=b"GENERATION INITRD " * 100)
+    files = env.tree().files
+    p = "dc-a6-32-01-02-03/"
+    assert data(files[p + "kernel8.img"]) == b"GENERATION KERNEL " * 100
+    assert data(files[p + "kernel8.img"]) == (env.tops[n] / "kernel").read_bytes()
+    assert data(files[p + "initrd"]) == b"GENERATION INITRD " * 100
+    assert data(files[p + "kernel8.img"]) != (firmware / "kernel8.img").read_bytes()
+    assert data(files[p + "cmdline.txt"]) != (firmware / "cmdline.txt").read_bytes()
+    assert data(files[p + "config.txt"]) != (firmware / "config.txt").read_bytes()
+    # Served store files are resolved paths inside an allowed root.
+    assert files[p + "kernel8.img"].path.is_relative_to(env.store)
+
+
+def test_rpi_firmware_blobs_and_what_is_withheld(env_factory, firmware):
+    env = env_factory("rpi")
+    env.add("1")
+    files = env.tree().files
+    p = "dc-a6-32-01-02-03/"
+    for name in ("start4.elf", "fixup4.dat", "start4x.elf", "fixup4x.dat", "start4cd.elf", "bootcode.bin",
+                 "overlays/vc4-kms-v3d.dtbo", "overlays/vc4-fkms-v3d.dtbo", "overlays/disable-bt.dtbo"):
+        assert data(files[p + name]) == (firmware / name).read_bytes(), name
+    for name in ("pieeprom.upd", "pieeprom.sig", "recovery.bin", "kernel7l.img", "kernel_2712.img",
+                 "start4db.elf"):
+        assert p + name not in files, name
+    assert not any("passwd" in str(getattr(s, "path", "")) for s in files.values())
+    # Nothing outside the host's directory for an rpi host.
+    assert all(path.startswith(p) for path in files)
+
+
+def test_rpi_eeprom_files_only_when_allowed(env_factory, firmware):
+    env = env_factory("rpi", allow_eeprom_update=True)
+    env.add("1")
+    files = env.tree().files
+    for name in ("pieeprom.upd", "pieeprom.sig", "recovery.bin"):
+        assert data(files["dc-a6-32-01-02-03/" + name]) == (firmware / name).read_bytes()
+    assert "dc-a6-32-01-02-03/kernel7l.img" not in files
+
+
+def test_rpi_dtbs_from_the_generation_win(env_factory, firmware):
+    env = env_factory("rpi")
+    n = env.add("1", dtbs=DTBS)
+    files = env.tree().files
+    p = "dc-a6-32-01-02-03/"
+    for dtb in ("bcm2711-rpi-4-b.dtb", "bcm2711-rpi-400.dtb"):
+        assert data(files[p + dtb]) == (env.tops[n] / "dtbs" / "broadcom" / dtb).read_bytes()
+        assert data(files[p + dtb]) != (firmware / dtb).read_bytes()
+    # A device tree the generation lacks still comes from the firmware.
+    assert data(files[p + "bcm2711-rpi-cm4.dtb"]) == (firmware / "bcm2711-rpi-cm4.dtb").read_bytes()
+
+
+def test_rpi_dtbs_from_firmware_without_generation_dtbs(env_factory, firmware):
+    env = env_factory("rpi")
+    env.add("1")
+    files = env.tree().files
+    assert data(files["dc-a6-32-01-02-03/bcm2711-rpi-400.dtb"]) == (firmware / "bcm2711-rpi-400.dtb").read_bytes()
+
+
+def test_rpi_every_kept_generation_is_addressable(env_factory):
+    env = env_factory("rpi")
+    for v in ("1", "2", "3"):
+        env.add(v, dtbs=DTBS, kernel_data=f"kernel {v}".encode())
+    remove(env.tops[2] / "kernel")  # generation 2 is broken: not kept
+    files = env.tree().files
+    p = "dc-a6-32-01-02-03/generations/"
+    for n in (1, 3):
+        assert data(files[f"{p}{n}/kernel8.img"]) == f"kernel {n}".encode()
+        assert data(files[f"{p}{n}/initrd"]) == (env.tops[n] / "initrd").read_bytes()
+        assert data(files[f"{p}{n}/cmdline.txt"]).startswith(f"init={env.tops[n]}/init ".encode())
+        assert data(files[f"{p}{n}/dtbs/broadcom/bcm2711-rpi-400.dtb"]) == (
+            env.tops[n] / "dtbs" / "broadcom" / "bcm2711-rpi-400.dtb").read_bytes()
+    assert not any(path.startswith(f"{p}2/") for path in files)
+
+
+def test_rpi_pin_selects_what_the_top_level_serves(env_factory):
+    env = env_factory("rpi")
+    for v in ("1", "2"):
+        env.add(v, kernel_data=f"kernel {v}".encode())
+    tree = env.tree(HostChoice(pin=1))
+    assert tree.generation == 1
+    assert data(tree.files["dc-a6-32-01-02-03/kernel8.img"]) == b"kernel 1"
+    assert data(tree.files["dc-a6-32-01-02-03/cmdline.txt"]).startswith(f"init={env.tops[1]}/init ".encode())
+    # The other generation is still addressable.
+    assert data(tree.files["dc-a6-32-01-02-03/generations/2/kernel8.img"]) == b"kernel 2"
+    # And an explicit generation renders that one (netboot tree -g N).
+    snap = env.snapshot(generation=2)
+    assert data(snap.tree.files["dc-a6-32-01-02-03/kernel8.img"]) == b"kernel 2"
+    with pytest.raises(GenerationError):
+        env.snapshot(generation=5)
+
+
+@pytest.mark.parametrize("host, prefix", [
+    ({"tftp_prefix": "serial", "serial": "9FFEFDEF"}, "9ffefdef/"),
+    ({"tftp_prefix": "pi-desktop"}, "pi-desktop/"),
+    ({"tftp_prefix": "boards/rack1/pi/"}, "boards/rack1/pi/"),
+])
+def test_rpi_prefixes(env_factory, host, prefix):
+    env = env_factory("rpi", **host)
+    env.add("1")
+    files = env.tree().files
+    assert all(path.startswith(prefix) for path in files)
+    for name in ("kernel8.img", "initrd", "cmdline.txt", "config.txt", "start4.elf", "generations/1/kernel8.img"):
+        assert prefix + name in files
+
+
+def test_rpi_without_generation_serves_firmware_only(env_factory, firmware):
+    env = env_factory("rpi")
+    snap = env.snapshot()
+    assert snap.selection.generation is None
+    files = snap.tree.files
+    assert snap.tree.generation is None
+    names = {p.removeprefix("dc-a6-32-01-02-03/") for p in files}
+    assert "start4.elf" in names and "overlays/disable-bt.dtbo" in names
+    assert not names & {"kernel8.img", "initrd", "cmdline.txt", "config.txt"}
+    assert not any(n.startswith("generations/") for n in names)
+    assert all(isinstance(s, StoreFile) and s.path.is_relative_to(firmware) for s in files.values())
+
+
+def test_rpi_only_broken_generations_serve_firmware_only(env_factory):
+    env = env_factory("rpi")
+    env.add("1")
+    remove(env.tops[1] / "init")
+    tree = env.tree()
+    assert tree.generation is None
+    assert "dc-a6-32-01-02-03/kernel8.img" not in tree.files
+
+
+def test_render_tree_is_pure_and_repeatable(env_factory):
+    env = env_factory("rpi")
+    env.add("1", dtbs=DTBS)
+    env.add("2")
+    config = env.config
+    host = config.host("h")
+    roots = store_roots(config)
+    profile = read_profile(host.profile, roots)
+    inputs = gather_inputs(config, host, profile.get(2), profile.valid, roots)
+    a, b = render_tree(inputs), render_tree(inputs)
+    assert a.files == b.files
+    assert a.generation == 2
+
+
+# -- uboot -----------------------------------------------------------------------------------
+
+
+UBOOT_MAC = "52:54:00:12:34:56"
+MENU = "pxelinux.cfg/01-52-54-00-12-34-56"
+
+
+def uboot_env(env_factory, **host):
+    return env_factory("uboot", mac=UBOOT_MAC, cmdline="ip=dhcp", menu_timeout=3, **host)
+
+
+def menu_entries(text: str) -> tuple[dict[str, str], list[tuple[str, list[str]]]]:
+    """Global lines (key → value) and entries (label, [lines]) of a pxelinux menu."""
+    header: dict[str, str] = {}
+    entries: list[tuple[str, list[str]]] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.partition(" ")
+        if key == "LABEL":
+            entries.append((value, []))
+        elif entries:
+            entries[-1][1].append(line)
+        else:
+            header[key] = value
+    return header, entries
+
+
+def test_uboot_menu_one_entry_per_valid_generation_newest_first(env_factory):
+    env = uboot_env(env_factory)
+    for v in ("1", "2", "3", "4"):
+        env.add(v, dtbs=DTBS if v != "4" else (), kernel_params=("console=ttyS0,115200",))
+    remove(env.tops[3] / "initrd")  # invalid: no entry
+    env.profile.unlink()
+    os.symlink("h-2-link", env.profile)  # the profile points at 2
+    tree = env.tree()
+    header, entries = menu_entries(data(tree.files[MENU]).decode())
+    assert header["DEFAULT"] == "nixos-2"
+    assert header["TIMEOUT"] == "30"
+    assert [label for label, _ in entries] == ["nixos-4", "nixos-2", "nixos-1"]
+    body = dict(entries)
+    for n in (1, 2):
+        assert body[f"nixos-{n}"][1:] == [
+            f"LINUX /52-54-00-12-34-56/generations/{n}/kernel",
+            f"INITRD /52-54-00-12-34-56/generations/{n}/initrd",
+            f"FDTDIR /52-54-00-12-34-56/generations/{n}/dtbs",
+            f"APPEND init={env.tops[n]}/init console=ttyS0,115200 ip=dhcp",
+        ]
+        assert body[f"nixos-{n}"][0].startswith("MENU LABEL ")
+        assert str(n) in body[f"nixos-{n}"][0]
+    # Without dtbs there is no FDTDIR line.
+    assert body["nixos-4"][1:] == [
+        "LINUX /52-54-00-12-34-56/generations/4/kernel",
+        "INITRD /52-54-00-12-34-56/generations/4/initrd",
+        f"APPEND init={env.tops[4]}/init console=ttyS0,115200 ip=dhcp",
+    ]
+    # The paths the menu names exist in the tree with the right contents.
+    for n in (1, 2, 4):
+        assert data(tree.files[f"52-54-00-12-34-56/generations/{n}/kernel"]) == (env.tops[n] / "kernel").read_bytes()
+        assert data(tree.files[f"52-54-00-12-34-56/generations/{n}/initrd"]) == (env.tops[n] / "initrd").read_bytes()
+    assert "52-54-00-12-34-56/generations/1/dtbs/broadcom/bcm2711-rpi-400.dtb" in tree.files
+
+
+def test_uboot_pin_changes_the_default(env_factory):
+    env = uboot_env(env_factory)
+    for v in ("1", "2", "3"):
+        env.add(v)
+    header, entries = menu_entries(data(env.tree().files[MENU]).decode())
+    assert header["DEFAULT"] == "nixos-3"
+    header, entries = menu_entries(data(env.tree(HostChoice(pin=1)).files[MENU]).decode())
+    assert header["DEFAULT"] == "nixos-1"
+    assert [label for label, _ in entries] == ["nixos-3", "nixos-2", "nixos-1"]
+    header, _ = menu_entries(data(env.tree(HostChoice(pin=1, trial=2)).files[MENU]).decode())
+    assert header["DEFAULT"] == "nixos-2"
+
+
+def test_uboot_literal_prefix_in_menu_paths(env_factory):
+    env = uboot_env(env_factory, tftp_prefix="arm")
+    env.add("1")
+    files = env.tree().files
+    _, entries = menu_entries(data(files[MENU]).decode())
+    assert "LINUX /arm/generations/1/kernel" in entries[0][1]
+    assert "arm/generations/1/kernel" in files
+
+
+def uimage_header(blob: bytes) -> dict:
+    magic, hcrc, time_, size, load, ep, dcrc, os_, arch, typ, comp = struct.unpack(">IIIIIIIBBBB", blob[:32])
+    return dict(magic=magic, hcrc=hcrc, time=time_, size=size, dcrc=dcrc, os=os_, arch=arch, type=typ, comp=comp,
+                name=blob[32:64].rstrip(b"\0").decode())
+
+
+def test_uboot_boot_script_is_a_valid_uimage(env_factory):
+    env = uboot_env(env_factory)
+    env.add("1")
+    files = env.tree().files
+    blob = data(files["boot.scr.uimg"])
+    assert data(files["52-54-00-12-34-56/boot.scr.uimg"]) == blob
+    h = uimage_header(blob)
+    assert h["magic"] == 0x27051956
+    assert h["size"] == len(blob) - 64
+    assert h["dcrc"] == zlib.crc32(blob[64:])
+    assert h["hcrc"] == zlib.crc32(blob[:4] + b"\0\0\0\0" + blob[8:64])
+    assert (h["os"], h["arch"], h["type"], h["comp"]) == (5, 22, 6, 0)  # linux, arm64, script, none
+    # Multi-file payload: one length, a zero terminator, then the script.
+    length, zero = struct.unpack(">II", blob[64:72])
+    assert zero == 0 and length == len(blob) - 72
+    script = blob[72:].decode()
+    assert "pxe get" in script and "pxe boot" in script
+
+
+def test_uboot_boot_script_matches_mkimage(env_factory, tmp_path):
+    mkimage, dumpimage = shutil.which("mkimage"), shutil.which("dumpimage")
+    if not (mkimage and dumpimage):
+        pytest.skip("u-boot-tools (mkimage, dumpimage) not installed")
+    env = uboot_env(env_factory)
+    env.add("1")
+    blob = data(env.tree().files["boot.scr.uimg"])
+    name = uimage_header(blob)["name"]
+    assert name == "netboot h"
+    ours = tmp_path / "ours.uimg"
+    ours.write_bytes(blob)
+    listing = subprocess.run([dumpimage, "-l", str(ours)], capture_output=True, text=True, check=True).stdout
+    assert "Script" in listing and "GP Header" not in listing, listing
+    assert f"Image Name:   {name}" in listing
+    script = tmp_path / "script.txt"
+    script.write_bytes(blob[72:])
+    theirs = tmp_path / "theirs.uimg"
+    subprocess.run([mkimage, "-A", "arm64", "-O", "linux", "-T", "script", "-C", "none", "-n", name,
+                    "-d", str(script), str(theirs)], check=True, capture_output=True,
+                   env={**os.environ, "SOURCE_DATE_EPOCH": "0"})
+    assert theirs.read_bytes() == blob
+
+
+def test_uboot_without_generation_serves_nothing(env_factory):
+    env = uboot_env(env_factory)
+    assert env.tree().files == {}
+    env.add("1")
+    remove(env.tops[1] / "kernel")
+    assert env.tree().files == {}
+
+
+# -- ipxe ------------------------------------------------------------------------------------
+
+
+IPXE_MAC = "52:54:00:ab:cd:ef"
+
+
+def ipxe_env(env_factory, **host):
+    return env_factory("ipxe", mac=IPXE_MAC, cmdline="ip=dhcp", menu_timeout=3, **host)
+
+
+def test_ipxe_script(env_factory):
+    env = ipxe_env(env_factory)
+    for v in ("1", "2", "3"):
+        env.add(v, kernel_params=("console=ttyS0,115200",))
+    files = env.tree(HostChoice(pin=2)).files
+    script = data(files["52-54-00-ab-cd-ef/boot.ipxe"])
+    assert data(files["boot.ipxe"]) == script
+    lines = script.decode().splitlines()
+    assert lines[0] == "#!ipxe"
+    items = [line.split()[1] for line in lines if line.startswith("item ") and not line.startswith("item --")]
+    assert items == ["nixos-3", "nixos-2", "nixos-1"]
+    choose = [line for line in lines if line.startswith("choose ")]
+    assert len(choose) == 1
+    assert "--default nixos-2 --timeout 3000" in choose[0]
+    for n in (1, 2, 3):
+        start = lines.index(f":nixos-{n}")
+        block = lines[start:lines.index("boot", start) + 1]
+        d = f"/52-54-00-ab-cd-ef/generations/{n}"
+        assert f"kernel {d}/kernel initrd=initrd init={env.tops[n]}/init console=ttyS0,115200 ip=dhcp" in block
+        assert f"initrd --name initrd {d}/initrd" in block
+        assert data(files[f"52-54-00-ab-cd-ef/generations/{n}/kernel"]) == (env.tops[n] / "kernel").read_bytes()
+
+
+def test_ipxe_default_follows_the_profile(env_factory):
+    env = ipxe_env(env_factory)
+    env.add("1")
+    env.add("2")
+    text = data(env.tree().files["boot.ipxe"]).decode()
+    assert "choose --default nixos-2 " in text
+
+
+def test_ipxe_without_generation_serves_nothing(env_factory):
+    env = ipxe_env(env_factory)
+    assert env.tree().files == {}
