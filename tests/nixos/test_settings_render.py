@@ -1,0 +1,104 @@
+"""nixos/lib.nix: the pure half of the NixOS modules, evaluated with nix-instantiate.
+
+The appliance module renders ``toSettings cfg.settings`` with
+``pkgs.formats.toml``; these tests check that transformation (and the other
+helpers the modules use) against what the Python appliance reads.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tomllib
+
+import pytest
+
+from appliance.config import IscsiConfig, parse_config
+from nix_helpers import EXAMPLE_TOML
+
+
+def _example() -> dict:
+    with EXAMPLE_TOML.open("rb") as f:
+        return tomllib.load(f)
+
+
+def _as_module_values(doc: dict) -> dict:
+    """The example as the module's options hold it: every unset option is null."""
+    values = copy.deepcopy(doc)
+    values["server"].setdefault("metrics_listen", None)
+    for host in values["hosts"].values():
+        for key in ("serial", "firmware", "menu_timeout", "trial_confirm_after", "trial_timeout"):
+            host.setdefault(key, None)
+        iscsi = host.get("iscsi")
+        if iscsi:
+            iscsi["lun"].setdefault("block", None)
+            iscsi.setdefault("chap", None)
+            if iscsi["chap"]:
+                iscsi["chap"].setdefault("mutual_user", None)
+                iscsi["chap"].setdefault("mutual_secret_file", None)
+    return values
+
+
+def test_rendering_the_example_is_the_identity(nix_eval) -> None:
+    assert nix_eval("lib.toSettings example") == _example()
+
+
+def test_rendering_drops_unset_options_and_yields_the_same_document(nix_eval) -> None:
+    values = _as_module_values(_example())
+    assert values != _example()
+    rendered = nix_eval(f"lib.toSettings (builtins.fromJSON {json.dumps(json.dumps(values))})")
+    assert rendered == _example()
+    parse_config(rendered)
+
+
+def test_rendering_drops_nulls_inside_lists_of_tables(nix_eval) -> None:
+    assert nix_eval('lib.toSettings { a = [ null { b = null; c = 1; } ]; d = null; }') == {"a": [{"c": 1}]}
+
+
+def test_inline_chap_secrets_are_found_by_key_path(nix_eval) -> None:
+    found = nix_eval(
+        'lib.inlineSecretKeys (example // { hosts = example.hosts // {'
+        ' a.iscsi.chap = { user = "a"; secret = "x"; mutual_secret = "y"; };'
+        ' b.iscsi.chap = { user = "b"; password = "z"; secret_file = "/run/secrets/b"; };'
+        ' c.iscsi.chap = { user = "c"; secret = null; secret_file = "/run/secrets/c"; };'
+        ' d.iscsi = null; }; })'
+    )
+    assert sorted(found) == ["hosts.a.iscsi.chap.mutual_secret", "hosts.a.iscsi.chap.secret", "hosts.b.iscsi.chap.password"]
+    assert nix_eval("lib.inlineSecretKeys example") == []
+
+
+def test_secret_files_in_the_nix_store_are_found(nix_eval) -> None:
+    found = nix_eval(
+        'lib.storeSecretFiles { hosts = {'
+        ' a.iscsi.chap = { user = "a"; secret_file = "/nix/store/0000-secret"; mutual_secret_file = "/run/m"; };'
+        ' b.iscsi.chap = { user = "b"; secret_file = "/run/secrets/b"; }; c = { boot = "rpi"; }; }; }'
+    )
+    assert found == ["hosts.a.iscsi.chap.secret_file"]
+    assert nix_eval("lib.storeSecretFiles example") == []
+
+
+@pytest.mark.parametrize(
+    ("address", "port"),
+    [("0.0.0.0:69", 69), ("10.0.4.3:6969", 6969), ("10.0.4.3", 69), ("[::]:1069", 1069), ("[::]", 69), ("::", 69)],
+)
+def test_listen_port(nix_eval, address: str, port: int) -> None:
+    assert nix_eval(f'lib.listenPort 69 "{address}"') == port
+
+
+def test_firewall_ports_of_the_example(nix_eval) -> None:
+    assert nix_eval("lib.tftpPorts example") == [69]
+    assert nix_eval("lib.iscsiPorts example") == [3260]
+    assert nix_eval('lib.tftpPorts { server.tftp_listen = [ "10.0.4.3:69" "[::]:69" "127.0.0.1:6969" ]; }') == [69, 6969]
+    assert nix_eval("lib.tftpPorts { }") == [69]
+    assert nix_eval('lib.iscsiPorts { iscsi = { enable = false; portals = [ "10.0.4.3:3260" ]; }; }') == []
+
+
+def test_target_iqn_and_default_prefix_match_the_appliance(nix_eval) -> None:
+    config = parse_config(_example())
+    assert nix_eval('lib.targetIqn example.iscsi.target_prefix "pi-desktop"') == config.iscsi.target_iqn("pi-desktop")
+    assert nix_eval("lib.defaultTargetPrefix") == IscsiConfig().target_prefix
+
+
+def test_rpi_hosts_and_profile_directories(nix_eval) -> None:
+    assert nix_eval("lib.rpiHosts example") == sorted(["pi-desktop", *(f"pi-node-{i}" for i in range(1, 8))])
+    assert nix_eval("lib.profileDirs example") == ["/nix/var/nix/profiles/netboot"]
