@@ -234,7 +234,7 @@ class Appliance:
                 reload_config = True
             if directory == self.config.server.state_dir and name == "state.json":
                 with self.mutex:
-                    self.state = self.store.load()
+                    self.state = self.store.reload(fallback=self.state)
                 refresh_all = True
             for hname, host in self.config.hosts.items():
                 if directory == host.profile.parent and name.startswith(host.profile.name):

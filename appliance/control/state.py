@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import time
 from contextlib import contextmanager
@@ -25,6 +26,8 @@ EVENTS_FILE = "events.jsonl"
 LOCK_FILE = ".lock"
 HISTORY_LIMIT = 200
 EVENTS_MAX_BYTES = 4 << 20
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -162,14 +165,45 @@ class StateStore:
         except (ValueError, KeyError, TypeError) as exc:
             raise _Corrupt(str(exc)) from exc
 
+    def reload(self, fallback: State) -> State:
+        """Re-read the state for a running daemon.
+
+        A corrupt file is set aside and replaced by ``fallback`` (the last
+        state known to be valid), so pins and trials survive a bad edit.
+        """
+        try:
+            return self._read()
+        except _Corrupt:
+            with self.locked():
+                try:
+                    return self._read()
+                except _Corrupt as exc:
+                    self._set_aside(exc)
+                    self.save(fallback)
+                    return fallback
+
     def _read_or_set_aside(self) -> State:
         """Caller holds the lock."""
         try:
             return self._read()
-        except _Corrupt:
-            aside = self.path.with_name(f"{STATE_FILE}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
-            os.replace(self.path, aside)
+        except _Corrupt as exc:
+            self._set_aside(exc)
             return State()
+
+    def _set_aside(self, why: _Corrupt) -> Path:
+        """Caller holds the lock.  Never overwrites an earlier corrupt file."""
+        base = f"{STATE_FILE}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+        aside = self.path.with_name(base)
+        n = 1
+        while os.path.lexists(aside):
+            aside = self.path.with_name(f"{base}-{n}")
+            n += 1
+        try:
+            os.replace(self.path, aside)
+        except OSError as exc:
+            raise StateError(f"{self.path} is corrupt ({why}) and cannot be set aside: {exc.strerror}") from exc
+        log.error("state file %s is corrupt (%s): set aside as %s", self.path, why, aside)
+        return aside
 
     def corrupt_files(self) -> list[Path]:
         try:
