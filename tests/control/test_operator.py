@@ -1,0 +1,209 @@
+"""Operator commands against a running daemon: pin, unpin, rollback, trial, confirm (SPEC §7)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+from control_harness import (PI, PI_PREFIX, cli, cli_ok, eventually, get, history, run_parallel, status)
+from appliance.demo.store import add_generation, make_toplevel
+
+
+def _kernel_is(store, number: int):
+    want = store.kernel_bytes(PI, number)
+    return lambda: get(store.port, PI_PREFIX + "kernel8.img") == want
+
+
+def _state_bytes(store) -> bytes | None:
+    try:
+        return store.state_file().read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def test_pin_unpin_rollback_take_effect_without_restart(daemon, store):
+    assert _kernel_is(store, 2)()
+    cli_ok(store.config, "pin", PI, "1")
+    eventually(_kernel_is(store, 1), what="pin 1 served")
+    assert get(store.port, PI_PREFIX + "cmdline.txt").startswith(store.init_of(PI, 1).encode())
+    cli_ok(store.config, "unpin", PI)
+    eventually(_kernel_is(store, 2), what="unpin → follow 2")
+    out = cli_ok(store.config, "rollback", PI)
+    assert "generation 1" in out
+    eventually(_kernel_is(store, 1), what="rollback → 1")
+    s = status(store.config, PI)["hosts"][PI]
+    assert (s["served"], s["reason"], s["pin"]) == (1, "pin", 1)
+    assert daemon.starts == 1 and daemon.alive()
+
+
+def test_rollback_with_nothing_older_fails_and_changes_nothing(daemon, store):
+    cli_ok(store.config, "pin", PI, "1")
+    eventually(_kernel_is(store, 1), what="pin 1 served")
+    before = _state_bytes(store)
+    r = cli(store.config, "rollback", PI)
+    assert r.returncode == 1
+    assert "no valid generation older than 1" in r.stderr
+    assert _state_bytes(store) == before
+    assert _kernel_is(store, 1)()
+
+
+def test_pin_to_a_missing_or_invalid_generation_fails_and_changes_nothing(daemon, store):
+    # generation 3: registered but its kernel never arrived
+    top = make_toplevel(store.layout.store, PI, "25.05.3")
+    os.unlink(os.path.realpath(top / "kernel"))
+    add_generation(store.profile(PI), top, make_current=False)
+    before = _state_bytes(store)
+    r = cli(store.config, "pin", PI, "7")
+    assert r.returncode == 1
+    assert "no generation 7" in r.stderr and "1, 2, 3" in r.stderr
+    r = cli(store.config, "pin", PI, "3")
+    assert r.returncode == 1
+    assert "generation 3 is invalid" in r.stderr and "kernel" in r.stderr
+    r = cli(store.config, "trial", PI, "3")
+    assert r.returncode == 1 and "invalid" in r.stderr
+    assert _state_bytes(store) == before
+    assert _kernel_is(store, 2)()
+    assert status(store.config, PI)["hosts"][PI]["pin"] is None
+
+
+def _pin_in_file(store) -> int | None:
+    try:
+        return json.loads(store.state_file().read_text())["hosts"][PI].get("pin")
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _start_trial(store, number: int = 1) -> None:
+    cli_ok(store.config, "trial", PI, str(number))
+    eventually(_kernel_is(store, number), what=f"trial {number} served")
+
+
+def _reverted(store):
+    entries = [h for h in history(store.config, PI) if h["event"] == "trial-reverted"]
+    return entries[-1] if entries else None
+
+
+def test_trial_serves_once_then_a_refetched_kernel_reverts(daemon, store):
+    _start_trial(store)                         # the fetch in _start_trial is the complete kernel fetch
+    s = status(store.config, PI)["hosts"][PI]
+    assert s["trial"]["generation"] == 1 and s["trial"]["kernel_served_at"] is not None
+    assert s["reason"] == "trial"
+    # the host boots again before anything confirmed: that very request gets the previous generation
+    assert get(store.port, PI_PREFIX + "kernel8.img") == store.kernel_bytes(PI, 2)
+    entry = _reverted(store)
+    assert entry is not None and entry["generation"] == 1
+    assert "kernel8.img again" in entry["reason"] and "now serving 2" in entry["reason"]
+    s = status(store.config, PI)["hosts"][PI]
+    assert s["trial"] is None and s["served"] == 2
+    assert get(store.port, PI_PREFIX + "cmdline.txt").startswith(store.init_of(PI, 2).encode())
+
+
+def test_trial_reverts_on_the_next_config_txt(daemon, store):
+    _start_trial(store)
+    assert get(store.port, PI_PREFIX + "config.txt")     # the EEPROM's first file of a new boot
+    entry = _reverted(store)
+    assert entry is not None and "config.txt again" in entry["reason"]
+    # already reverted when the kernel of that boot is asked for
+    assert get(store.port, PI_PREFIX + "kernel8.img") == store.kernel_bytes(PI, 2)
+
+
+def test_trial_files_before_the_kernel_do_not_revert(daemon, store):
+    cli_ok(store.config, "trial", PI, "1")
+    eventually(lambda: get(store.port, PI_PREFIX + "cmdline.txt").startswith(store.init_of(PI, 1).encode()),
+               what="trial cmdline served")
+    assert get(store.port, PI_PREFIX + "config.txt")     # start of the trial boot itself
+    assert get(store.port, PI_PREFIX + "kernel8.img") == store.kernel_bytes(PI, 1)
+    assert _reverted(store) is None
+
+
+def test_trial_reverts_to_last_known_good(daemon, store):
+    top = make_toplevel(store.layout.store, PI, "25.05.3")
+    add_generation(store.profile(PI), top)
+    eventually(_kernel_is(store, 3), what="generation 3 served")
+    cli_ok(store.config, "pin", PI, "2")
+    cli_ok(store.config, "confirm", PI)         # LKG = 2
+    cli_ok(store.config, "unpin", PI)
+    eventually(_kernel_is(store, 3), what="following 3 again")
+    _start_trial(store, 1)
+    assert get(store.port, PI_PREFIX + "kernel8.img") == store.kernel_bytes(PI, 2)
+    assert "now serving 2" in _reverted(store)["reason"]
+
+
+def test_trial_confirm_moves_last_known_good(daemon, store):
+    _start_trial(store)
+    out = cli_ok(store.config, "confirm", PI)
+    assert "generation 1" in out
+    s = status(store.config, PI)["hosts"][PI]
+    assert s["trial"] is None
+    assert s["last_known_good"] == 1
+    assert s["served"] == 1
+    assert any(h["event"] == "trial-confirmed" for h in s["history"])
+    # a later boot is no longer a trial: no revert
+    assert get(store.port, PI_PREFIX + "config.txt")
+    assert get(store.port, PI_PREFIX + "kernel8.img") == store.kernel_bytes(PI, 1)
+    assert _reverted(store) is None
+
+
+def test_trial_timeout_reverts(store, make_daemon):
+    store.write_config(store.set_host_option(PI, "trial_timeout = 2"))
+    make_daemon(store.config).start()
+    _start_trial(store)
+    started = time.monotonic()
+    entry, _ = eventually(lambda: _reverted(store), deadline=6.0, what="trial timed out")
+    assert time.monotonic() - started >= 1.0
+    assert "no confirmation within trial_timeout" in entry["reason"]
+    eventually(_kernel_is(store, 2), what="reverted to 2")
+
+
+def test_trial_on_an_unknown_host_is_a_usage_error(daemon, store):
+    r = cli(store.config, "trial", "no-such-host", "1")
+    assert r.returncode == 2
+    assert "unknown host 'no-such-host'" in r.stderr and PI in r.stderr
+
+
+def test_parallel_writers_keep_the_state_valid(daemon, store):
+    cli_ok(store.config, "pin", PI, "2")
+    entries_before = len(json.loads(store.state_file().read_text())["history"])
+    base = [sys.executable, "-m", "appliance.cli.main", "-c", str(store.config)]
+    commands = [base + (["pin", PI, str(1 + i % 2)] if i % 3 else ["unpin", PI]) for i in range(10)]
+    results = run_parallel(commands)
+    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+    doc = json.loads(store.state_file().read_text())
+    assert doc["version"] == 1
+    # every writer's change was recorded: none lost by a concurrent read-modify-write
+    assert len(doc["history"]) == entries_before + 10
+    final_pin = doc["hosts"][PI].get("pin")
+    assert final_pin in (1, 2, None)
+    last = doc["history"][-1]
+    assert last["generation"] == final_pin or (last["event"] == "unpin" and final_pin is None)
+    assert not list(store.layout.state.glob("state.json.corrupt-*"))
+    served = final_pin if final_pin is not None else 2
+    eventually(_kernel_is(store, served), what="daemon adopted the final state")
+
+
+def test_corrupt_state_file_is_set_aside_and_reported(daemon, store):
+    cli_ok(store.config, "pin", PI, "1")
+    eventually(_kernel_is(store, 1), what="pin 1 served")
+    good = store.state_file().read_bytes()
+    store.state_file().write_bytes(good[: len(good) // 2])      # truncated by a bad disk / hand edit
+    aside, _ = eventually(lambda: list(store.layout.state.glob("state.json.corrupt-*")),
+                          what="daemon set the corrupt state file aside")
+    assert aside[0].read_bytes() == good[: len(good) // 2]
+    assert daemon.alive()
+    assert "corrupt" in daemon.log() and aside[0].name in daemon.log()
+    # the daemon's last valid state is kept and written back: the pin is not silently dropped
+    eventually(lambda: _pin_in_file(store) == 1, what="last valid state written back")
+    time.sleep(0.1)
+    assert _kernel_is(store, 1)()
+    s = status(store.config)
+    assert [os.path.basename(p) for p in s["corrupt_state_files"]] == [aside[0].name]
+    r = cli(store.config, "check")
+    assert r.returncode != 0 and aside[0].name in r.stderr
+    # garbage, again: a second file aside, both kept
+    store.state_file().write_bytes(b"\x00\xff not json at all")
+    eventually(lambda: len(list(store.layout.state.glob("state.json.corrupt-*"))) == 2,
+               what="second corrupt file set aside")
+    assert _kernel_is(store, 1)()
+    assert len(status(store.config)["corrupt_state_files"]) == 2
