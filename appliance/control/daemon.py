@@ -62,7 +62,10 @@ class Appliance:
         self.mutex = threading.RLock()        # state + snapshot, shared with the TFTP thread
         self.neighbours = NeighbourTable()
         self.cache = StoreCache()
-        self.resolver = BootResolver(self._build_snapshot(), self.neighbours, before_open=self._before_open)
+        snapshot = self._build_snapshot()
+        self.resolver = BootResolver(snapshot, self.neighbours, before_open=self._before_open)
+        # Nothing is served yet: roots left over from an earlier run (a removed host, an old pin) can go.
+        sync_roots(self.config.server.gcroots_dir, desired_roots(snapshot.hosts, self.state), prune=True)
         self.tftp: TftpServer | None = None
         self.inotify = Inotify()
         self.session_since: dict[str, float] = {}
