@@ -24,6 +24,33 @@
       # The README's example, used verbatim below so the two cannot drift.
       exampleSettings = builtins.fromTOML (builtins.readFile ./examples/appliance.toml);
       applianceAddress = "10.0.4.3";
+
+      # A Raspberry Pi 4 / 400 booting from the appliance; the initiator and
+      # target prefix come from the appliance's TOML.
+      mkPiClient =
+        name: extraConfig:
+        lib.nixosSystem {
+          system = "aarch64-linux";
+          modules = [
+            nixos-hardware.nixosModules.raspberry-pi-4
+            self.nixosModules.client
+            {
+              networking.hostName = name;
+              netboot.client = {
+                enable = true;
+                appliance.address = applianceAddress;
+                appliance.targetPrefix = exampleSettings.iscsi.target_prefix;
+                # The host key doubles as the key the appliance's clientKeys admits.
+                appliance.identityFile = "/etc/ssh/ssh_host_ed25519_key";
+                iscsi.initiatorName = exampleSettings.hosts.${name}.iscsi.initiator;
+                initrdNetworkModules = [ "bcmgenet" ];
+              };
+              services.openssh.enable = true;
+              system.stateVersion = "25.11";
+            }
+            extraConfig
+          ];
+        };
     in
     {
       packages = forAllSystems (pkgs: {
@@ -115,38 +142,18 @@
         };
 
         # The Raspberry Pi 400: no SD card, root on its LUN.
-        pi-desktop = lib.nixosSystem {
-          system = "aarch64-linux";
-          modules = [
-            nixos-hardware.nixosModules.raspberry-pi-4
-            self.nixosModules.client
-            (
-              { ... }:
-              let
-                host = exampleSettings.hosts.pi-desktop;
-              in
-              {
-                networking.hostName = "pi-desktop";
-
-                netboot.client = {
-                  enable = true;
-                  appliance.address = applianceAddress;
-                  appliance.targetPrefix = exampleSettings.iscsi.target_prefix;
-                  appliance.identityFile = "/etc/ssh/ssh_host_ed25519_key";
-                  iscsi.initiatorName = host.iscsi.initiator;
-                  # The appliance requires CHAP for this host (chap in the
-                  # TOML): an iscsid.conf fragment with the same user and the
-                  # secret, kept encrypted in a real repository:
-                  # iscsi.chapConfigFile = ./secrets/pi-desktop-iscsi-chap.conf;
-                  initrdNetworkModules = [ "bcmgenet" ];
-                };
-
-                services.openssh.enable = true;
-                system.stateVersion = "25.11";
-              }
-            )
-          ];
+        pi-desktop = mkPiClient "pi-desktop" {
+          # The appliance requires CHAP for this host (chap in the TOML): an
+          # iscsid.conf fragment with the same user and the secret, kept
+          # encrypted in a real repository:
+          # netboot.client.iscsi.chapConfigFile = ./secrets/pi-desktop-iscsi-chap.conf;
+          services.xserver.enable = true;
+          services.xserver.desktopManager.xfce.enable = true;
         };
-      };
+      }
+      # The headless fleet: pi-node-1 … pi-node-7, all from the same TOML.
+      // lib.genAttrs (builtins.filter (lib.hasPrefix "pi-node-") (builtins.attrNames exampleSettings.hosts)) (
+        name: mkPiClient name { }
+      );
     };
 }
