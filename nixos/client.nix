@@ -48,7 +48,8 @@ let
       appliance=${escapeShellArg cfg.appliance.ssh}
       host=${escapeShellArg cfg.hostName}
       ssh_args=(${escapeShellArgs sshArgs})
-      export NIX_SSHOPTS=${escapeShellArg (escapeShellArgs sshArgs)}
+      # Nix splits NIX_SSHOPTS on whitespace; it does not unquote.
+      export NIX_SSHOPTS=${escapeShellArg (lib.concatStringsSep " " sshArgs)}
 
       echo "netboot: copying $toplevel to $appliance" >&2
       nix --extra-experimental-features nix-command copy --to "ssh-ng://$appliance" "$toplevel"
