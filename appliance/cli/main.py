@@ -17,13 +17,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Boot server: TFTP straight from the Nix store, root disks over iSCSI (LIO).",
     )
     parser.add_argument("--version", action="version", version=f"netboot-appliance {__version__}")
+    # -c / -v work before or after the command (``netboot -c F check`` and ``netboot check -c F``).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", default=argparse.SUPPRESS,
+                        help="configuration file (default: $NETBOOT_CONFIG or /etc/netboot/appliance.toml)")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
     parser.add_argument("-c", "--config", help="configuration file (default: $NETBOOT_CONFIG or /etc/netboot/appliance.toml)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
     def cmd(name: str, func, help: str, json_flag: bool = False) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
+        p = sub.add_parser(name, help=help, description=help, parents=[common])
         p.set_defaults(func=func)
         if json_flag:
             p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -65,12 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("shell", commands.shell, "interactive admin shell (targetcli style)")
     p.add_argument("script", nargs="*", help="commands to run instead of an interactive session")
 
-    iscsi = sub.add_parser("iscsi", help="iSCSI root LUNs on kernel LIO", description="iSCSI root LUNs on kernel LIO")
+    iscsi = sub.add_parser("iscsi", help="iSCSI root LUNs on kernel LIO", description="iSCSI root LUNs on kernel LIO",
+                           parents=[common])
     isub = iscsi.add_subparsers(dest="iscsi_command", metavar="ACTION")
     isub.required = True
     for name, help in (("plan", "show what apply would change"), ("apply", "converge LIO to the configuration"),
                        ("status", "targets, LUNs, ACLs and sessions")):
-        ip = isub.add_parser(name, help=help, description=help)
+        ip = isub.add_parser(name, help=help, description=help, parents=[common])
         ip.set_defaults(func=commands.iscsi, iscsi_action=name)
         ip.add_argument("--json", action="store_true", help="machine-readable output")
         if name != "status":
