@@ -26,3 +26,7 @@ __all__ = [
     "free_port",
     "project_vm",
 ]
+
+from .initiator import Chap, Initiator, ToolResult  # noqa: E402
+
+__all__ += ["Chap", "Initiator", "ToolResult"]

@@ -1,0 +1,310 @@
+"""Real kernel LIO in a QEMU (TCG) VM, checked from outside with a real initiator.
+
+One VM boots for the whole module; the scenarios run in order and build on
+each other (apply → access control → re-apply/restart → foreign objects →
+drift → host removal), like an operator's day.  Backing files live on a
+tmpfs inside the VM.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from lab import Chap, Initiator, Result, ServerVM, free_port, project_vm
+
+pytestmark = pytest.mark.vm
+
+PREFIX = "iqn.2026-11.lan.netboot"
+DESK = f"{PREFIX}:pi-desktop"
+CHAPPY = f"{PREFIX}:pi-chap"
+DESK_INITIATOR = "iqn.2026-04.lab.client:pi-desktop"
+CHAP_INITIATOR = "iqn.2026-04.lab.client:pi-chap"
+CHAP_SECRET = "chap-Secret-0123"
+MUTUAL_SECRET = "mutual-Secret-987"
+FOREIGN = "iqn.2003-01.org.linux-iscsi.lab:handmade"
+CONF = "/tmp/lab/appliance.toml"
+REDUCED_CONF = "/tmp/lab/reduced.toml"
+
+HOST_DESK = """
+[hosts.pi-desktop]
+boot = "ipxe"
+mac = "52:54:00:00:00:01"
+profile = "/tmp/lab/profiles/pi-desktop"
+
+[hosts.pi-desktop.iscsi]
+initiator = "iqn.2026-04.lab.client:pi-desktop"
+lun = { file = "/srv/luns/pi-desktop.img", size = "64M" }
+"""
+HOST_CHAP = """
+[hosts.pi-chap]
+boot = "ipxe"
+mac = "52:54:00:00:00:02"
+profile = "/tmp/lab/profiles/pi-chap"
+
+[hosts.pi-chap.iscsi]
+initiator = "iqn.2026-04.lab.client:pi-chap"
+lun = { file = "/srv/luns/pi-chap.img", size = "32M" }
+chap = { user = "pi-chap", secret_file = "/tmp/lab/secrets/pi-chap", mutual_user = "netboot", mutual_secret_file = "/tmp/lab/secrets/mutual" }
+"""
+HEADER = """
+[server]
+state_dir = "/tmp/lab/state"
+store_dir = "/tmp/lab/store"
+tftp_listen = ["127.0.0.1:6969"]
+
+[iscsi]
+enable = true
+portals = ["0.0.0.0:3260"]
+target_prefix = "iqn.2026-11.lan.netboot"
+"""
+
+
+@dataclass
+class Lab:
+    vm: ServerVM
+    initiator: Initiator
+    cli: list[str]        # how to invoke `netboot` in the guest
+
+    def netboot(self, *args: str, config: str = CONF) -> Result:
+        if self.cli[-1] == "appliance.iscsi":      # fallback entry: no "iscsi" sub-command word
+            args = args[1:] if args and args[0] == "iscsi" else args
+        return self.vm.run([*self.cli, "-c", config, *args], timeout=300)
+
+    def rtslib(self, code: str) -> Result:
+        prelude = "import rtslib_fb as r\nroot = r.RTSRoot()\nfm = r.FabricModule('iscsi')\n"
+        return self.vm.run(["python3", "-c", prelude + code], timeout=120)
+
+    def sha256(self, path: str) -> str:
+        return self.vm.run(["sha256sum", path]).check().stdout.split()[0]
+
+
+def _say(*lines: str) -> None:
+    for line in lines:
+        print(f"    {line.rstrip()}")
+
+
+@pytest.fixture(scope="module")
+def lab():
+    for tool in ("qemu-system-x86_64", "iscsi-inq", "iscsi-readcapacity16", "qemu-io"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not installed (apt-get install qemu-system-x86 qemu-utils libiscsi-bin)")
+    port = free_port()
+    with project_vm(hostfwd=[(port, 3260)]) as vm:
+        print(f"\nlab VM up in {vm.boot_seconds:.1f} s (pid {vm.pid}, iSCSI on 127.0.0.1:{port})")
+        vm.run("mkdir -p /srv/luns /tmp/lab/secrets /tmp/lab/store /tmp/lab/state /tmp/lab/profiles && "
+               "mount -t tmpfs -o size=512m luns /srv/luns").check()
+        vm.write_file("/tmp/lab/secrets/pi-chap", CHAP_SECRET + "\n", 0o600)
+        vm.write_file("/tmp/lab/secrets/mutual", MUTUAL_SECRET + "\n", 0o600)
+        vm.write_file(CONF, HEADER + HOST_DESK + HOST_CHAP)
+        vm.write_file(REDUCED_CONF, HEADER + HOST_CHAP)
+        probe = vm.run(["python3", "-m", "appliance.cli.main", "--help"])
+        cli = ["python3", "-m", "appliance.cli.main"] if probe.ok and "iscsi" in probe.stdout \
+            else ["python3", "-m", "appliance.iscsi"]
+        print(f"netboot entry in the VM: {' '.join(cli)}")
+        yield Lab(vm, Initiator(port), cli)
+
+
+# 1 -------------------------------------------------------------------------------------
+
+def test_apply_from_empty_exports_the_lun(lab: Lab):
+    started = time.monotonic()
+    r = lab.netboot("iscsi", "apply")
+    _say(*r.stdout.splitlines()[-4:], f"(apply took {time.monotonic() - started:.1f} s)")
+    assert r.ok, r.stderr
+    assert "changes applied" in r.stdout
+
+    inq = lab.initiator.inq(DESK, DESK_INITIATOR)
+    _say(*[l for l in inq.output.splitlines() if "Vendor" in l or "Product" in l])
+    assert inq.ok and "LIO-ORG" in inq.output, inq.output
+
+    cap = lab.initiator.readcapacity(DESK, DESK_INITIATOR)
+    _say(f"readcapacity16 -s: {cap.output.strip()}")
+    assert cap.ok and cap.output.split()[0] == str(64 << 20)
+
+    io = lab.initiator.qemu_io(DESK, DESK_INITIATOR, ["write -P 0xa5 0 1M", "read -P 0xa5 0 1M"])
+    _say(*io.output.splitlines())
+    assert io.ok and "Pattern verification failed" not in io.output and "read 1048576/1048576" in io.output
+
+    # The backing file was created sparse at the configured size.
+    st = lab.vm.run("stat -c '%s %b' /srv/luns/pi-desktop.img").check().stdout.split()
+    assert int(st[0]) == 64 << 20 and int(st[1]) * 512 < 8 << 20
+
+
+def test_status_shows_the_logged_in_session(lab: Lab):
+    argv = ["qemu-io", "--image-opts",
+            f"driver=iscsi,transport=tcp,portal=127.0.0.1:{lab.initiator.port},target={DESK},lun=0,"
+            f"initiator-name={DESK_INITIATOR}", "-c", "sleep 20000"]
+    holder = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            r = lab.netboot("iscsi", "status", "--json")
+            assert r.ok, r.stderr
+            status = json.loads(r.stdout)
+            sessions = status["hosts"]["pi-desktop"]["sessions"]
+            if sessions or time.monotonic() > deadline:
+                break
+        _say(f"status: {json.dumps(sessions)}")
+        assert sessions and sessions[0]["initiator"] == DESK_INITIATOR and sessions[0]["state"] == "LOGGED_IN"
+        assert sessions[0]["addresses"] == ["10.0.2.2"]      # slirp's view of the host
+        assert CHAP_SECRET not in r.stdout and MUTUAL_SECRET not in r.stdout
+    finally:
+        holder.terminate()   # our own qemu-io, by its Popen handle
+        holder.wait(timeout=10)
+
+
+# 2 -------------------------------------------------------------------------------------
+
+def test_wrong_initiator_and_wrong_chap_are_refused(lab: Lab):
+    wrong = lab.initiator.inq(DESK, "iqn.2026-04.lab.client:intruder")
+    _say(f"wrong IQN: {wrong.output.strip().splitlines()[-1]}")
+    assert not wrong.ok and "Authorization failure" in wrong.output
+
+    none = lab.initiator.inq(CHAPPY, CHAP_INITIATOR)
+    _say(f"no CHAP: {none.output.strip().splitlines()[-1]}")
+    assert not none.ok and "Authentication failure" in none.output
+
+    bad = lab.initiator.inq(CHAPPY, CHAP_INITIATOR, Chap("pi-chap", "not-the-secret1"))
+    _say(f"wrong CHAP secret: {bad.output.strip().splitlines()[-1]}")
+    assert not bad.ok and "Authentication failure" in bad.output
+
+    bad_user = lab.initiator.inq(CHAPPY, CHAP_INITIATOR, Chap("someone", CHAP_SECRET))
+    assert not bad_user.ok and "Authentication failure" in bad_user.output
+
+    good = lab.initiator.inq(CHAPPY, CHAP_INITIATOR, Chap("pi-chap", CHAP_SECRET, "netboot", MUTUAL_SECRET))
+    _say(f"right CHAP + mutual: {[l.strip() for l in good.output.splitlines() if 'Vendor' in l]}")
+    assert good.ok and "LIO-ORG" in good.output, good.output
+
+    bad_mutual = lab.initiator.inq(CHAPPY, CHAP_INITIATOR, Chap("pi-chap", CHAP_SECRET, "netboot", "not-the-target-x"))
+    _say(f"wrong mutual secret expected by the initiator: rc={bad_mutual.rc} "
+         f"{bad_mutual.output.strip().splitlines()[-1] if bad_mutual.output.strip() else ''}")
+    assert not bad_mutual.ok
+
+    io = lab.initiator.qemu_io(CHAPPY, CHAP_INITIATOR, ["write -P 0x3c 4M 512k", "read -P 0x3c 4M 512k"],
+                               Chap("pi-chap", CHAP_SECRET))
+    assert io.ok and "Pattern verification failed" not in io.output, io.output
+
+
+# 3 -------------------------------------------------------------------------------------
+
+def test_second_apply_does_nothing_and_data_survives_a_restart(lab: Lab):
+    plan = lab.netboot("iscsi", "plan", "--json")
+    assert plan.ok, plan.stderr
+    assert json.loads(plan.stdout)["actions"] == []
+    again = lab.netboot("iscsi", "apply")
+    _say(again.stdout.strip())
+    assert again.ok and "nothing to do" in again.stdout
+
+    before = lab.sha256("/srv/luns/pi-desktop.img")
+    # A reboot leaves LIO empty: remove the appliance's objects by hand, then apply in a fresh process.
+    wipe = lab.rtslib(
+        "for t in list(fm.targets):\n"
+        f"    if t.wwn.startswith('{PREFIX}:'): t.delete()\n"
+        "root.invalidate_caches()\n"
+        "for so in list(root.storage_objects):\n"
+        "    if so.name.startswith('netboot-'): so.delete()\n"
+        "print(len(list(root.targets)), len(list(root.storage_objects)))\n")
+    assert wipe.ok and wipe.stdout.split() == ["0", "0"], wipe.stderr
+    assert not lab.initiator.inq(DESK, DESK_INITIATOR).ok
+
+    r = lab.netboot("iscsi", "apply")
+    _say(*[l for l in r.stdout.splitlines() if "backstore" in l])
+    assert r.ok and "existing file" in r.stdout and "new sparse file" not in r.stdout
+    assert lab.sha256("/srv/luns/pi-desktop.img") == before
+    io = lab.initiator.qemu_io(DESK, DESK_INITIATOR, ["read -P 0xa5 0 1M"])
+    assert io.ok and "Pattern verification failed" not in io.output, io.output
+    io = lab.initiator.qemu_io(CHAPPY, CHAP_INITIATOR, ["read -P 0x3c 4M 512k"], Chap("pi-chap", CHAP_SECRET))
+    assert io.ok and "Pattern verification failed" not in io.output, io.output
+    assert json.loads(lab.netboot("iscsi", "plan", "--json").stdout)["actions"] == []
+
+
+# 5 -------------------------------------------------------------------------------------
+
+def test_foreign_target_and_backstore_are_left_alone(lab: Lab):
+    made = lab.rtslib(
+        "so = r.FileIOStorageObject('handmade', dev='/srv/luns/handmade.img', size=16 << 20)\n"
+        f"t = r.Target(fm, '{FOREIGN}', mode='create')\n"
+        "tpg = r.TPG(t, 1, mode='create')\n"
+        "r.LUN(tpg, 0, so)\n"
+        "r.NetworkPortal(tpg, '0.0.0.0', 3260, mode='create')\n"
+        "acl = r.NodeACL(tpg, 'iqn.2026-04.lab.client:handmade', mode='create')\n"
+        "r.MappedLUN(acl, 0, tpg_lun=0)\n"
+        "tpg.enable = True\n")
+    assert made.ok, made.stderr
+    plan = lab.netboot("iscsi", "plan")
+    _say(plan.stdout.strip())
+    assert plan.ok and "nothing to do" in plan.stdout and "handmade" not in plan.stdout
+    r = lab.netboot("iscsi", "apply", "--allow-destroy")
+    assert r.ok and "nothing to do" in r.stdout
+    status = json.loads(lab.netboot("iscsi", "status", "--json").stdout)
+    _say(f"unmanaged: {status['unmanaged_targets']} {status['unmanaged_backstores']}")
+    assert status["unmanaged_targets"] == [FOREIGN] and status["unmanaged_backstores"] == ["fileio/handmade"]
+    inq = lab.initiator.inq(FOREIGN, "iqn.2026-04.lab.client:handmade")
+    assert inq.ok and "LIO-ORG" in inq.output
+
+
+# 6 -------------------------------------------------------------------------------------
+
+def test_deleted_acl_is_reported_and_repaired(lab: Lab):
+    gone = lab.rtslib(
+        f"tpg = r.TPG(r.Target(fm, '{DESK}', mode='lookup'), 1, mode='lookup')\n"
+        f"r.NodeACL(tpg, '{DESK_INITIATOR}', mode='lookup').delete()\n")
+    assert gone.ok, gone.stderr
+    refused = lab.initiator.inq(DESK, DESK_INITIATOR)
+    assert not refused.ok and "Authorization failure" in refused.output
+
+    plan = lab.netboot("iscsi", "plan")
+    _say(*plan.stdout.splitlines())
+    assert plan.ok and f"create ACL {DESK_INITIATOR} on {DESK}" in plan.stdout
+    r = lab.netboot("iscsi", "apply")
+    assert r.ok, r.stderr
+    inq = lab.initiator.inq(DESK, DESK_INITIATOR)
+    assert inq.ok and "LIO-ORG" in inq.output
+    io = lab.initiator.qemu_io(DESK, DESK_INITIATOR, ["read -P 0xa5 0 1M"])
+    assert io.ok and "Pattern verification failed" not in io.output
+
+
+def test_changed_attribute_and_missing_portal_are_repaired(lab: Lab):
+    drift = lab.rtslib(
+        f"tpg = r.TPG(r.Target(fm, '{CHAPPY}', mode='lookup'), 1, mode='lookup')\n"
+        "tpg.set_attribute('authentication', '0')\n"
+        "r.NetworkPortal(tpg, '0.0.0.0', 3260, mode='lookup').delete()\n")
+    assert drift.ok, drift.stderr
+    plan = lab.netboot("iscsi", "plan")
+    _say(*plan.stdout.splitlines())
+    assert "attribute authentication=1 (was 0)" in plan.stdout and "create portal 0.0.0.0:3260" in plan.stdout
+    assert lab.netboot("iscsi", "apply").ok
+    assert lab.initiator.inq(CHAPPY, CHAP_INITIATOR, Chap("pi-chap", CHAP_SECRET)).ok
+    assert "Authentication failure" in lab.initiator.inq(CHAPPY, CHAP_INITIATOR).output
+
+
+# 4 -------------------------------------------------------------------------------------
+
+def test_removed_host_is_refused_then_removed_from_lio_only(lab: Lab):
+    before = lab.sha256("/srv/luns/pi-desktop.img")
+    plan = lab.netboot("iscsi", "plan", config=REDUCED_CONF)
+    _say(*plan.stdout.splitlines())
+    assert plan.rc == 1 and "needs --allow-destroy" in plan.stdout
+
+    refused = lab.netboot("iscsi", "apply", config=REDUCED_CONF)
+    _say(refused.stderr.strip().splitlines()[-1])
+    assert refused.rc == 1 and "refused" in refused.stderr
+    assert lab.initiator.inq(DESK, DESK_INITIATOR).ok          # nothing was applied
+
+    r = lab.netboot("iscsi", "apply", "--allow-destroy", config=REDUCED_CONF)
+    _say(*r.stdout.splitlines())
+    assert r.ok, r.stderr
+    gone = lab.initiator.inq(DESK, DESK_INITIATOR)
+    _say(f"after removal: {gone.output.strip().splitlines()[-1]}")
+    assert not gone.ok
+    assert lab.sha256("/srv/luns/pi-desktop.img") == before
+    listing = lab.rtslib("print(sorted(so.name for so in root.storage_objects)); print(sorted(t.wwn for t in root.targets))")
+    assert "netboot-pi-desktop" not in listing.stdout and DESK not in listing.stdout
+    assert "handmade" in listing.stdout and FOREIGN in listing.stdout   # still untouched
+    assert lab.initiator.inq(CHAPPY, CHAP_INITIATOR, Chap("pi-chap", CHAP_SECRET)).ok
