@@ -1,0 +1,91 @@
+"""Helpers for the TFTP tests: a server on 127.0.0.1:0, raw UDP peers, binaries."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+import pytest
+
+from appliance.tftp import DictProvider, TftpServer, TransferRecord
+from appliance.tftp.packets import Packet, parse_packet
+
+
+def require_binary(name: str) -> str:
+    """Path of ``name``; skips when absent locally, fails loudly under CI=true."""
+    path = shutil.which(name)
+    if path:
+        return path
+    message = f"{name} is not installed (apt-get install -y curl tftp-hpa atftp)"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+class Served:
+    """A running server plus the records it emitted."""
+
+    def __init__(self, server: TftpServer, records: list[TransferRecord]) -> None:
+        self.server = server
+        self.records = records
+        self.address = server.addresses[0]
+        self.port = self.address[1]
+
+    def wait_records(self, count: int, timeout: float = 5.0) -> list[TransferRecord]:
+        deadline = time.monotonic() + timeout
+        while len(self.records) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return list(self.records)
+
+
+@contextmanager
+def serving(files: dict, listen: tuple[str, ...] = ("127.0.0.1:0",), **options) -> Iterator[Served]:
+    records: list[TransferRecord] = []
+    server = TftpServer(DictProvider(files), listen=listen, on_transfer=records.append, **options)
+    server.run_in_thread()
+    try:
+        yield Served(server, records)
+    finally:
+        server.stop(wait=10)
+
+
+class RawPeer:
+    """A UDP socket on 127.0.0.1 for hand-made datagrams."""
+
+    def __init__(self, family: int = socket.AF_INET) -> None:
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
+        self.sock.settimeout(2.0)
+
+    @property
+    def port(self) -> int:
+        return self.sock.getsockname()[1]
+
+    def send(self, datagram: bytes, address: tuple[str, int]) -> None:
+        self.sock.sendto(datagram, address)
+
+    def recv(self, timeout: float = 2.0) -> tuple[Packet, tuple[str, int]]:
+        self.sock.settimeout(timeout)
+        data, addr = self.sock.recvfrom(65536)
+        return parse_packet(data), (addr[0], addr[1])
+
+    def recv_nothing(self, wait: float = 0.3) -> bool:
+        self.sock.settimeout(wait)
+        try:
+            self.sock.recvfrom(65536)
+        except socket.timeout:
+            return True
+        return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> RawPeer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
