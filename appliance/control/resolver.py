@@ -53,6 +53,8 @@ def kernel_paths(hs: HostSnapshot) -> set[str]:
 
 def is_boot_entry(hs: HostSnapshot, path: str) -> bool:
     names = BOOT_ENTRY[hs.host.boot]
+    if hs.host.boot == BootStyle.UBOOT and path.startswith("pxelinux.cfg/"):
+        return True   # U-Boot's own ``pxe`` boot target fetches the menu without boot.scr.uimg
     return path in names or any(path == hs.host.tftp_prefix + n for n in names)
 
 
