@@ -207,3 +207,39 @@ def test_corrupt_state_file_is_set_aside_and_reported(daemon, store):
                what="second corrupt file set aside")
     assert _kernel_is(store, 1)()
     assert len(status(store.config)["corrupt_state_files"]) == 2
+
+
+ARM_MENU = "pxelinux.cfg/01-52-54-00-12-34-56"
+
+
+def _if(value, predicate):
+    return value if predicate(value) else None
+
+
+def _default_entry(menu: bytes) -> str:
+    for line in menu.decode().splitlines():
+        if line.strip().lower().startswith("default"):
+            return line.split(None, 1)[1].strip()
+    raise AssertionError(f"no default in {menu!r}")
+
+
+def test_uboot_trial_reverts_when_the_menu_is_fetched_again(daemon, store):
+    """U-Boot's own ``pxe`` boot target fetches pxelinux.cfg directly, without boot.scr.uimg."""
+    before = _default_entry(get(store.port, ARM_MENU))
+    cli_ok(store.config, "trial", "arm-board", "1")
+    menu, _ = eventually(lambda: _if(get(store.port, ARM_MENU), lambda m: _default_entry(m) != before),
+                         what="trial menu served")
+    assert "1" in _default_entry(menu)
+    assert get(store.port, "52-54-00-12-34-56/generations/1/kernel")      # the trial boot's kernel
+    menu = get(store.port, ARM_MENU)                                         # the next boot
+    assert _default_entry(menu) == before
+    entries = [h for h in history(store.config, "arm-board") if h["event"] == "trial-reverted"]
+    assert entries and "pxelinux.cfg" in entries[-1]["reason"]
+
+
+def test_ipxe_trial_reverts_on_the_next_script(daemon, store):
+    cli_ok(store.config, "trial", "pc", "1")
+    eventually(lambda: b"--default nixos-1" in get(store.port, "boot.ipxe"), what="trial script served")
+    assert get(store.port, "52-54-00-ab-cd-ef/generations/1/kernel")
+    assert b"--default nixos-2" in get(store.port, "boot.ipxe")
+    assert [h for h in history(store.config, "pc") if h["event"] == "trial-reverted"]
