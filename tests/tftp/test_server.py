@@ -1,0 +1,407 @@
+"""The running server on 127.0.0.1:0, driven with raw UDP datagrams.
+
+Every bad-input test ends by checking that a normal download still works.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from appliance.tftp import AccessDenied, BytesContent, FileNotFound, TftpServer
+from appliance.tftp.packets import (
+    Ack, Data, Error, OptionAck, encode_ack, encode_error, encode_request, parse_packet,
+)
+from peers.pi_bootloader import TftpFailure, fetch
+
+from .helpers import RawPeer, serving
+
+
+def assert_still_serves(served, payloads) -> None:
+    got = fetch(served.address, "medium.bin", blksize=1024, tsize=True, total_timeout=10)
+    assert got.data == payloads["medium.bin"]
+
+
+def expect_error(peer: RawPeer, code: int) -> tuple[Error, tuple[str, int]]:
+    packet, addr = peer.recv()
+    assert isinstance(packet, Error), packet
+    assert packet.code == code, packet
+    return packet, addr
+
+
+# -- downloads -------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["small.bin", "exact.bin", "empty.bin", "dir/nested.bin"])
+@pytest.mark.parametrize("blksize", [None, 512, 1024, 1468, 8192])
+def test_downloads_are_byte_identical(served, payloads, name, blksize):
+    assert fetch(served.address, name, blksize=blksize).data == payloads[name]
+
+
+@pytest.mark.parametrize("windowsize", [2, 8, 64])
+def test_windowed_download(served, payloads, windowsize):
+    got = fetch(served.address, "medium.bin", blksize=1468, windowsize=windowsize)
+    assert got.data == payloads["medium.bin"]
+    assert got.oack == {"blksize": "1468", "windowsize": str(windowsize)}
+
+
+def test_tsize_reports_size_and_record_is_emitted(served, payloads):
+    got = fetch(served.address, "small.bin", tsize=True, blksize=1024)
+    assert got.oack == {"tsize": str(len(payloads["small.bin"])), "blksize": "1024"}
+    record = served.wait_records(1)[-1]
+    assert record.outcome == "complete" and record.path == "small.bin"
+    assert record.bytes_sent == record.size == len(payloads["small.bin"])
+    assert record.blksize == 1024 and record.windowsize == 1
+
+
+def test_netascii_download(served, payloads):
+    got = fetch(served.address, "text.txt", mode="netascii", tsize=True)
+    expected = payloads["text.txt"].replace(b"\r", b"\r\0").replace(b"\n", b"\r\n")
+    assert got.data == expected and got.oack["tsize"] == str(len(expected))
+
+
+def test_session_uses_a_fresh_port(served):
+    got = fetch(served.address, "small.bin")
+    assert got.server_tid[1] != served.port
+
+
+def test_ipv6_listener():
+    with serving({"f": b"v6" * 1000}, listen=("[::1]:0",)) as s:
+        assert s.address[0] == "::1"
+        assert fetch(("::1", s.port), "f", blksize=1024).data == b"v6" * 1000
+
+
+def test_wildcard_listener_answers_from_the_request_address():
+    with serving({"f": b"w" * 3000}, listen=("0.0.0.0:0",)) as s:
+        got = fetch(("127.0.0.1", s.port), "f")
+        assert got.data == b"w" * 3000 and got.server_tid[0] == "127.0.0.1"
+
+
+def test_blksize_above_ethernet_limit_is_honoured_on_loopback_only(served):
+    assert fetch(served.address, "medium.bin", blksize=65464).oack["blksize"] == "65464"
+    with serving({"f": b"x"}, max_blksize=1468) as s:
+        assert fetch(s.address, "f", blksize=9000).oack["blksize"] == "1468"
+
+
+# -- refusals ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, code", [
+    ("missing.bin", 1), ("dir", 1), ("/", 1),
+    ("../small.bin", 2), ("dir/../small.bin", 2), ("dir\\nested.bin", 2), ("x" * 300, 2),
+], ids=lambda v: str(v)[:20])
+def test_refused_paths(served, payloads, name, code):
+    with pytest.raises(TftpFailure) as info:
+        fetch(served.address, name, total_timeout=5)
+    assert info.value.code == code
+    assert_still_serves(served, payloads)
+
+
+def test_absolute_and_unclean_paths_are_relative_to_the_root(served, payloads):
+    assert fetch(served.address, "/small.bin").data == payloads["small.bin"]
+    assert fetch(served.address, "//dir/./nested.bin").data == payloads["dir/nested.bin"]
+
+
+def test_records_for_refusals(served):
+    with pytest.raises(TftpFailure):
+        fetch(served.address, "missing.bin")
+    with pytest.raises(TftpFailure):
+        fetch(served.address, "../x")
+    outcomes = [r.outcome for r in served.wait_records(2)]
+    assert outcomes == ["not-found", "denied"]
+
+
+def test_non_utf8_filename(served, payloads):
+    with RawPeer() as peer:
+        peer.send(b"\0\1\xff\xfe\xfd\0octet\0", served.address)
+        expect_error(peer, 2)
+    assert_still_serves(served, payloads)
+
+
+def test_wrq_is_refused(served, payloads):
+    with RawPeer() as peer:
+        peer.send(encode_request("small.bin", write=True), served.address)
+        expect_error(peer, 2)
+    assert_still_serves(served, payloads)
+
+
+def test_unknown_mode_is_refused(served, payloads):
+    with RawPeer() as peer:
+        peer.send(encode_request("small.bin", "mail"), served.address)
+        expect_error(peer, 4)
+    assert_still_serves(served, payloads)
+
+
+@pytest.mark.parametrize("datagram", [
+    b"", b"\0", b"\0\1", b"\0\1small.bin", b"\0\1small.bin\0", b"\0\1small.bin\0octet",
+    b"\0\1small.bin\0octet\0blksize", b"\0\1small.bin\0octet\0blksize\0",
+    b"\0\2x", b"\0\3", b"\0\4\0", b"\0\5", b"\0\6", b"\0\7\0\0", b"\xff" * 10,
+    b"\0\1" + b"a" * 2000 + b"\0octet\0",          # oversized request
+    b"\0\3\0\1" + bytes(60000),                    # oversized DATA
+    b"\0\4\0\1", b"\0\3\0\1abc", b"\0\5\0\0x\0", b"\0\6tsize\x001\0",   # stray, well-formed
+], ids=lambda d: repr(d[:24]) + f"...{len(d)}B")
+def test_malformed_datagrams_to_the_listener(served, payloads, datagram):
+    before = served.server.read_stats()
+    with RawPeer() as peer:
+        peer.send(datagram, served.address)
+        if datagram[:2] in (b"\0\3", b"\0\4", b"\0\5", b"\0\6") and 4 <= len(datagram) <= 1024:
+            assert peer.recv_nothing()             # stray packets: dropped
+        else:
+            expect_error(peer, 4)
+    after = served.server.read_stats()
+    assert after.malformed + after.stray > before.malformed + before.stray
+    assert_still_serves(served, payloads)
+
+
+@pytest.mark.parametrize("options, expected_oack", [
+    ({"blksize": "abc"}, {}),
+    ({"blksize": "7"}, {}),
+    ({"windowsize": "0"}, {}),
+    ({"timeout": "0"}, {}),
+    ({"tsize": "-5", "blksize": "1024"}, {"blksize": "1024"}),
+    ({"frobnicate": "1", "blksize": "1024"}, {"blksize": "1024"}),
+])
+def test_bad_option_values_are_ignored(served, payloads, options, expected_oack):
+    got = fetch(served.address, "small.bin", options=options)
+    assert got.data == payloads["small.bin"] and got.oack == expected_oack
+
+
+def test_duplicated_options_get_error_8(served, payloads):
+    with RawPeer() as peer:
+        peer.send(b"\0\1small.bin\0octet\0blksize\x00512\0blksize\x001024\0", served.address)
+        expect_error(peer, 8)
+    assert_still_serves(served, payloads)
+
+
+def test_too_many_options_get_error_8(served, payloads):
+    with RawPeer() as peer:
+        peer.send(encode_request("small.bin", "octet", tuple((f"x{i}", "1") for i in range(40))), served.address)
+        expect_error(peer, 8)
+    assert_still_serves(served, payloads)
+
+
+# -- session behaviour -------------------------------------------------------------
+
+def start_session(peer: RawPeer, served, name: str = "medium.bin", **options) -> tuple[Data, tuple[str, int]]:
+    peer.send(encode_request(name, "octet", options), served.address)
+    packet, tid = peer.recv()
+    return packet, tid
+
+
+def test_foreign_port_gets_error_5_and_session_completes(served, payloads):
+    with RawPeer() as peer, RawPeer() as intruder:
+        packet, tid = start_session(peer, served)
+        assert packet == Data(1, payloads["medium.bin"][:512])
+        intruder.send(encode_ack(1), tid)
+        expect_error(intruder, 5)
+        intruder.send(b"garbage", tid)
+        expect_error(intruder, 5)
+        data = bytearray(packet.payload)
+        block = 1
+        while True:
+            peer.send(encode_ack(block), tid)
+            packet, addr = peer.recv()
+            assert addr == tid and isinstance(packet, Data)
+            data += packet.payload
+            block = packet.block
+            if len(packet.payload) < 512:
+                peer.send(encode_ack(block), tid)
+                break
+        assert bytes(data) == payloads["medium.bin"]
+    assert served.server.read_stats().foreign_packets >= 2
+
+
+def test_ack_for_unsent_block_and_duplicates_do_not_break_session(served, payloads):
+    with RawPeer() as peer:
+        packet, tid = start_session(peer, served, "small.bin")
+        peer.send(encode_ack(40), tid)             # never sent: ignored
+        peer.send(encode_ack(0), tid)              # duplicate of "nothing acknowledged": ignored
+        assert peer.recv_nothing(0.3)
+        peer.send(encode_ack(1), tid)
+        packet, _ = peer.recv()
+        assert packet.block == 2
+        peer.send(encode_ack(1), tid)              # duplicate ACK: no resend (Sorcerer's Apprentice)
+        assert peer.recv_nothing(0.3)
+        for block in range(2, 7):
+            peer.send(encode_ack(block), tid)
+            try:
+                packet, _ = peer.recv(0.5)
+            except socket.timeout:
+                break
+        assert served.wait_records(1)[-1].outcome == "complete"
+    assert_still_serves(served, payloads)
+
+
+def test_garbage_from_the_client_tid_is_ignored(served, payloads):
+    with RawPeer() as peer:
+        packet, tid = start_session(peer, served, "small.bin")
+        for junk in (b"", b"\0", b"\0\4\0", b"\0\1x\0octet\0", b"\0\3\0\1abc", b"\xff" * 100):
+            peer.send(junk, tid)
+        assert peer.recv_nothing(0.3)
+        peer.send(encode_ack(1), tid)
+        assert peer.recv()[0].block == 2
+        peer.send(encode_error(0, "bye"), tid)
+    assert_still_serves(served, payloads)
+
+
+def test_retransmitted_rrq_does_not_start_a_second_session(served):
+    with RawPeer() as peer:
+        request = encode_request("small.bin", "octet")
+        peer.send(request, served.address)
+        peer.send(request, served.address)
+        first, tid = peer.recv()
+        assert first.block == 1
+        assert peer.recv(2)[0] == first           # only the timeout retransmission arrives (1 s)
+        assert served.server.read_stats().duplicate_requests == 1
+        assert served.server.read_stats().sessions_active == 1
+
+
+def test_timeout_retransmits_then_aborts():
+    with serving({"f": b"x" * 5000}, timeout=0.1, max_retries=2) as s, RawPeer() as peer:
+        peer.send(encode_request("f"), s.address)
+        seen = []
+        while True:
+            try:
+                packet, _ = peer.recv(1.0)
+            except socket.timeout:
+                break
+            seen.append(packet)
+        assert seen == [Data(1, b"x" * 512)] * 3
+        record = s.wait_records(1)[-1]
+        assert record.outcome == "timeout" and record.bytes_sent == 0
+        assert s.server.read_stats().transfers_aborted == 1
+
+
+def test_pi_style_tsize_probe_then_early_terminate(served):
+    with RawPeer() as peer:
+        packet, tid = start_session(peer, served, "small.bin", tsize=0, blksize=1024)
+        assert packet == OptionAck((("tsize", "3000"), ("blksize", "1024")))
+        peer.send(encode_error(0, "Early terminate"), tid)
+    record = served.wait_records(1)[-1]
+    assert record.outcome == "early-terminate"
+    assert served.server.read_stats().transfers_early_terminated == 1
+
+
+def test_session_cap_drops_requests_until_a_slot_frees():
+    with serving({"f": b"x" * 5000}, max_sessions=2, timeout=5) as s:
+        peers = [RawPeer() for _ in range(3)]
+        try:
+            for p in peers:
+                p.send(encode_request("f"), s.address)
+            assert isinstance(peers[0].recv()[0], Data)
+            assert isinstance(peers[1].recv()[0], Data)
+            assert peers[2].recv_nothing(0.3)
+            assert s.server.read_stats().refused_busy == 1
+        finally:
+            for p in peers:
+                p.close()
+
+
+# -- providers that fail -----------------------------------------------------------
+
+class Provider:
+    def __init__(self):
+        self.calls = 0
+
+    def open(self, client, path):
+        self.calls += 1
+        if path == "boom":
+            raise RuntimeError("provider bug")
+        if path == "secret":
+            raise AccessDenied("another host's file")
+        if path == "ok":
+            return BytesContent(b"fine", {"generation": 7})
+        raise FileNotFound(path)
+
+
+def test_provider_exceptions_become_errors_and_server_continues():
+    records = []
+    server = TftpServer(Provider(), listen=["127.0.0.1:0"], on_transfer=records.append)
+    server.run_in_thread()
+    try:
+        address = server.addresses[0]
+        for name, code in (("boom", 0), ("secret", 2), ("nope", 1)):
+            with pytest.raises(TftpFailure) as info:
+                fetch(address, name)
+            assert info.value.code == code
+        got = fetch(address, "ok")
+        assert got.data == b"fine"
+        stats = server.read_stats()
+        assert stats.internal_errors == 1
+        assert stats.errors_sent == {0: 1, 2: 1, 1: 1}
+        deadline = time.monotonic() + 2
+        while len(records) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [r.outcome.split(":")[0] for r in records] == ["error", "denied", "not-found", "complete"]
+        assert records[-1].meta == {"generation": 7}
+    finally:
+        server.stop()
+
+
+def test_a_failing_callback_does_not_stop_the_server():
+    def callback(record):
+        raise ValueError("callback bug")
+
+    server = TftpServer(Provider(), listen=["127.0.0.1:0"], on_transfer=callback)
+    server.run_in_thread()
+    try:
+        assert fetch(server.addresses[0], "ok").data == b"fine"
+        assert fetch(server.addresses[0], "ok").data == b"fine"
+    finally:
+        server.stop()
+
+
+# -- lifecycle --------------------------------------------------------------------
+
+def test_stop_aborts_running_transfers_with_records():
+    records = []
+    server = TftpServer(Provider(), listen=["127.0.0.1:0"], on_transfer=records.append)
+    thread = server.run_in_thread()
+    with RawPeer() as peer:
+        peer.send(encode_request("ok", "octet", {"tsize": 0}), server.addresses[0])
+        assert isinstance(peer.recv()[0], OptionAck)
+        server.stop(drain=0.2)
+        thread.join(5)
+        assert not thread.is_alive()
+        packet, _ = peer.recv()
+        assert packet == Error(0, "Server shutting down")
+    assert records[-1].outcome == "error: server stopping"
+    # The listening port is closed: nothing answers any more.
+    with RawPeer() as peer:
+        peer.send(encode_request("ok"), server.addresses[0])
+        assert peer.recv_nothing(0.3)
+
+
+def test_stop_drains_transfers_that_finish_in_time(payloads):
+    with serving(payloads) as s:
+        result = {}
+
+        def download():
+            result["data"] = fetch(s.address, "medium.bin", blksize=512).data
+
+        t = threading.Thread(target=download)
+        t.start()
+        time.sleep(0.01)
+        s.server.stop(drain=5)
+        t.join(10)
+        assert result.get("data") == payloads["medium.bin"]
+
+
+def test_start_failure_is_a_tftp_error():
+    from appliance.errors import TftpError
+
+    with serving({}) as s:
+        clash = TftpServer(Provider(), listen=[f"127.0.0.1:{s.port}"])
+        with pytest.raises(TftpError):
+            clash.start()
+
+
+def test_listen_address_parsing():
+    from appliance.tftp import parse_listen_address
+
+    assert parse_listen_address("0.0.0.0:69") == ("0.0.0.0", 69)
+    assert parse_listen_address("[::]:6969") == ("::", 6969)
+    for bad in ("localhost:69", "1.2.3.4", "1.2.3.4:99999", "[::1]"):
+        with pytest.raises(ValueError):
+            parse_listen_address(bad)
