@@ -32,10 +32,10 @@ def netboot_cli() -> Callable[..., subprocess.CompletedProcess]:
     """Run ``netboot ARGS...`` in a subprocess; ``env`` entries are added to the environment."""
 
     def run(*args: str, env: dict[str, str] | None = None, drop_env: tuple[str, ...] = ("NETBOOT_CONFIG",),
-            timeout: float = 60) -> subprocess.CompletedProcess:
+            timeout: float = 60, text: bool = True) -> subprocess.CompletedProcess:
         full_env = {k: v for k, v in os.environ.items() if k not in drop_env}
         full_env.update(env or {})
         return subprocess.run([sys.executable, "-m", "appliance.cli.main", *map(str, args)],
-                              capture_output=True, text=True, env=full_env, timeout=timeout)
+                              capture_output=True, text=text, env=full_env, timeout=timeout)
 
     return run

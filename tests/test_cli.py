@@ -1,0 +1,320 @@
+"""The ``netboot`` command end to end on a demo store (SPEC §5, §7, §11)."""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from appliance.cli.main import build_parser, main
+from appliance.demo.store import make_toplevel
+
+PI = "pi-desktop"
+PI_DIR = "dc-a6-32-01-02-03/"
+PI_CMDLINE = "ip=dhcp root=/dev/disk/by-label/PIROOT rootfstype=ext4 rootwait"
+HOSTS_LIST = "arm-board, pc, pi-desktop"
+
+
+@pytest.fixture
+def nb(demo_layout, netboot_cli, capsys):
+    """``nb(*args)`` runs netboot against the demo config in a subprocess.
+
+    ``nb.inproc(*args)`` runs the same command line in this process (``main(argv)``) and returns its
+    stdout; used for set-up steps and for looking at the result of a command run as a subprocess,
+    to keep the suite fast.
+    """
+
+    def run(*args: str, **kw):
+        return netboot_cli("-c", demo_layout.config, *args, **kw)
+
+    def inproc(*args: str) -> str:
+        capsys.readouterr()
+        code = main(["-c", str(demo_layout.config), *args])
+        out = capsys.readouterr()
+        assert code == 0, out.err
+        return out.out
+
+    run.layout = demo_layout
+    run.inproc = inproc
+    run.query = lambda *args: json.loads(inproc(*args))
+    return run
+
+
+def ok(result) -> str:
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def js(result) -> dict:
+    return json.loads(ok(result))
+
+
+def one_error_line(result, code: int) -> str:
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("netboot: ")
+    return lines[0]
+
+
+def run_all(run, commands: list[tuple[str, ...]]) -> list:
+    """Independent commands, run side by side (each still its own process)."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(lambda c: run(*c), commands))
+
+
+def toplevels(nb, host: str) -> dict[int, Path]:
+    """Generation number → toplevel, read from the demo profile's links (no CLI call)."""
+    profiles = nb.layout.profiles
+    out = {}
+    for entry in os.listdir(profiles):
+        if entry.startswith(host + "-") and entry.endswith("-link"):
+            out[int(entry[len(host) + 1:-5])] = Path(os.path.realpath(profiles / entry))
+    return dict(sorted(out.items(), reverse=True))
+
+
+def served(nb, host: str = PI) -> tuple[int | None, str]:
+    h = nb.query("status", "--json")["hosts"][host]
+    return h["served"], h["reason"]
+
+
+# -- help ---------------------------------------------------------------------------------
+
+
+def all_commands() -> list[tuple[str, ...]]:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    out = []
+    for name, p in sub.choices.items():
+        out.append((name,))
+        for a in p._actions:
+            if a.__class__.__name__ == "_SubParsersAction":
+                out += [(name, child) for child in a.choices]
+    return out
+
+
+def test_help(netboot_cli):
+    out = ok(netboot_cli("--help"))
+    for name in ("check", "generations", "tree", "cat", "pin", "unpin", "rollback", "trial", "confirm",
+                 "register", "status", "serve"):
+        assert name in out
+    commands = all_commands()
+    assert len(commands) >= 14
+    for command, result in zip(commands, run_all(netboot_cli, [(*c, "--help") for c in commands])):
+        assert result.returncode == 0, (command, result.stderr)
+        assert f"usage: netboot {' '.join(command)}" in result.stdout
+
+
+def test_no_command_is_a_usage_error(netboot_cli):
+    result = netboot_cli()
+    assert result.returncode == 2
+    assert "usage:" in result.stderr
+
+
+# -- read commands -------------------------------------------------------------------------
+
+
+def test_generations_json(nb, demo_layout):
+    doc = js(nb("generations", PI, "--json"))
+    assert doc["host"] == PI
+    assert doc["current"] == 2 and doc["served"] == 2 and doc["reason"] == "follow"
+    assert [g["number"] for g in doc["generations"]] == [2, 1]
+    assert all(g["valid"] and g["problems"] == [] for g in doc["generations"])
+    assert [g["served"] for g in doc["generations"]] == [True, False]
+    assert [g["label"] for g in doc["generations"]] == ["NixOS 25.05.2", "NixOS 25.05.1"]
+    for g in doc["generations"]:
+        assert Path(g["toplevel"]).is_relative_to(demo_layout.store)
+        assert (Path(g["toplevel"]) / "boot.json").is_file()
+
+
+def test_generations_lists_an_invalid_generation_with_its_reason(nb, demo_layout):
+    tops = toplevels(nb, PI)
+    os.unlink(os.path.realpath(tops[2] / "kernel"))
+    doc = js(nb("generations", PI, "--json"))
+    g2 = next(g for g in doc["generations"] if g["number"] == 2)
+    assert g2["valid"] is False and any("kernel" in p for p in g2["problems"])
+    assert doc["served"] == 1  # never served
+    text = ok(nb("generations", PI))
+    assert "INVALID" in text
+
+
+def test_tree_json(nb, demo_layout):
+    tops = toplevels(nb, PI)
+    doc = js(nb("tree", PI, "--json"))
+    assert doc["generation"] == 2 and doc["reason"] == "follow"
+    files = doc["files"]
+    kernel = files[PI_DIR + "kernel8.img"]
+    assert kernel["source"] == os.path.realpath(tops[2] / "kernel")
+    assert kernel["size"] == (tops[2] / "kernel").stat().st_size
+    assert files[PI_DIR + "cmdline.txt"]["source"] == "generated"
+    assert PI_DIR + "generations/1/kernel8.img" in files
+    assert PI_DIR + "pieeprom.upd" not in files
+    for path, info in files.items():
+        assert path.startswith(PI_DIR)
+        if info["source"] != "generated":
+            real = Path(info["source"])
+            assert real.is_relative_to(demo_layout.store)
+
+
+def test_tree_text(nb):
+    out = ok(nb("tree", PI))
+    assert out.startswith(f"# {PI}: generation 2 (follow)")
+    assert PI_DIR + "kernel8.img" in out
+
+
+def test_cat_cmdline_is_the_golden_text(nb):
+    tops = toplevels(nb, PI)
+    golden = f"init={tops[2]}/init console=ttyAMA0,115200 loglevel=4 {PI_CMDLINE}\n"
+    assert ok(nb("cat", PI, PI_DIR + "cmdline.txt")) == golden
+    # The host directory may be left out, and a leading slash is accepted.
+    assert ok(nb("cat", PI, "cmdline.txt")) == golden
+    assert ok(nb("cat", PI, "/" + PI_DIR + "cmdline.txt")) == golden
+    golden1 = f"init={tops[1]}/init console=ttyAMA0,115200 loglevel=4 {PI_CMDLINE}\n"
+    assert ok(nb("cat", PI, "cmdline.txt", "--generation", "1")) == golden1
+    assert ok(nb("cat", PI, "generations/1/cmdline.txt")) == golden1
+
+
+def test_cat_binary_file(nb):
+    tops = toplevels(nb, PI)
+    result = nb("cat", PI, "kernel8.img", text=False)
+    assert result.returncode == 0
+    assert result.stdout == (tops[2] / "kernel").read_bytes()
+
+
+def test_cat_config_txt(nb):
+    text = ok(nb("cat", PI, "config.txt"))
+    lines = [x for x in text.splitlines() if x and not x.startswith("#")]
+    assert lines == ["arm_64bit=1", "kernel=kernel8.img", "initramfs initrd followkernel", "enable_uart=1",
+                     "dtoverlay=vc4-fkms-v3d", "max_framebuffers=2"]
+
+
+def test_cat_missing_file(nb):
+    line = one_error_line(nb("cat", PI, "nope.txt"), 2)
+    assert "nope.txt" in line
+
+
+# -- state-changing commands -----------------------------------------------------------------
+
+
+def test_pin_and_unpin_change_what_is_served(nb):
+    tops = toplevels(nb, PI)
+    out = ok(nb("pin", PI, "1"))
+    assert "serving generation 1 (pin)" in out
+    tree = js(nb("tree", PI, "--json"))
+    assert tree["generation"] == 1 and tree["reason"] == "pin"
+    assert tree["files"][PI_DIR + "kernel8.img"]["source"] == os.path.realpath(tops[1] / "kernel")
+    assert ok(nb("cat", PI, "cmdline.txt")).startswith(f"init={tops[1]}/init ")
+    hosts = js(nb("status", "--json"))["hosts"]
+    status = hosts[PI]
+    assert (status["served"], status["reason"], status["pin"]) == (1, "pin", 1)
+    # Other hosts are untouched.
+    assert (hosts["pc"]["served"], hosts["pc"]["reason"]) == (2, "follow")
+    assert status["history"][-1]["event"] == "pin" and status["history"][-1]["generation"] == 1
+    ok(nb("unpin", PI))
+    assert served(nb) == (2, "follow")
+    assert nb.query("tree", PI, "--json")["generation"] == 2
+
+
+def test_pin_changes_the_uboot_menu_default(nb):
+    assert "DEFAULT nixos-2" in ok(nb("cat", "arm-board", "pxelinux.cfg/01-52-54-00-12-34-56"))
+    nb.inproc("pin", "arm-board", "1")
+    assert "DEFAULT nixos-1" in ok(nb("cat", "arm-board", "pxelinux.cfg/01-52-54-00-12-34-56"))
+    assert "choose --default nixos-2 " in nb.inproc("cat", "pc", "boot.ipxe")
+
+
+def test_rollback(nb):
+    out = ok(nb("rollback", PI))
+    assert "serving generation 1 (pin)" in out
+    status = js(nb("status", "--json"))["hosts"][PI]
+    assert (status["served"], status["reason"]) == (1, "pin")
+    assert status["history"][-1]["event"] == "rollback"
+    line = one_error_line(nb("rollback", PI), 1)
+    assert "no valid generation older than 1" in line
+    assert served(nb) == (1, "pin")
+
+
+def test_trial_and_confirm(nb):
+    nb.inproc("pin", PI, "1")
+    ok(nb("confirm", PI))
+    assert nb.query("status", "--json")["hosts"][PI]["last_known_good"] == 1
+    nb.inproc("unpin", PI)
+    nb.inproc("pin", PI, "1")
+    out = ok(nb("trial", PI, "2"))
+    assert "serving generation 2 (trial)" in out
+    status = js(nb("status", "--json"))["hosts"][PI]
+    assert (status["served"], status["reason"]) == (2, "trial")
+    assert status["trial"]["generation"] == 2
+    assert status["last_known_good"] == 1
+    assert nb.query("tree", PI, "--json")["generation"] == 2
+    ok(nb("confirm", PI))
+    status = nb.query("status", "--json")["hosts"][PI]
+    assert status["trial"] is None
+    assert status["last_known_good"] == 2
+    assert status["served"] == 2
+    assert status["history"][-1]["event"] == "trial-confirmed"
+
+
+def test_state_changes_are_kept_in_the_state_directory(nb, demo_layout):
+    ok(nb("pin", PI, "1"))
+    doc = json.loads((demo_layout.state / "state.json").read_text())
+    assert doc["hosts"][PI]["pin"] == 1
+
+
+def test_register(nb, demo_layout):
+    top = make_toplevel(demo_layout.store, PI, "25.11.0", kernel_size=64, initrd_size=64)
+    out = ok(nb("register", PI, str(top)))
+    assert "generation 3" in out
+    assert served(nb) == (3, "follow")
+    assert ok(nb("cat", PI, "cmdline.txt")).startswith(f"init={top}/init ")
+    # Again: nothing new.
+    assert "generation 3" in ok(nb("register", PI, str(top)))
+    assert [g["number"] for g in nb.query("generations", PI, "--json")["generations"]] == [3, 2, 1]
+
+
+def test_register_refuses_a_path_outside_the_store(nb, tmp_path):
+    top = make_toplevel(Path(os.path.realpath(tmp_path)) / "elsewhere", PI, "x", kernel_size=64, initrd_size=64)
+    line = one_error_line(nb("register", PI, str(top)), 1)
+    assert "outside" in line
+    assert served(nb) == (2, "follow")
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+def test_unknown_host(nb):
+    commands = [("generations", "nope"), ("tree", "nope"), ("cat", "nope", "cmdline.txt"), ("status", "nope"),
+                ("pin", "nope", "1"), ("unpin", "nope"), ("rollback", "nope"), ("trial", "nope", "1"),
+                ("confirm", "nope"), ("register", "nope", "/nix/store/x")]
+    for command, result in zip(commands, run_all(nb, commands)):
+        line = one_error_line(result, 2)
+        assert "'nope'" in line, command
+        assert HOSTS_LIST in line, command
+
+
+def test_bad_generation(nb):
+    commands = [("tree", PI, "--generation", "9"), ("cat", PI, "cmdline.txt", "-g", "9"), ("pin", PI, "9"),
+                ("trial", PI, "9")]
+    for command, result in zip(commands, run_all(nb, commands)):
+        line = one_error_line(result, 1)
+        assert "9" in line, command
+    assert served(nb) == (2, "follow")
+
+
+def test_pin_an_invalid_generation(nb):
+    tops = toplevels(nb, PI)
+    os.unlink(os.path.realpath(tops[1] / "initrd"))
+    line = one_error_line(nb("pin", PI, "1"), 1)
+    assert "invalid" in line and "initrd" in line
+    line = one_error_line(nb("tree", PI, "-g", "1"), 1)
+    assert "initrd" in line
+
+
+def test_non_numeric_generation_is_a_usage_error(nb):
+    result = nb("pin", PI, "two")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "invalid int value" in result.stderr
