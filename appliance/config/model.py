@@ -43,6 +43,17 @@ class IscsiConfig:
 
 
 @dataclass(frozen=True)
+class DhcpConfig:
+    """The optional proxyDHCP (boot options only, never addresses)."""
+
+    enable: bool = False
+    interface: str | None = None        # the LAN interface the Pis / PXE clients are on
+    server_address: str | None = None   # the TFTP next-server advertised (siaddr, options 54 and 66)
+    bios_bootfile: str | None = None    # ipxe hosts whose firmware is a plain BIOS PXE ROM, e.g. "undionly.kpxe"
+    efi_bootfile: str | None = None     # ipxe hosts whose firmware is UEFI PXE, e.g. "ipxe.efi"
+
+
+@dataclass(frozen=True)
 class Firmware:
     name: str
     path: Path
@@ -97,6 +108,7 @@ class Config:
     firmware: Mapping[str, Firmware] = field(default_factory=dict)
     hosts: Mapping[str, Host] = field(default_factory=dict)
     source: Path | None = None
+    dhcp: DhcpConfig = field(default_factory=DhcpConfig)
 
     def host(self, name: str) -> Host:
         from ..errors import UnknownHost

@@ -6,6 +6,7 @@ rule is unit-testable with plain dicts.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -15,6 +16,7 @@ from .model import (
     BootStyle,
     ChapSpec,
     Config,
+    DhcpConfig,
     Firmware,
     Host,
     HostIscsi,
@@ -26,9 +28,10 @@ from .model import (
 
 T = TypeVar("T")
 
-_TOP_KEYS = {"server", "iscsi", "firmware", "hosts"}
+_TOP_KEYS = {"server", "iscsi", "firmware", "hosts", "dhcp"}
 _SERVER_KEYS = {"state_dir", "store_dir", "tftp_listen", "gcroots_dir", "metrics_listen"}
 _ISCSI_KEYS = {"enable", "portals", "target_prefix"}
+_DHCP_KEYS = {"enable", "interface", "server_address", "bios_bootfile", "efi_bootfile"}
 _FIRMWARE_KEYS = {"path"}
 _HOST_KEYS = {
     "boot", "mac", "tftp_prefix", "serial", "profile", "cmdline", "config_txt", "firmware",
@@ -111,6 +114,7 @@ def parse_config(doc: dict[str, Any], source: Path | None = None) -> Config:
     p.table("", doc, _TOP_KEYS)
     server = _parse_server(p, doc.get("server", {}))
     iscsi = _parse_iscsi(p, doc.get("iscsi", {}))
+    dhcp = _parse_dhcp(p, doc.get("dhcp", {}))
     firmware = _parse_firmware(p, doc.get("firmware", {}))
     hosts_raw = p.table("hosts", doc.get("hosts", {}), set(doc["hosts"]) if isinstance(doc.get("hosts"), dict) else set())
     hosts = {}
@@ -121,7 +125,7 @@ def parse_config(doc: dict[str, Any], source: Path | None = None) -> Config:
     _check_unique(p, hosts)
     if p.items:
         raise ConfigError(p.items, str(source) if source else "")
-    return Config(server=server, iscsi=iscsi, firmware=firmware, hosts=hosts, source=source)
+    return Config(server=server, iscsi=iscsi, firmware=firmware, hosts=hosts, source=source, dhcp=dhcp)
 
 
 def _parse_server(p: _Problems, raw: Any) -> ServerConfig:
@@ -151,6 +155,51 @@ def _parse_iscsi(p: _Problems, raw: Any) -> IscsiConfig:
     if enable and not portals:
         p.add("iscsi.portals", "iSCSI is enabled but no portal (ip:port) is listed")
     return IscsiConfig(enable=enable, portals=portals, target_prefix=prefix)
+
+
+def _ifname(raw: Any) -> str:
+    if not isinstance(raw, str) or not 0 < len(raw) < 16 or raw in (".", "..") \
+            or any(c in raw for c in "/:\0") or any(c.isspace() for c in raw):
+        raise values.ValueProblem(f"{raw!r} is not a network interface name")
+    return raw
+
+
+def _unicast_v4(raw: Any) -> str:
+    try:
+        addr = ipaddress.IPv4Address(raw) if isinstance(raw, str) else None
+    except ValueError:
+        addr = None
+    if addr is None:
+        raise values.ValueProblem(f"{raw!r} is not an IPv4 address")
+    if addr.is_unspecified or addr.is_multicast or addr.is_loopback or addr == ipaddress.IPv4Address("255.255.255.255"):
+        raise values.ValueProblem(f"{raw!r} is not a unicast address clients can reach")
+    return str(addr)
+
+
+def _boot_file(raw: Any) -> str:
+    if not isinstance(raw, str) or not raw:
+        raise values.ValueProblem(f"{raw!r} is not a file name")
+    if not raw.isascii() or not raw.isprintable() or len(raw) > 127:
+        raise values.ValueProblem(f"{raw!r} must be printable ASCII of at most 127 bytes (the BOOTP file field)")
+    return raw
+
+
+def _parse_dhcp(p: _Problems, raw: Any) -> DhcpConfig:
+    t = p.table("dhcp", raw, _DHCP_KEYS)
+    enable = p.value("dhcp.enable", t.get("enable", False), _typed(bool, "true or false"), False)
+    interface = p.value("dhcp.interface", t["interface"], _ifname, None) if "interface" in t else None
+    address = p.value("dhcp.server_address", t["server_address"], _unicast_v4, None) if "server_address" in t else None
+    if enable and "interface" not in t:
+        p.add("dhcp.interface", "missing (the proxyDHCP answers on one interface, e.g. \"eth0\")")
+    if enable and "server_address" not in t:
+        p.add("dhcp.server_address", "missing (the IPv4 address of this TFTP server, as clients reach it)")
+    return DhcpConfig(
+        enable=enable,
+        interface=interface,
+        server_address=address,
+        bios_bootfile=p.value("dhcp.bios_bootfile", t["bios_bootfile"], _boot_file, None) if "bios_bootfile" in t else None,
+        efi_bootfile=p.value("dhcp.efi_bootfile", t["efi_bootfile"], _boot_file, None) if "efi_bootfile" in t else None,
+    )
 
 
 def _parse_firmware(p: _Problems, raw: Any) -> dict[str, Firmware]:
