@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from control_harness import Daemon, Store, build_store
+from .control_harness import Daemon, Store, build_store
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from control_harness import (CURL_ACCESS, CURL_NOT_FOUND, PC, PC_PREFIX, PI, PI_PREFIX, curl, eventually, get,
+from .control_harness import (CURL_ACCESS, CURL_NOT_FOUND, PC, PC_PREFIX, PI, PI_PREFIX, curl, eventually, get,
                              status)
 
 pytestmark = pytest.mark.root

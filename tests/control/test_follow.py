@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from control_harness import (CURL_NOT_FOUND, PI, PI_PREFIX, cli_ok, curl, eventually, get, repoint_profile,
+from .control_harness import (CURL_NOT_FOUND, PI, PI_PREFIX, cli_ok, curl, eventually, get, repoint_profile,
                              status)
 from appliance.demo.store import add_generation, make_toplevel
 

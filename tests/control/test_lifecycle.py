@@ -6,7 +6,7 @@ import signal
 import socket
 import time
 
-from control_harness import (PC_PREFIX, PI, PI_PREFIX, RawTransfer, curl, eventually, get)
+from .control_harness import (PC_PREFIX, PI, PI_PREFIX, RawTransfer, curl, eventually, get)
 from appliance.demo.store import add_generation, make_toplevel
 
 

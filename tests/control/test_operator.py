@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from control_harness import (PI, PI_PREFIX, cli, cli_ok, eventually, get, history, run_parallel, status)
+from .control_harness import (PI, PI_PREFIX, cli, cli_ok, eventually, get, history, run_parallel, status)
 from appliance.demo.store import add_generation, make_toplevel
 
 

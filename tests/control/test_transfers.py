@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from control_harness import (ARM, CURL_ACCESS, PC, PC_PREFIX, PI, PI_PREFIX, RawTransfer, cli, cli_ok, curl,
+from .control_harness import (ARM, CURL_ACCESS, PC, PC_PREFIX, PI, PI_PREFIX, RawTransfer, cli, cli_ok, curl,
                              eventually, get, sha, status)
 from appliance.demo.store import add_generation, make_toplevel
 
