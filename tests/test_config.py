@@ -221,7 +221,7 @@ def test_bad_ports_and_addresses(where, value, path):
 def test_duplicate_mac_serial_and_prefix_between_hosts():
     doc = doc_with_hosts(
         a=rpi_host(1, serial="9ffefdef"),
-        b=rpi_host(1, serial="9FFEFDEF", tftp_prefix="serial"),
+        b=rpi_host(1, mac="DC-A6-32-01-02-01", serial="9FFEFDEF", tftp_prefix="serial"),
         c=rpi_host(3, tftp_prefix="shared"),
         d=rpi_host(4, tftp_prefix="shared/"),
     )
