@@ -235,6 +235,7 @@ def test_foreign_target_and_backstore_are_left_alone(lab: Lab):
         "r.NetworkPortal(tpg, '0.0.0.0', 3260, mode='create')\n"
         "acl = r.NodeACL(tpg, 'iqn.2026-04.lab.client:handmade', mode='create')\n"
         "r.MappedLUN(acl, 0, tpg_lun=0)\n"
+        "tpg.set_attribute('authentication', '0')\n"   # LIO's default TPG wants CHAP
         "tpg.enable = True\n")
     assert made.ok, made.stderr
     plan = lab.netboot("iscsi", "plan")
