@@ -129,13 +129,15 @@ class TftpServer:
 
     def __init__(self, provider: ContentProvider, listen: Iterable[str | tuple[str, int]] = ("0.0.0.0:69",),
                  on_transfer: Callable[[TransferRecord], None] | None = None, *,
-                 timeout: float = 1.0, max_retries: int = 5, max_sessions: int = 512,
+                 timeout: float = 1.0, min_timeout: float = 0.05, max_retries: int = 5,
+                 max_sessions: int = 512,
                  max_blksize: int | None = None, max_windowsize: int = WINDOWSIZE_MAX,
                  max_filename_bytes: int = MAX_FILENAME_BYTES, max_options: int = MAX_OPTIONS) -> None:
         self.provider = provider
         self.listen = [parse_listen_address(a) for a in listen]
         self.on_transfer = on_transfer
         self.timeout = float(timeout)
+        self.min_timeout = float(min_timeout)
         self.max_retries = max_retries
         self.max_sessions = max_sessions
         self.max_blksize = max_blksize
@@ -478,7 +480,8 @@ class TftpServer:
                                 windowsize=negotiated.windowsize,
                                 timeout=negotiated.timeout or self.timeout,
                                 max_retries=self.max_retries, oack=negotiated.oack,
-                                netascii=netascii)
+                                netascii=netascii, adaptive=negotiated.timeout is None,
+                                min_timeout=self.min_timeout)
             session = _Session(sock, addr, transfer, content)
             now = time.monotonic()
             out = transfer.start(now)

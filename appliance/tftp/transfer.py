@@ -24,6 +24,14 @@ wrapping.  Rules that keep the protocol safe:
   ``max_retries`` times in a row without progress, then the transfer ends
   with outcome "timeout".
 
+Retransmission timeout: a ``timeout`` the client negotiated (RFC 2349) is
+used as is.  Otherwise (``adaptive=True``) the wait starts at ``timeout``
+and then follows the measured round trip — 4 × smoothed RTT, at least
+``min_timeout``, at most ``timeout``, doubling on each retry in a row (samples are
+not taken across retransmissions, as in Karn's algorithm).  On a fast link a
+lost datagram then costs tens of milliseconds instead of a second; windows
+that overflow a client's socket buffer recover quickly.
+
 Payloads are read from the ``Content`` lazily, in order, one window ahead,
 and kept only until acknowledged.  netascii is converted on the fly (LF →
 CR LF, CR → CR NUL).
@@ -116,13 +124,14 @@ class Transfer:
         "_content", "_reader", "client", "path", "meta", "blksize", "windowsize",
         "timeout", "max_retries", "_oack", "_acked", "_sent_hi", "_last_block",
         "_inflight", "_retries", "_acked_bytes", "_started", "deadline", "done",
-        "record", "size",
+        "record", "size", "_adaptive", "_min_timeout", "_rto", "_srtt", "_sent_at",
     )
 
     def __init__(self, content: Content, *, client: tuple[str, int], path: str,
                  blksize: int = 512, windowsize: int = 1, timeout: float = 1.0,
                  max_retries: int = 5, oack: tuple[tuple[str, str], ...] = (),
-                 netascii: bool = False, meta: Mapping[str, object] | None = None) -> None:
+                 netascii: bool = False, meta: Mapping[str, object] | None = None,
+                 adaptive: bool = False, min_timeout: float = 0.05) -> None:
         if blksize < 1 or windowsize < 1 or timeout <= 0 or max_retries < 0:
             raise ValueError("blksize, windowsize and timeout must be positive")
         self._content = content
@@ -146,14 +155,20 @@ class Transfer:
         self.deadline: float | None = None
         self.done = False
         self.record: TransferRecord | None = None
+        self._adaptive = adaptive
+        self._min_timeout = min(min_timeout, timeout)
+        self._rto = timeout        # current retransmission timeout
+        self._srtt = -1.0          # smoothed round trip (-1: no sample yet)
+        self._sent_at = -1.0       # when the newest unretransmitted data went out (-1: none)
 
     # -- events -------------------------------------------------------------
 
     def start(self, now: float) -> list[bytes]:
         self._started = now
-        self.deadline = now + self.timeout
+        self.deadline = now + self._rto
         if self._oack:
             self._acked = -1
+            self._sent_at = now
             packet = encode_oack(self._oack)
             self._inflight.append(packet)
             return [packet]
@@ -177,6 +192,13 @@ class Transfer:
         self._acked_bytes = acked_bytes
         self._acked = new
         self._retries = 0
+        if self._adaptive and self._sent_at >= 0.0:
+            sample = now - self._sent_at
+            srtt = sample if self._srtt < 0.0 else self._srtt + (sample - self._srtt) * 0.125
+            self._srtt = srtt
+            rto = 4.0 * srtt
+            self._rto = self.timeout if rto > self.timeout else (
+                self._min_timeout if rto < self._min_timeout else rto)
         if new == self._last_block:
             self._finish("complete", now)
             return []
@@ -193,7 +215,9 @@ class Transfer:
         if self._retries > self.max_retries:
             self._finish("timeout", now)
             return []
-        self.deadline = now + self.timeout
+        self._sent_at = -1.0       # no RTT sample from retransmitted data
+        # Back off from the current estimate; progress (retries = 0) restores it.
+        self.deadline = now + min(self._rto * (1 << self._retries), self.timeout)
         return list(self._inflight)
 
     def on_error(self, code: int, message: str, now: float) -> None:
@@ -236,8 +260,10 @@ class Transfer:
         except Exception as exc:  # Content is foreign code: any failure ends this transfer only
             self._finish(f"error: content read failed: {exc}", now)
             return [encode_error(0, "internal error")]
-        self._sent_hi = sent
-        self.deadline = now + self.timeout
+        if out:
+            self._sent_hi = sent
+            self._sent_at = now
+        self.deadline = now + self._rto
         return out
 
     def _finish(self, outcome: str, now: float) -> None:

@@ -233,11 +233,11 @@ events = st.lists(st.one_of(
 
 @settings(max_examples=400, deadline=None)
 @given(size=st.integers(0, 40 * 16), blksize=st.sampled_from([8, 16, 64]),
-       windowsize=st.integers(1, 8), script=events, use_oack=st.booleans())
-def test_state_machine_properties(size, blksize, windowsize, script, use_oack):
+       windowsize=st.integers(1, 8), script=events, use_oack=st.booleans(), adaptive=st.booleans())
+def test_state_machine_properties(size, blksize, windowsize, script, use_oack, adaptive):
     data = bytes(i % 251 for i in range(size))
     last_block = size // blksize + 1
-    t = make(data, blksize=blksize, windowsize=windowsize, max_retries=3,
+    t = make(data, blksize=blksize, windowsize=windowsize, max_retries=3, adaptive=adaptive,
              oack=(("blksize", str(blksize)),) if use_oack else ())
     now = 0.0
     sent_hi = 0
@@ -321,3 +321,26 @@ def test_lossy_window_client_gets_the_file(size, blksize, windowsize, loss):
             out = t.on_timeout(max(now, t.deadline))
     assert t.record.outcome == "complete"
     assert bytes(received) == data
+
+
+def test_adaptive_timeout_follows_round_trip_and_backs_off():
+    t = make(b"x" * 512 * 10, blksize=512, timeout=1.0, adaptive=True, min_timeout=0.05)
+    t.start(0.0)
+    assert t.deadline == 1.0                       # no sample yet: the configured timeout
+    t.on_ack(1, 0.001)
+    assert t.deadline == pytest.approx(0.001 + 0.05)   # 4 × 1 ms < floor
+    t.on_ack(2, 0.101)                             # a 100 ms round trip raises it
+    assert 0.05 < t.deadline - 0.101 <= 1.0
+    rto = t.deadline - 0.101
+    now = t.deadline
+    assert blocks(t.on_timeout(now)) == [3]
+    assert t.deadline - now == pytest.approx(min(2 * rto, 1.0))
+
+
+def test_negotiated_timeout_is_used_as_is():
+    t = make(b"x" * 5000, timeout=3.0, adaptive=False)
+    t.start(0.0)
+    t.on_ack(1, 0.001)
+    assert t.deadline == pytest.approx(3.001)
+    t.on_timeout(3.001)
+    assert t.deadline == pytest.approx(6.001)
