@@ -149,6 +149,9 @@ def _parse_iscsi(p: _Problems, raw: Any) -> IscsiConfig:
     d = IscsiConfig()
     enable = p.value("iscsi.enable", t.get("enable", d.enable), _typed(bool, "true or false"), False)
     portals = _listen_list(p, "iscsi.portals", t.get("portals", []), 3260)
+    for i, portal in enumerate(portals):
+        if portal.port == 0:
+            p.add(f"iscsi.portals[{i}]", f"{portal} has port 0 (initiators need a fixed port, usually 3260)")
     prefix = p.value("iscsi.target_prefix", t.get("target_prefix", d.target_prefix), values.check_iqn, d.target_prefix)
     if ":" in prefix:
         p.add("iscsi.target_prefix", f"{prefix!r} must not contain ':' (the host name is appended as ':<host>')")
@@ -358,7 +361,7 @@ def _parse_chap(p: _Problems, at: str, raw: Any) -> ChapSpec | None:
     secret_file = p.value(f"{at}.secret_file", t.get("secret_file"), _abs_path, None) if "secret_file" in t else None
     if "secret_file" not in t and "secret" not in t:
         p.add(f"{at}.secret_file", "missing")
-    mutual_user = t.get("mutual_user")
+    mutual_user = p.value(f"{at}.mutual_user", t["mutual_user"], _typed(str, "a user name"), None) if "mutual_user" in t else None
     mutual_file = p.value(f"{at}.mutual_secret_file", t["mutual_secret_file"], _abs_path, None) if "mutual_secret_file" in t else None
     if (mutual_user is None) != (mutual_file is None) and "mutual_secret" not in t:
         p.add(at, "mutual CHAP needs both mutual_user and mutual_secret_file")
@@ -372,7 +375,7 @@ def _check_unique(p: _Problems, hosts: dict[str, Host]) -> None:
         seen: dict[object, str] = {}
         for name, host in hosts.items():
             value = key(host)
-            if value in (None, ""):
+            if value is None:
                 continue
             if value in seen:
                 p.add(f"hosts.{name}.{label}", f"{show(value)} is already used by host {seen[value]!r}")
@@ -381,11 +384,16 @@ def _check_unique(p: _Problems, hosts: dict[str, Host]) -> None:
 
     dupes("mac", lambda h: h.mac)
     dupes("serial", lambda h: h.serial)
-    dupes("tftp_prefix", lambda h: h.tftp_prefix, lambda v: f"directory {v!r}")
+    # "" is the TFTP root: one host may live there, two would collide. A mac/serial
+    # prefix is "" only when that value is already reported as broken.
+    dupes("tftp_prefix", lambda h: h.tftp_prefix if h.tftp_prefix or h.prefix_kind == "literal" else None,
+          lambda v: f"directory {v!r}" if v else "the TFTP root (tftp_prefix = \"\")")
     dupes("iscsi.lun", lambda h: h.iscsi.lun.path if h.iscsi else None, lambda v: f"LUN {v}")
     dupes("iscsi.initiator", lambda h: h.iscsi.initiator if h.iscsi else None, lambda v: f"initiator {v}")
     # A literal prefix may not nest inside another host's directory.
     prefixes = sorted((h.tftp_prefix, n) for n, h in hosts.items() if h.tftp_prefix)
-    for (a, an), (b, bn) in zip(prefixes, prefixes[1:]):
-        if a != b and b.startswith(a):
-            p.add(f"hosts.{bn}.tftp_prefix", f"{b!r} lies inside host {an!r}'s directory {a!r}")
+    for b, bn in prefixes:
+        for a, an in prefixes:
+            if a != b and b.startswith(a):
+                p.add(f"hosts.{bn}.tftp_prefix", f"{b!r} lies inside host {an!r}'s directory {a!r}")
+                break

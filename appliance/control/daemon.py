@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from ..config import Config, load_config
+from ..dhcp import ProxyDhcpServer
 from ..errors import ApplianceError, ConfigError
 from ..nix import StoreCache
 from ..tftp import TftpServer, TftpStats, TransferRecord
@@ -67,6 +68,7 @@ class Appliance:
         # Nothing is served yet: roots left over from an earlier run (a removed host, an old pin) can go.
         sync_roots(self.config.server.gcroots_dir, desired_roots(snapshot.hosts, self.state), prune=True)
         self.tftp: TftpServer | None = None
+        self.dhcp: ProxyDhcpServer | None = None
         self.inotify = Inotify()
         self.session_since: dict[str, float] = {}
         self.boots = BootCounters()
@@ -195,6 +197,8 @@ class Appliance:
             return
         if config.server.tftp_listen != self.config.server.tftp_listen:
             log.warning("tftp_listen changed: takes effect after a restart")
+        if config.dhcp != self.config.dhcp:
+            log.warning("[dhcp] changed: takes effect after a restart (host changes apply now)")
         with self.mutex:
             self.config = config
             if config.server.state_dir != self.store.dir:
@@ -215,6 +219,26 @@ class Appliance:
             log.info("iSCSI: %s", report)
         except ApplianceError as exc:
             log.error("iSCSI: %s", exc)
+
+    # -- proxyDHCP ------------------------------------------------------------------------
+
+    def _start_dhcp(self) -> None:
+        """Start the proxyDHCP thread when [dhcp] enable = true; it reads hosts from the live config."""
+        settings = self.config.dhcp
+        if not settings.enable:
+            return
+        server = ProxyDhcpServer(lambda: self.config, interface=settings.interface, on_lease=self._on_lease)
+        try:
+            server.run_in_thread()
+        except OSError as exc:
+            log.error("proxyDHCP: cannot listen on %s port 67: %s", settings.interface, exc.strerror)
+            return
+        self.dhcp = server
+        log.info("proxyDHCP on %s, advertising TFTP server %s", settings.interface, settings.server_address)
+
+    def _on_lease(self, ip: str, mac: str) -> None:
+        """A configured client showed its address (DHCP thread): resolve its unprefixed TFTP paths by it."""
+        self.neighbours.learn(ip, mac)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -278,6 +302,7 @@ class Appliance:
                 metrics = serve_metrics(addr.host, addr.port, self.render_metrics)
             except OSError as exc:
                 log.error("metrics: cannot listen on %s: %s", addr, exc.strerror)
+        self._start_dhcp()
         sd_notify("READY=1\nSTATUS=serving")
         next_tick = time.monotonic()
         try:
@@ -306,6 +331,8 @@ class Appliance:
             self.tftp.stop(drain=2.0)
             if metrics is not None:
                 metrics.shutdown()
+            if self.dhcp is not None:
+                self.dhcp.stop()
             self.inotify.close()
             self.neighbours.close()
             os.close(wake_r)

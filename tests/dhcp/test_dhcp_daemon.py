@@ -1,0 +1,56 @@
+"""The daemon starts the proxyDHCP only when enabled, and learns leases from it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import pytest
+
+from appliance.control.daemon import Appliance
+from appliance.dhcp import packet as p
+
+PI_MAC = "dc:a6:32:01:02:03"     # the demo's pi-desktop
+
+
+def _with_dhcp(layout, enable: bool) -> Appliance:
+    text = layout.config.read_text()
+    layout.config.write_text(text + f'\n[dhcp]\nenable = {"true" if enable else "false"}\n'
+                                    'interface = "lo"\nserver_address = "10.253.0.1"\n')
+    return Appliance(layout.config)
+
+
+def test_disabled_by_default(demo_layout):
+    app = Appliance(demo_layout.config)
+    app._start_dhcp()
+    assert app.dhcp is None and app.config.dhcp.enable is False
+    app = _with_dhcp(demo_layout, enable=False)
+    app._start_dhcp()
+    assert app.dhcp is None
+
+
+@pytest.mark.root
+def test_a_lease_seen_by_the_proxy_reaches_the_neighbour_table(demo_layout):
+    if os.geteuid() != 0:
+        pytest.skip("binds port 67")
+    app = _with_dhcp(demo_layout, enable=True)
+    app._start_dhcp()             # logs, does not raise, when the port cannot be bound
+    if app.dhcp is None:
+        pytest.skip("port 67 is taken on this machine")
+    try:
+        assert app.neighbours.mac_of("10.253.0.50") is None
+        req = p.DhcpPacket(op=p.BOOTREQUEST, xid=5, chaddr=bytes.fromhex(PI_MAC.replace(":", "")),
+                           options=((p.OPT_MESSAGE_TYPE, bytes((p.DHCPREQUEST,))),
+                                    (p.OPT_REQUESTED_IP, bytes([10, 253, 0, 50])),
+                                    (p.OPT_VENDOR_CLASS, b"PXEClient:Arch:00000:UNDI:002001")))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.sendto(p.encode_packet(req), ("127.0.0.1", 67))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and app.neighbours.mac_of("10.253.0.50") is None:
+            time.sleep(0.02)
+        assert app.neighbours.mac_of("10.253.0.50") == PI_MAC
+        assert app.dhcp.read_stats().leases_seen == 1
+    finally:
+        app.dhcp.stop()
+        app.neighbours.close()

@@ -1,0 +1,70 @@
+"""The proxyDHCP server's I/O on loopback: replies, malformed datagrams, leases, stop."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from appliance.dhcp import ProxyDhcpServer
+from appliance.dhcp import packet as p
+
+from .helpers import PC_MAC, PI_MAC, config, request
+
+IPXE = ((p.OPT_IPXE_ENCAP, b"\x13\x01\x01"),)
+
+
+def _wait(pred, what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_pxe_port_requests_are_answered_and_garbage_is_counted():
+    cfg = config()
+    leases: list[tuple[str, str]] = []
+    server = ProxyDhcpServer(lambda: cfg, interface=None, host="127.0.0.1", port=0, pxe_port=0,
+                             on_lease=lambda ip, mac: leases.append((ip, mac)))
+    server.run_in_thread()
+    try:
+        (_, dhcp_port), (_, pxe_port) = server.addresses
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.bind(("127.0.0.1", 0))
+            client.settimeout(5)
+            # garbage first, on both ports: counted, dropped, the server goes on
+            for junk in (b"", b"\x01", b"x" * 300, bytes(236) + b"\x63\x82\x53\x63\x35\x09"):
+                client.sendto(junk, ("127.0.0.1", dhcp_port))
+                client.sendto(junk, ("127.0.0.1", pxe_port))
+            req = request(PC_MAC, kind=p.DHCPREQUEST, extra=IPXE, ciaddr="10.253.7.60", xid=77)
+            client.sendto(p.encode_packet(req), ("127.0.0.1", pxe_port))
+            reply = p.parse_packet(client.recv(2048))
+        assert reply.xid == 77 and reply.message_type == p.DHCPACK and reply.file.endswith(b"boot.ipxe")
+        _wait(lambda: server.read_stats().replies == 1, "the reply to be counted")
+        stats = server.read_stats()
+        assert stats.malformed == 8 and stats.received == 9 and stats.internal_errors == 0
+        assert leases == [("10.253.7.60", PC_MAC)]   # the reply went to the source, 127.0.0.1
+    finally:
+        server.stop()
+    assert server.addresses == []
+
+
+def test_an_unknown_client_and_a_repeated_lease_are_quiet():
+    cfg = config()
+    leases: list[tuple[str, str]] = []
+    server = ProxyDhcpServer(lambda: cfg, interface=None, host="127.0.0.1", port=0, pxe_port=None,
+                             on_lease=lambda ip, mac: leases.append((ip, mac)))
+    server.open()
+    try:
+        source = ("127.0.0.1", 68)
+        req = request(PI_MAC, kind=p.DHCPREQUEST, extra=((p.OPT_REQUESTED_IP, bytes([10, 253, 7, 50])),))
+        for _ in range(3):
+            server.handle(p.encode_packet(req), source, 67)
+        server.handle(p.encode_packet(request("02:00:00:00:00:01")), source, 67)
+        stats = server.read_stats(reset=True)
+        assert stats.ignored == 4 and stats.replies == 0 and stats.leases_seen == 1
+        assert leases == [("10.253.7.50", PI_MAC)]
+        assert server.read_stats().received == 0
+    finally:
+        server.stop()
