@@ -189,7 +189,11 @@ class ProxyDhcpServer:
         self.stats.leases_seen += 1
         log.info("proxyDHCP: %s uses %s", mac, ip)
         if self.on_lease is not None:
-            self.on_lease(ip, mac)
+            try:
+                self.on_lease(ip, mac)
+            except Exception:   # the reply still goes out
+                self.stats.internal_errors += 1
+                log.exception("proxyDHCP: lease callback failed for %s %s", ip, mac)
 
     # -- the loop ----------------------------------------------------------------------
 
