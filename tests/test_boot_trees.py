@@ -120,7 +120,8 @@ def test_rpi_cmdline_txt_for_a_legacy_generation(env_factory):
     top = env.tops[n]
     (top / "kernel-params").write_text("console=serial0,115200 8250.nr_uarts=1 cma=64M\n")
     assert data(env.tree().files["dc-a6-32-01-02-03/cmdline.txt"]) == (
-        f"init={top}/init console=serial0,115200 8250.nr_uarts=1 cma=64M ip=dhcp rootwait\n".encode())
+        # The host's cmdline is kept verbatim (quoted values may hold spaces).
+        f"init={top}/init console=serial0,115200 8250.nr_uarts=1 cma=64M ip=dhcp   rootwait\n".encode())
 
 
 def test_rpi_config_txt(env_factory):

@@ -242,8 +242,6 @@ def test_prefix_nested_in_another_hosts_directory():
     assert "inside" in problems(doc)["hosts.b.tftp_prefix"]
 
 
-@pytest.mark.xfail(strict=True, reason="parse.py _check_unique compares only adjacent sorted prefixes; "
-                                       "a second host nested in the same directory is not reported")
 def test_every_nested_prefix_is_reported():
     doc = doc_with_hosts(a=rpi_host(1, tftp_prefix="rack1"), b=rpi_host(2, tftp_prefix="rack1/b"),
                          c=rpi_host(3, tftp_prefix="rack1/c"))
@@ -252,8 +250,6 @@ def test_every_nested_prefix_is_reported():
     assert "hosts.c.tftp_prefix" in found
 
 
-@pytest.mark.xfail(strict=True, reason="parse.py _check_unique skips empty prefixes, so two hosts "
-                                       "serving from the TFTP root (tftp_prefix = \"\") are accepted")
 def test_two_hosts_in_the_tftp_root_are_refused():
     doc = doc_with_hosts(a=rpi_host(1, tftp_prefix=""), b=rpi_host(2, tftp_prefix=""))
     assert "hosts.b.tftp_prefix" in problems(doc)

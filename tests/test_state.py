@@ -361,8 +361,6 @@ def test_status_and_check_report_a_corrupt_state_file(demo_layout, netboot_cli):
     assert "corrupt state file" in out.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="cli/commands.py check() only lists state.json.corrupt-* files already "
-                                       "set aside; a corrupt state.json nobody has loaded yet passes as ok")
 def test_check_reports_a_corrupt_state_file_before_anything_loaded_it(demo_layout, netboot_cli):
     (demo_layout.state / "state.json").write_text("garbage")
     out = netboot_cli("-c", demo_layout.config, "check")

@@ -20,7 +20,18 @@ def list_files(root: Path, roots: StoreRoots) -> tuple[tuple[str, Path], ...]:
     never served.
     """
     out: list[tuple[str, Path]] = []
+    seen: set[Path] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        # Never wander out of the allowed roots or around a directory loop.
+        try:
+            real_dir = roots.resolve(dirpath)
+        except GenerationError:
+            dirnames[:] = []
+            continue
+        if real_dir in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real_dir)
         dirnames.sort()
         rel_dir = os.path.relpath(dirpath, root)
         for name in sorted(filenames):

@@ -12,8 +12,8 @@ CONFIG_TXT_BASE = ("arm_64bit=1", "kernel=kernel8.img", "initramfs initrd follow
 
 def kernel_cmdline(host: Host, gen: Generation) -> str:
     """``init=<toplevel>/init <kernel-params> <host cmdline>``, single spaces."""
-    parts = [f"init={gen.init}", *gen.kernel_params, *host.cmdline.split()]
-    return " ".join(parts)
+    parts = [f"init={gen.init}", *gen.kernel_params, host.cmdline.strip()]
+    return " ".join(p for p in parts if p)
 
 
 def cmdline_txt(host: Host, gen: Generation) -> bytes:

@@ -49,7 +49,10 @@ def check(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         problems += [str(p) for p in exc.problems]
     if config is not None and not args.no_files:
-        for corrupt in _store(config).corrupt_files():
+        store = _store(config)
+        if (state_problem := store.problem()) is not None:
+            problems.append(f"state: {state_problem}")
+        for corrupt in store.corrupt_files():
             problems.append(f"state: corrupt state file set aside as {corrupt} (inspect it, then delete it)")
     if args.json:
         emit_json({"config": str(path), "ok": not problems, "problems": problems})

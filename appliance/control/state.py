@@ -205,6 +205,16 @@ class StateStore:
         log.error("state file %s is corrupt (%s): set aside as %s", self.path, why, aside)
         return aside
 
+    def problem(self) -> str | None:
+        """Why the current state file is unreadable, without touching it (for ``check``)."""
+        try:
+            self._read()
+        except _Corrupt as exc:
+            return f"{self.path} is corrupt ({exc}); the daemon will set it aside"
+        except StateError as exc:
+            return str(exc)
+        return None
+
     def corrupt_files(self) -> list[Path]:
         try:
             return sorted(self.dir.glob(f"{STATE_FILE}.corrupt-*"))
