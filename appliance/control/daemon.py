@@ -183,7 +183,8 @@ class Appliance:
         snapshot = self.resolver.snapshot
         served = {name: hs.selection.number for name, hs in snapshot.hosts.items()}
         sessions = {name: name in self.session_since for name, h in self.config.hosts.items() if h.iscsi}
-        return render_metrics(self.tftp.read_stats() if self.tftp else TftpStats(), self.boots, served, sessions)
+        return render_metrics(self.tftp.read_stats() if self.tftp else TftpStats(), self.boots, served, sessions,
+                              self.dhcp.read_stats() if self.dhcp else None)
 
     # -- config reload / iSCSI --------------------------------------------------------------
 

@@ -41,21 +41,25 @@ class NeighbourTable:
         self._static[canonical_ip(ip)] = mac.lower()
 
     def mac_of(self, ip: str) -> str | None:
+        """The kernel's neighbour table first (authoritative on the link), then leases seen."""
         ip = canonical_ip(ip)
-        if ip in self._static:
-            return self._static[ip]
         try:
             addr = ipaddress.ip_address(ip)
         except ValueError:
             return None
-        if addr.is_loopback or self._broken:
-            return None
+        if not addr.is_loopback and not self._broken:
+            mac = self._kernel_mac(ip, addr.version)
+            if mac is not None:
+                return mac
+        return self._static.get(ip)
+
+    def _kernel_mac(self, ip: str, version: int) -> str | None:
         try:
             if self._ipr is None:
                 from pyroute2 import IPRoute
 
                 self._ipr = IPRoute()
-            family = 10 if addr.version == 6 else 2
+            family = 10 if version == 6 else 2
             for msg in self._ipr.get_neighbours(family=family, dst=ip):
                 if msg["state"] & _USABLE_NUD:
                     mac = msg.get_attr("NDA_LLADDR")
