@@ -54,6 +54,8 @@ let
   # systemd creates StateDirectory= only below /var/lib; elsewhere tmpfiles does.
   stateInVarLib = lib.hasPrefix "/var/lib/" stateDir;
   iscsiEnabled = cfg.settings.iscsi.enable;
+  # The optional proxyDHCP binds :67/:4011 to one interface (SO_BINDTODEVICE needs CAP_NET_RAW).
+  dhcpEnabled = (cfg.settings.dhcp or { }).enable or false;
 
   hostLuns = filter (lun: lun != null) (
     mapAttrsToList (_: host: if host.iscsi == null then null else host.iscsi.lun) hosts
@@ -510,7 +512,7 @@ in
     ++ optional iscsiEnabled "d /etc/target 0755 root root -";
 
     networking.firewall = mkIf cfg.openFirewall {
-      allowedUDPPorts = netbootLib.tftpPorts cfg.settings;
+      allowedUDPPorts = netbootLib.tftpPorts cfg.settings ++ optionals dhcpEnabled [ 67 4011 ];
       allowedTCPPorts = netbootLib.iscsiPorts cfg.settings;
     };
 
@@ -562,8 +564,8 @@ in
 
         # Runs as root because LIO's configfs tree, the profiles and the GC
         # roots are root-owned; every capability but binding :69 is dropped.
-        CapabilityBoundingSet = [ "CAP_NET_BIND_SERVICE" ];
-        AmbientCapabilities = [ "cap_net_bind_service" ];
+        CapabilityBoundingSet = [ "CAP_NET_BIND_SERVICE" ] ++ optional dhcpEnabled "CAP_NET_RAW";
+        AmbientCapabilities = [ "cap_net_bind_service" ] ++ optional dhcpEnabled "cap_net_raw";
         NoNewPrivileges = true;
 
         ProtectSystem = "strict";
