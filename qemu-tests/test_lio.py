@@ -52,6 +52,18 @@ initiator = "iqn.2026-04.lab.client:pi-chap"
 lun = { file = "/srv/luns/pi-chap.img", size = "32M" }
 chap = { user = "pi-chap", secret_file = "/tmp/lab/secrets/pi-chap", mutual_user = "netboot", mutual_secret_file = "/tmp/lab/secrets/mutual" }
 """
+BLOCKY = f"{PREFIX}:pi-block"
+BLOCK_INITIATOR = "iqn.2026-04.lab.client:pi-block"
+HOST_BLOCK = """
+[hosts.pi-block]
+boot = "ipxe"
+mac = "52:54:00:00:00:03"
+profile = "/tmp/lab/profiles/pi-block"
+
+[hosts.pi-block.iscsi]
+initiator = "iqn.2026-04.lab.client:pi-block"
+lun = { block = "/dev/loop0" }
+"""
 HEADER = """
 [server]
 state_dir = "/tmp/lab/state"
@@ -285,6 +297,23 @@ def test_changed_attribute_and_missing_portal_are_repaired(lab: Lab):
     assert "Authentication failure" in lab.initiator.inq(CHAPPY, CHAP_INITIATOR).output
 
 
+def test_rotated_chap_secret_is_rewritten(lab: Lab):
+    rotated = "rotated-Secret-42"
+    lab.vm.write_file("/tmp/lab/secrets/pi-chap", rotated + "\n", 0o600)
+    try:
+        plan = lab.netboot("iscsi", "plan")
+        _say(*plan.stdout.splitlines())
+        assert "(secret differs)" in plan.stdout
+        assert rotated not in plan.stdout + plan.stderr and CHAP_SECRET not in plan.stdout + plan.stderr
+        assert lab.netboot("iscsi", "apply").ok
+        assert "Authentication failure" in lab.initiator.inq(CHAPPY, CHAP_INITIATOR, Chap("pi-chap", CHAP_SECRET)).output
+        assert lab.initiator.inq(CHAPPY, CHAP_INITIATOR, Chap("pi-chap", rotated)).ok
+    finally:
+        lab.vm.write_file("/tmp/lab/secrets/pi-chap", CHAP_SECRET + "\n", 0o600)
+        assert lab.netboot("iscsi", "apply").ok
+    assert lab.initiator.inq(CHAPPY, CHAP_INITIATOR, Chap("pi-chap", CHAP_SECRET)).ok
+
+
 # 4 -------------------------------------------------------------------------------------
 
 def test_removed_host_is_refused_then_removed_from_lio_only(lab: Lab):
@@ -309,3 +338,21 @@ def test_removed_host_is_refused_then_removed_from_lio_only(lab: Lab):
     assert "netboot-pi-desktop" not in listing.stdout and DESK not in listing.stdout
     assert "handmade" in listing.stdout and FOREIGN in listing.stdout   # still untouched
     assert lab.initiator.inq(CHAPPY, CHAP_INITIATOR, Chap("pi-chap", CHAP_SECRET)).ok
+
+
+def test_block_device_lun(lab: Lab):
+    lab.vm.run("modprobe loop && truncate -s 32M /srv/luns/block.img && "
+               "losetup /dev/loop0 /srv/luns/block.img").check()
+    lab.vm.write_file("/tmp/lab/block.toml", HEADER + HOST_DESK + HOST_CHAP + HOST_BLOCK)
+    r = lab.netboot("iscsi", "apply", config="/tmp/lab/block.toml")
+    _say(*[l for l in r.stdout.splitlines() if "backstore" in l])
+    assert r.ok, r.stderr
+    inq = lab.initiator.inq(BLOCKY, BLOCK_INITIATOR)
+    _say(*[l for l in inq.output.splitlines() if "Vendor" in l or "Product" in l])
+    assert inq.ok and "LIO-ORG" in inq.output and "IBLOCK" in inq.output
+    cap = lab.initiator.readcapacity(BLOCKY, BLOCK_INITIATOR)
+    assert cap.ok and cap.output.split()[0] == str(32 << 20)
+    io = lab.initiator.qemu_io(BLOCKY, BLOCK_INITIATOR, ["write -P 0x5a 1M 1M", "read -P 0x5a 1M 1M"])
+    assert io.ok and "Pattern verification failed" not in io.output, io.output
+    again = lab.netboot("iscsi", "plan", config="/tmp/lab/block.toml")
+    assert again.ok and "nothing to do" in again.stdout, again.stdout
