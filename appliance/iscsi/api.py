@@ -6,17 +6,39 @@ adapter is passed in (tests, or a caller that keeps one).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
 
 from ..config.model import Config
-from ..errors import DestructiveChange
+from ..errors import DestructiveChange, IscsiError
 from .desired import LioDesired, SecretReader, desired_state, owns_backstore, read_secret_file
 from .lio import LioAdapter
 from .observe import LioObserved
 from .plan import Plan, plan
 
 __all__ = ["ApplyReport", "format_plan", "iscsi_apply", "iscsi_plan", "iscsi_status"]
+
+
+APPLY_LOCK = Path("/run/lock/netboot-iscsi.lock")
+
+
+@contextlib.contextmanager
+def apply_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock held from observe to the last action."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise IscsiError(f"cannot open the apply lock {path}: {exc.strerror}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)   # closing releases the lock
 
 
 @dataclass(frozen=True)
@@ -57,7 +79,10 @@ def _desired_and_observed(config: Config, adapter: LioAdapter, secrets: SecretRe
 
 def iscsi_plan(config: Config, allow_destroy: bool = False, *, adapter: LioAdapter | None = None,
                secrets: SecretReader = read_secret_file) -> Plan:
-    """The plan to converge LIO.  Raises LioUnavailable, ConfigError (secret files)."""
+    """The plan to converge LIO.  Raises LioUnavailable, ConfigError (secret files).
+    With ``[iscsi] enable = false`` LIO is not read and the plan is empty."""
+    if not config.iscsi.enable:
+        return Plan(actions=())
     desired = desired_state(config, secrets)   # config problems first, before touching LIO
     adapter = adapter or LioAdapter.open()
     observed = adapter.observe(_fileio_paths(desired))
@@ -65,13 +90,20 @@ def iscsi_plan(config: Config, allow_destroy: bool = False, *, adapter: LioAdapt
 
 
 def iscsi_apply(config: Config, allow_destroy: bool = False, *, adapter: LioAdapter | None = None,
-                secrets: SecretReader = read_secret_file, save: bool = False) -> ApplyReport:
+                secrets: SecretReader = read_secret_file, save: bool = False,
+                lock_path: Path = APPLY_LOCK) -> ApplyReport:
     """Converge LIO.  Raises ``DestructiveChange`` (nothing applied) when the
     plan has refusals; its ``plan`` attribute holds the plan."""
     if not config.iscsi.enable:
         return ApplyReport(disabled=True)
     desired = desired_state(config, secrets)
     adapter = adapter or LioAdapter.open()
+    with apply_lock(lock_path):   # the daemon and a CLI apply must not interleave
+        return _apply(desired, adapter, secrets, allow_destroy, save)
+
+
+def _apply(desired: LioDesired, adapter: LioAdapter, secrets: SecretReader, allow_destroy: bool,
+           save: bool) -> ApplyReport:
     the_plan = plan(desired, adapter.observe(_fileio_paths(desired)), allow_destroy)
     if the_plan.refusals:
         exc = DestructiveChange("refused, nothing applied: " + "; ".join(map(str, the_plan.refusals)))

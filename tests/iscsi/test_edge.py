@@ -148,3 +148,52 @@ def test_read_sessions_walks_configfs(tmp_path):
         {"target": "iqn.2026-11.lan.netboot:pi-desktop", "tpg": 1, "initiator": "iqn.2026-04.net.example:pi-desktop",
          "state": "LOGGED_IN", "addresses": ["10.0.2.2"]}]}
     assert read_sessions(tmp_path / "absent") == {}
+
+
+# -- api with a stand-in adapter ---------------------------------------------------------
+
+class FakeAdapter:
+    """Stands in for LioAdapter: observed state in, executed plans recorded."""
+
+    def __init__(self, observed):
+        self.observed = observed
+        self.executed = []
+
+    def observe(self, files=()):
+        return self.observed
+
+    def execute(self, the_plan, secrets):
+        from .fake import apply_actions
+
+        self.executed.append(the_plan)
+        self.observed = apply_actions(self.observed, the_plan, secrets)
+        return [a.describe() for a in the_plan.actions]
+
+    def save(self):
+        pass
+
+
+def test_apply_then_status_through_the_api(tmp_path):
+    from appliance.errors import DestructiveChange
+    from appliance.iscsi.observe import LioObserved
+
+    from .test_plan import SECRETS, config, host, read_secret
+
+    adapter = FakeAdapter(LioObserved())
+    lock = tmp_path / "lock"
+    report = iscsi.iscsi_apply(TWO, adapter=adapter, secrets=read_secret, lock_path=lock)
+    assert report.converged and len(report.done) == len(adapter.executed[0].actions) > 10
+    assert str(report).endswith("changes applied")
+    again = iscsi.iscsi_apply(TWO, adapter=adapter, secrets=read_secret, lock_path=lock)
+    assert str(again) == "nothing to do (LIO matches the configuration)" and len(adapter.executed) == 1
+
+    status = iscsi.iscsi_status(TWO, adapter=adapter, secrets=read_secret)
+    text = json.dumps(status)
+    assert status["in_sync"] and status["hosts"]["pi-desktop"]["chap"] and status["hosts"]["pi-kitchen"]["acl"]
+    assert not any(secret in text for secret in SECRETS.values())
+    assert not any(secret in json.dumps(report.as_json()) for secret in SECRETS.values())
+
+    with pytest.raises(DestructiveChange) as err:
+        iscsi.iscsi_apply(config(host("pi-desktop")), adapter=adapter, secrets=read_secret, lock_path=lock)
+    assert err.value.plan.refusals and len(adapter.executed) == 1     # nothing applied
+    assert iscsi.iscsi_plan(Config(), adapter=adapter).empty            # disabled: LIO not read
