@@ -106,7 +106,7 @@ class _Listener:
 
 
 class _Session:
-    __slots__ = ("sock", "fd", "client", "key", "transfer", "content", "closed")
+    __slots__ = ("sock", "fd", "client", "key", "transfer", "content", "closed", "timer_at")
 
     def __init__(self, sock: socket.socket, client: tuple, transfer: Transfer, content: Content) -> None:
         self.sock = sock
@@ -116,6 +116,7 @@ class _Session:
         self.transfer = transfer
         self.content = content
         self.closed = False
+        self.timer_at = float("inf")   # deadline of this session's live timer-heap entry
 
 
 class TftpServer:
@@ -345,13 +346,17 @@ class TftpServer:
                 pass        # lost like any datagram; the timer retransmits
         if transfer.done:
             self._end_session(session)
+        elif transfer.deadline < session.timer_at:
+            # Deadlines usually move later (the heap entry is then just early and
+            # re-pushed when it pops); an earlier one needs its own entry.
+            self._push_timer(session, transfer.deadline)
 
     def _run_timers(self, now: float) -> None:
         timers = self._timers
         while timers and timers[0][0] <= now:
-            _, _, session = heapq.heappop(timers)
-            if session.closed:
-                continue
+            at, _, session = heapq.heappop(timers)
+            if session.closed or at != session.timer_at:
+                continue                # superseded by an earlier entry
             transfer = session.transfer
             deadline = transfer.deadline
             if deadline is not None and deadline > now:
@@ -368,6 +373,7 @@ class TftpServer:
                 self._push_timer(session, transfer.deadline)
 
     def _push_timer(self, session: _Session, deadline: float) -> None:
+        session.timer_at = deadline
         self._timer_seq += 1
         heapq.heappush(self._timers, (deadline, self._timer_seq, session))
 

@@ -122,6 +122,7 @@ def fetch(server: tuple[str, int], path: str, *, blksize: int | None = None, tsi
         oack: dict[str, str] = {}
         chunks: list[bytes] = []
         since_ack = 0
+        reacked_for = 0
         while True:
             now = time.monotonic()
             if now >= deadline:
@@ -168,7 +169,14 @@ def fetch(server: tuple[str, int], path: str, *, blksize: int | None = None, tsi
                 raise TftpFailure(f"{path}: DATA instead of OACK")
             block = int.from_bytes(datagram[2:4], "big")
             if block != expected & 0xFFFF:
-                continue                                        # duplicate or out of order
+                # A duplicate or a gap: our ACK was probably lost.  Repeat it, once
+                # per gap (as atftp and the Pi do), never as a reply to every block.
+                if chunks and reacked_for != expected:
+                    reacked_for = expected
+                    last_sent = _ack(expected - 1)
+                    sock.sendto(last_sent, tid)
+                    since_ack = 0
+                continue
             payload = datagram[4:]
             if len(payload) > size:
                 raise TftpFailure(f"{path}: block {expected} has {len(payload)} bytes > blksize {size}")
