@@ -445,7 +445,7 @@ def marker_init(host: str, label: str, fail: bool = False) -> str:
         f'echo "{MARKER} host={host} generation=$gen init={label}"\npoweroff -f'
     return f"""#!/bin/sh
 export PATH=/bin:/sbin
-mount -t proc proc /proc 2>/dev/null
+mount -t proc proc /proc
 gen=none
 for a in $(cat /proc/cmdline); do
   case "$a" in netboot.generation=*) gen="${{a#netboot.generation=}}" ;; esac

@@ -35,6 +35,10 @@ MILESTONES = (
 )
 
 
+# The firmware found nothing to boot: no point waiting for the timeout.
+FIRMWARE_GAVE_UP = ("No bootable device", "Kernel panic", "SCRIPT FAILED", "netboot-appliance: pxe boot failed")
+
+
 @dataclass
 class Boot:
     name: str
@@ -118,7 +122,7 @@ def run_client(name: str, argv: Sequence[str], netns: str, workdir: Path, timeou
                             boot.seen.append((round(now, 1), label, line[:160]))
                     if MARKER in line:
                         boot.markers.append(line)
-                    if FAILED in line or "e2e-initrd: FAILED" in line:
+                    if FAILED in line or "e2e-initrd: FAILED" in line or any(f in line for f in FIRMWARE_GAVE_UP):
                         boot.failures.append(line)
                 if until == "marker" and boot.markers:
                     boot.outcome = "marker"
