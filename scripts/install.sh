@@ -10,7 +10,8 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 APT_PACKAGES=(
   python3 python3-pip python3-venv
   curl tftp-hpa atftp                      # real TFTP clients
-  qemu-system-x86 qemu-system-arm qemu-utils ipxe-qemu u-boot-qemu u-boot-tools
+  qemu-system-x86 qemu-system-arm qemu-utils qemu-block-extra ipxe-qemu u-boot-qemu u-boot-tools
+  binutils                                 # readelf: shared-library closure of VM images
   busybox-static cpio kmod e2fsprogs       # VM images
   libiscsi-bin open-iscsi                  # real iSCSI initiators
   dnsmasq-base iproute2                    # DHCP for the end-to-end lab
@@ -24,7 +25,8 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   for i in 1 2 3 4 5 6; do
-    if $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
+    if $SUDO apt-get -o DPkg::Lock::Timeout=300 update -qq && \
+       $SUDO apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
       break
     fi
     echo "apt busy or failed, retrying ($i)..." >&2; sleep 10
