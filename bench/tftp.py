@@ -1,0 +1,431 @@
+"""TFTP benchmark on loopback: ``python -m bench.tftp`` (or ``bench/run``).
+
+Serves one 32 MiB file from this server (``python -m appliance.tftp`` in its
+own process, so its CPU time is measurable), tftpd-hpa and dnsmasq, fetches
+it with the same client, and prints MB/s and the ratio to tftpd-hpa:
+
+- lock-step, one curl client, blksize 1024 and 1468;
+- 8 and 32 concurrent curl clients at blksize 1024: aggregate MB/s, server
+  CPU seconds, the slowest client's time (flagged above 30 s);
+- windowsize 8/16/32 at blksize 1468 with the atftp client, against this
+  server and atftpd (the only other server with RFC 7440).
+
+tftpd-hpa and atftpd come from their .debs (``apt-get download`` +
+``dpkg-deb -x`` into ``.cache/bench/``): installing them would start a
+service on :69.  dnsmasq can only serve TFTP on port 69; it is bound to
+127.0.0.1 only and skipped if 127.0.0.1:69 is taken.  Everything runs on
+127.0.0.1; every process started here is terminated by PID (its own process
+group) at the end, also on errors and Ctrl-C.  Results go to stdout and
+``bench/RESULTS.md`` (text after the notes marker there is kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CACHE = REPO / ".cache" / "bench"
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+NOTES_MARKER = "<!-- notes: kept across runs -->"
+FILE_SIZE = 32 * 1024 * 1024
+MB = 1_000_000
+SLOW_CLIENT_SECONDS = 30.0
+CLIENT_TIMEOUT = 180
+HOST = "127.0.0.1"
+
+
+# -- tools -------------------------------------------------------------------------
+
+def extracted_binaries() -> dict[str, Path]:
+    """tftpd-hpa and atftpd (plus libwrap0 for tftpd-hpa) from their .debs."""
+    root = CACHE / "root"
+    wanted = {"tftpd-hpa": root / "usr/sbin/in.tftpd", "atftpd": root / "usr/sbin/atftpd"}
+    if not all(p.exists() for p in wanted.values()) or not (root / "usr/lib/x86_64-linux-gnu/libwrap.so.0").exists():
+        debs = CACHE / "debs"
+        debs.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["apt-get", "download", "tftpd-hpa", "atftpd", "libwrap0"], cwd=debs, check=True,
+                       timeout=300, stdout=subprocess.DEVNULL)
+        for deb in debs.glob("*.deb"):
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True, timeout=120)
+    return wanted
+
+
+def dnsmasq_binary() -> Path | None:
+    found = shutil.which("dnsmasq") or ("/usr/sbin/dnsmasq" if os.path.exists("/usr/sbin/dnsmasq") else None)
+    if found:
+        return Path(found)
+    debs = CACHE / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["apt-get", "download", "dnsmasq-base"], cwd=debs, check=True, timeout=300,
+                   stdout=subprocess.DEVNULL)
+    for deb in debs.glob("dnsmasq-base_*.deb"):
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(CACHE / "root")], check=True, timeout=120)
+    path = CACHE / "root/usr/sbin/dnsmasq"
+    return path if path.exists() else None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def port_69_free() -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((HOST, 69))
+        except OSError:
+            return False
+    return True
+
+
+def tftp_probe(port: int, name: str = "probe.bin", timeout: float = 0.3) -> bool:
+    """One RRQ; True when DATA 1 (or an OACK) comes back."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((HOST, 0))
+        s.settimeout(timeout)
+        s.sendto(b"\0\1" + name.encode() + b"\0octet\0", (HOST, port))
+        try:
+            data, addr = s.recvfrom(2048)
+        except OSError:
+            return False
+        if data[:2] == b"\0\3":
+            s.sendto(b"\0\4" + data[2:4], addr)          # it is a tiny file: one ACK ends it
+            return True
+        return False
+
+
+# -- servers ---------------------------------------------------------------------
+
+@dataclass
+class Server:
+    name: str
+    cmd: list[str]
+    port: int
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> Server:
+        env = dict(os.environ)
+        env.update(self.env)
+        self.proc = subprocess.Popen(self.cmd, env=env, cwd=REPO, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     start_new_session=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode(errors="replace")[-500:]
+                raise RuntimeError(f"{self.name} exited at start ({self.proc.returncode}): {err}")
+            if tftp_probe(self.port):
+                return self
+        raise RuntimeError(f"{self.name} did not answer on {HOST}:{self.port}")
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds of the server process (all threads)."""
+        return _stat_ticks(self.proc.pid)[1] / os.sysconf("SC_CLK_TCK")
+
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)   # its own group: the server and its forks
+        except ProcessLookupError:
+            return
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+
+def _stat_ticks(pid: int) -> tuple[int, int]:
+    """(session id, utime + stime) of one process, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[3]), int(fields[11]) + int(fields[12])
+
+
+class CpuMeter:
+    """CPU time of a server and every process it forks while measuring.
+
+    tftpd-hpa forks one child per transfer and ignores SIGCHLD, so children
+    never show up in its cutime: they are sampled from /proc (same session,
+    since each server starts its own) every 20 ms and their last value kept.
+    """
+
+    def __init__(self, server: Server) -> None:
+        self.pid = server.proc.pid
+        self.children: dict[int, int] = {}
+        self.base = _stat_ticks(self.pid)[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit() or int(entry.name) == self.pid:
+                continue
+            try:
+                session, ticks = _stat_ticks(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+            if session == self.pid:
+                self.children[int(entry.name)] = ticks
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self._sample()
+
+    def __enter__(self) -> CpuMeter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def seconds(self) -> float:
+        own = _stat_ticks(self.pid)[1] - self.base
+        return (own + sum(self.children.values())) / os.sysconf("SC_CLK_TCK")
+
+def make_servers(root: Path, include_dnsmasq: bool) -> tuple[dict[str, Server], list[str]]:
+    notes = []
+    tools = extracted_binaries()
+    libs = {"LD_LIBRARY_PATH": str(CACHE / "root/usr/lib/x86_64-linux-gnu")}
+    servers = {}
+    port = free_port()
+    servers["appliance"] = Server("appliance", [sys.executable, "-m", "appliance.tftp", "--root", str(root),
+                                                "--listen", f"{HOST}:{port}"], port)
+    port = free_port()
+    servers["tftpd-hpa"] = Server("tftpd-hpa", [str(tools["tftpd-hpa"]), "-L", "-a", f"{HOST}:{port}",
+                                                "-s", str(root)], port, libs)
+    port = free_port()
+    servers["atftpd"] = Server("atftpd", [str(tools["atftpd"]), "--daemon", "--no-fork", "--port", str(port),
+                                          "--bind-address", HOST, "--logfile", "/dev/null",
+                                          "--maxthread", "200", str(root)], port, libs)
+    if include_dnsmasq:
+        binary = dnsmasq_binary()
+        if binary is None:
+            notes.append("dnsmasq: binary not available, skipped")
+        elif not port_69_free():
+            notes.append("dnsmasq: 127.0.0.1:69 is in use, skipped")
+        else:
+            servers["dnsmasq"] = Server("dnsmasq", [str(binary), "--keep-in-foreground", "--port=0",
+                                                    "--conf-file=/dev/null", "--enable-tftp",
+                                                    f"--tftp-root={root}", "--listen-address=127.0.0.1",
+                                                    "--bind-interfaces", "--tftp-max=100", "--user=root",
+                                                    "--pid-file=", "--log-facility=/dev/null"], 69)
+    return servers, notes
+
+
+# -- clients -----------------------------------------------------------------------
+
+def curl_cmd(port: int, blksize: int) -> list[str]:
+    return ["curl", "-s", "--max-time", str(CLIENT_TIMEOUT), "--tftp-blksize", str(blksize),
+            "-o", "/dev/null", f"tftp://{HOST}:{port}/big.bin"]
+
+
+def atftp_cmd(port: int, blksize: int, windowsize: int) -> list[str]:
+    return ["atftp", "--option", f"blksize {blksize}", "--option", f"windowsize {windowsize}",
+            "-g", "-r", "big.bin", "-l", "/dev/null", HOST, str(port)]
+
+
+@dataclass
+class Run:
+    seconds: list[float]        # per client
+    wall: float
+    cpu: float
+    failures: int
+
+    @property
+    def mbps(self) -> float:
+        ok = len(self.seconds) - self.failures
+        return ok * FILE_SIZE / MB / self.wall if self.wall > 0 else 0.0
+
+
+def run_clients(server: Server, cmd: list[str], count: int) -> Run:
+    with CpuMeter(server) as meter:
+        return _run_clients(cmd, count, meter)
+
+
+def _run_clients(cmd: list[str], count: int, meter: CpuMeter) -> Run:
+    ended = [0.0] * count
+    codes = [0] * count
+    started = time.monotonic()
+    procs = [subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True) for _ in range(count)]
+
+    def wait(i: int) -> None:
+        try:
+            codes[i] = procs[i].wait(CLIENT_TIMEOUT + 30)
+        except subprocess.TimeoutExpired:
+            os.killpg(procs[i].pid, signal.SIGKILL)
+            codes[i] = procs[i].wait()
+        ended[i] = time.monotonic()
+
+    threads = [threading.Thread(target=wait, args=(i,)) for i in range(count)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+    wall = max(ended) - started
+    time.sleep(0.05)
+    meter._sample()
+    return Run([e - started for e in ended], wall, meter.seconds(), sum(1 for c in codes if c != 0))
+
+
+# -- the benchmark -----------------------------------------------------------------
+
+@dataclass
+class Row:
+    test: str
+    server: str
+    mbps: float
+    cpu: float | None = None
+    slowest: float | None = None
+    failures: int = 0
+    ratio: float | None = None
+    note: str = ""
+
+
+def best(runs: list[Run]) -> Run:
+    return max(runs, key=lambda r: r.mbps)
+
+
+def benchmark(repeat: int, include_dnsmasq: bool, concurrency: list[int], windows: list[int]) -> tuple[list[Row], list[str]]:
+    rows: list[Row] = []
+    workdir = Path(tempfile.mkdtemp(prefix="tftp-bench-"))
+    os.chmod(workdir, 0o755)            # tftpd-hpa and atftpd drop to nobody
+    servers: dict[str, Server] = {}
+    try:
+        with open(workdir / "big.bin", "wb") as f:
+            f.write(os.urandom(FILE_SIZE))
+        (workdir / "probe.bin").write_bytes(b"probe")
+        for p in workdir.iterdir():
+            os.chmod(p, 0o644)
+        servers, notes = make_servers(workdir, include_dnsmasq)
+        for s in servers.values():
+            s.start()
+        lockstep_servers = [n for n in ("appliance", "tftpd-hpa", "dnsmasq") if n in servers]
+
+        for blksize in (1024, 1468):
+            results: dict[str, list[Run]] = {n: [] for n in lockstep_servers}
+            for _ in range(repeat):                 # interleaved: load drifts hit every server alike
+                for name in lockstep_servers:
+                    results[name].append(run_clients(servers[name], curl_cmd(servers[name].port, blksize), 1))
+            base = best(results["tftpd-hpa"]).mbps
+            for name in lockstep_servers:
+                r = best(results[name])
+                rows.append(Row(f"lock-step bs {blksize} (curl)", name, r.mbps, r.cpu, max(r.seconds),
+                                r.failures, r.mbps / base if base else None))
+
+        for count in concurrency:
+            results = {n: [] for n in lockstep_servers}
+            for name in lockstep_servers:
+                results[name].append(run_clients(servers[name], curl_cmd(servers[name].port, 1024), count))
+            base = best(results["tftpd-hpa"]).mbps
+            for name in lockstep_servers:
+                r = best(results[name])
+                slow = max(r.seconds)
+                rows.append(Row(f"{count} clients bs 1024 (curl)", name, r.mbps, r.cpu, slow, r.failures,
+                                r.mbps / base if base else None,
+                                "SLOW CLIENT > 30 s" if slow > SLOW_CLIENT_SECONDS else ""))
+
+        hpa_1468 = next(r.mbps for r in rows if r.test == "lock-step bs 1468 (curl)" and r.server == "tftpd-hpa")
+        for windowsize in windows:
+            results = {n: [] for n in ("appliance", "atftpd")}
+            for _ in range(repeat):
+                for name in results:
+                    results[name].append(run_clients(servers[name], atftp_cmd(servers[name].port, 1468, windowsize), 1))
+            for name in results:
+                r = best(results[name])
+                rows.append(Row(f"windowsize {windowsize} bs 1468 (atftp)", name, r.mbps, r.cpu, max(r.seconds),
+                                r.failures, r.mbps / hpa_1468 if hpa_1468 else None,
+                                "ratio: vs tftpd-hpa lock-step bs 1468"))
+        return rows, notes
+    finally:
+        for s in servers.values():
+            try:
+                s.stop()
+            except Exception as exc:  # keep stopping the others
+                print(f"could not stop {s.name} (pid {s.proc.pid if s.proc else '-'}): {exc}", file=sys.stderr)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def table(rows: list[Row]) -> str:
+    lines = ["| test | server | MB/s | × tftpd-hpa | server CPU s | slowest client s | failed | note |",
+             "|---|---|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        lines.append(f"| {r.test} | {r.server} | {r.mbps:.1f} | "
+                     f"{'' if r.ratio is None else f'{r.ratio:.2f}'} | "
+                     f"{'' if r.cpu is None else f'{r.cpu:.2f}'} | "
+                     f"{'' if r.slowest is None else f'{r.slowest:.1f}'} | {r.failures or ''} | {r.note} |")
+    return "\n".join(lines)
+
+
+def write_results(rows: list[Row], notes: list[str], repeat: int) -> None:
+    kept = ""
+    if RESULTS.exists():
+        text = RESULTS.read_text()
+        if NOTES_MARKER in text:
+            kept = text.split(NOTES_MARKER, 1)[1]
+    load = os.getloadavg()
+    header = (f"# TFTP benchmark results\n\n"
+              f"Measured {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} with `python -m bench.tftp` "
+              f"(`bench/run`): loopback, one 32 MiB file, best of {repeat} for single-client rows; "
+              f"{os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}, "
+              f"load before the run {load[0]:.2f}.\n"
+              f"MB = 10^6 bytes. Server CPU = user + system seconds of the server process "
+              f"(and its reaped children).\n\n")
+    body = table(rows) + "\n"
+    if notes:
+        body += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+    RESULTS.write_text(header + body + "\n" + NOTES_MARKER + (kept or "\n"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.tftp", description="TFTP benchmark on loopback")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per single-client row (best is kept)")
+    parser.add_argument("--no-dnsmasq", action="store_true", help="skip dnsmasq (it needs 127.0.0.1:69)")
+    parser.add_argument("--concurrency", type=int, nargs="*", default=[8, 32])
+    parser.add_argument("--windows", type=int, nargs="*", default=[8, 16, 32])
+    parser.add_argument("--no-write", action="store_true", help=f"do not update {RESULTS.name}")
+    args = parser.parse_args(argv)
+    for tool in ("curl", "atftp"):
+        if shutil.which(tool) is None:
+            print(f"{tool} is required (apt-get install -y curl atftp)", file=sys.stderr)
+            return 2
+    rows, notes = benchmark(max(1, args.repeat), not args.no_dnsmasq, args.concurrency, args.windows)
+    print(table(rows))
+    for n in notes:
+        print(n)
+    if not args.no_write:
+        write_results(rows, notes, args.repeat)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)
