@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Mapping
 
+from ..nix.store import atomic_symlink
 from .snapshot import HostSnapshot
 from .state import State
 
@@ -47,13 +48,7 @@ def sync_roots(directory: Path | None, roots: Mapping[str, Path], prune: bool = 
                     continue
             except OSError:
                 pass
-            tmp = directory / f".{name}.tmp"
-            try:
-                tmp.unlink()
-            except FileNotFoundError:
-                pass
-            os.symlink(target, tmp)
-            os.replace(tmp, link)
+            atomic_symlink(target, link)
         if prune:
             for entry in os.listdir(directory):
                 if entry.endswith(MARK) and entry not in roots:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import GenerationError
 from .bootspec import BootSpecProblem, link_name, parse_bootspec, parse_kernel_params, parse_link_name
-from .store import StoreCache, StoreRoots
+from .store import StoreCache, StoreRoots, atomic_symlink
 
 
 @dataclass(frozen=True)
@@ -209,16 +209,6 @@ def register_generation(profile: Path, toplevel: Path, roots: StoreRoots) -> int
             raise GenerationError(f"nix-env --set failed: {result.stderr.strip()}")
         return read_profile(profile, roots).current or 0
     number = max((g.number for g in existing.generations), default=0) + 1
-    _atomic_symlink(str(real), profile.parent / link_name(profile.name, number))
-    _atomic_symlink(link_name(profile.name, number), profile)
+    atomic_symlink(str(real), profile.parent / link_name(profile.name, number))
+    atomic_symlink(link_name(profile.name, number), profile)
     return number
-
-
-def _atomic_symlink(target: str, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.unlink()
-    except FileNotFoundError:
-        pass
-    os.symlink(target, tmp)
-    os.replace(tmp, path)

@@ -77,3 +77,14 @@ class StoreCache:
         if len(table) >= self.max_entries:
             table.clear()
         return table
+
+
+def atomic_symlink(target: str | Path, path: Path) -> None:
+    """Point ``path`` at ``target`` in one rename: readers see the old link or the new one."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.unlink()
+    except FileNotFoundError:
+        pass
+    os.symlink(target, tmp)
+    os.replace(tmp, path)
