@@ -24,7 +24,7 @@ __all__ = [
     "ERR_ILLEGAL_OP", "ERR_UNKNOWN_TID", "ERR_FILE_EXISTS", "ERR_NO_USER",
     "ERR_OPTION",
     "MalformedPacket", "Request", "Data", "Ack", "Error", "OptionAck", "Packet",
-    "parse_packet", "encode_request", "encode_data", "encode_ack",
+    "parse_packet", "ack_block", "encode_request", "encode_data", "encode_ack",
     "encode_error", "encode_oack",
 ]
 
@@ -142,6 +142,13 @@ def parse_packet(datagram: bytes) -> Packet:
     raise MalformedPacket(f"unknown opcode {opcode}")
 
 
+def ack_block(datagram: bytes) -> int:
+    """The block number if ``datagram`` is an ACK, else -1 (the per-packet fast path)."""
+    if len(datagram) >= 4 and datagram[1] == OP_ACK and datagram[0] == 0:
+        return (datagram[2] << 8) | datagram[3]
+    return -1
+
+
 def _check_field(value: bytes, what: str) -> bytes:
     if b"\0" in value:
         raise ValueError(f"{what} contains NUL")
@@ -166,7 +173,7 @@ def encode_request(filename: str | bytes, mode: str = "octet",
     return b"".join(parts)
 
 
-def encode_data(block: int, payload: bytes) -> bytes:
+def encode_data(block: int, payload: bytes | memoryview) -> bytes:
     """DATA for a block number; numbers past 65535 wrap to 0 (rollover)."""
     return ((OP_DATA << 16) | (block & 0xFFFF)).to_bytes(4, "big") + payload
 

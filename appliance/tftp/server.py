@@ -42,8 +42,7 @@ from .content import Content, ContentProvider, TftpRequestError, TransferRecord
 from .options import MAX_OPTIONS, WINDOWSIZE_MAX, OptionRefused, negotiate
 from .packets import (
     ERR_ACCESS, ERR_ILLEGAL_OP, ERR_OPTION, ERR_UNDEFINED, ERR_UNKNOWN_TID,
-    OP_ACK, OP_ERROR, Ack, Error, MalformedPacket, Request, encode_error,
-    parse_packet,
+    Error, MalformedPacket, Request, ack_block, encode_error, parse_packet,
 )
 from .paths import MAX_FILENAME_BYTES, clean_path
 from .transfer import Transfer, netascii_size
@@ -297,11 +296,12 @@ class TftpServer:
             events = self._epoll.poll(wait)
         except InterruptedError:
             events = []
+        now = time.monotonic()
         sessions = self._sessions
         for fd, _ in events:
             session = sessions.get(fd)
             if session is not None:
-                self._on_session_readable(session)
+                self._on_session_readable(session, now)
             elif fd in self._listeners:
                 self._on_listener_readable(fd)
             elif fd == self._wake_r:
@@ -309,10 +309,10 @@ class TftpServer:
                     os.read(self._wake_r, 512)
                 except OSError:
                     pass
-        if timers and timers[0][0] <= time.monotonic():
-            self._run_timers(time.monotonic())
+        if timers and timers[0][0] <= now:
+            self._run_timers(now)
 
-    def _on_session_readable(self, session: _Session) -> None:
+    def _on_session_readable(self, session: _Session, now: float) -> None:
         sock = session.sock
         try:
             data, addr = sock.recvfrom(_SESSION_RECV_BYTES)
@@ -323,22 +323,22 @@ class TftpServer:
             self.stats.foreign_packets += 1
             self._send_error(sock, addr, ERR_UNKNOWN_TID, "Unknown transfer ID")
             return
-        now = time.monotonic()
         transfer = session.transfer
-        try:
-            packet = parse_packet(data)
-        except MalformedPacket:
-            self.stats.malformed += 1
-            return
-        if type(packet) is Ack:
-            out = transfer.on_ack(packet.block, now)
-        elif type(packet) is Error:
+        block = ack_block(data)
+        if block >= 0:
+            out = transfer.on_ack(block, now)
+        else:
+            try:
+                packet = parse_packet(data)
+            except MalformedPacket:
+                self.stats.malformed += 1
+                return
+            if type(packet) is not Error:
+                # RRQ/DATA/OACK from the client's TID: not part of a read; ignore.
+                self.stats.malformed += 1
+                return
             transfer.on_error(packet.code, packet.message, now)
             out = ()
-        else:
-            # RRQ/DATA/OACK from the client's TID: not part of a read; ignore.
-            self.stats.malformed += 1
-            return
         for datagram in out:
             try:
                 sock.sendto(datagram, client)
