@@ -31,7 +31,7 @@ pytestmark = pytest.mark.vm
 PC = HostSpec("pc", "ipxe", "amd64", "52:54:00:e2:00:11", 11, "ttyS0,115200", generations=(1, 2, 3), failing=(3,))
 INTRUDER = HostSpec("intruder", "ipxe", "amd64", "52:54:00:e2:00:12", 12, "ttyS0,115200", rootfs=False)
 ARM = HostSpec("arm", "uboot", "arm64", "52:54:00:e2:00:21", 21, "ttyAMA0,115200")
-PI = HostSpec("pi", "rpi", "arm64", "dc:a6:32:e2:00:31", 31, "ttyAMA0,115200")
+PI = HostSpec("pi", "rpi", "arm64", "dc:a6:32:e2:00:31", 31, "ttyAMA0,115200", kernel_gz=True)
 HOSTS = [PC, INTRUDER, ARM, PI]
 
 CLIENT_TIMEOUT = float(os.environ.get("E2E_CLIENT_TIMEOUT", "240"))
@@ -153,3 +153,138 @@ def test_x86_ipxe_boots_generation_over_tftp_and_iscsi(e2e: E2E) -> None:
     assert f"{PC.mac.replace(':', '-')}/generations/1/initrd" in paths
     status = e2e.appliance.status(PC.name)["hosts"][PC.name]
     assert status["served"] == 1
+
+
+# -- 6. isolation: a foreign initiator IQN cannot log into another host's LUN -----------------
+
+def test_foreign_initiator_is_refused_at_login(e2e: E2E) -> None:
+    # "intruder" boots its own kernel + initrd, but its command line names pc's target.
+    boot = e2e.boot("6 isolation (wrong IQN)", INTRUDER, "login refused, no marker")
+    text = boot.text()
+    assert not boot.markers, text[-3000:]
+    assert "e2e-initrd: iscsi login initiator=" + initiator_iqn(INTRUDER.name) in text
+    assert any("iscsi login rejected" in f for f in boot.failures), text[-3000:]
+    assert "e2e-initrd: root mounted" not in text
+    dmesg = e2e.appliance.dmesg()
+    refused = [line for line in dmesg.splitlines() if "not authorized" in line]
+    assert any(initiator_iqn(INTRUDER.name).lower() in line and target_iqn(PC.name) in line for line in refused), \
+        dmesg[-3000:]
+    print("server kernel log: " + refused[-1].strip())
+    # pc's own LUN still has no session from anyone else.
+    pc = e2e.appliance.status(PC.name)["hosts"][PC.name]
+    assert not pc["iscsi"]["session"], pc["iscsi"]
+
+
+# -- 4. rollback per MAC ----------------------------------------------------------------------
+
+def _wait_served(e2e: E2E, spec: HostSpec, number: int, reason: str | None = None, timeout: float = 20) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        st = e2e.appliance.status(spec.name)["hosts"][spec.name]
+        if st["served"] == number and (reason is None or st["reason"] == reason):
+            return st
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{spec.name}: served {st['served']} ({st['reason']}), expected {number}: {st}")
+        time.sleep(0.5)
+
+
+def _boot_ipxe_text(e2e: E2E, spec: HostSpec) -> str:
+    return e2e.appliance.netboot("cat", spec.name, "boot.ipxe")
+
+
+def test_register_then_rollback_changes_the_booted_generation(e2e: E2E) -> None:
+    e2e.register(PC, 2)
+    _wait_served(e2e, PC, 2, "follow")
+    boot = e2e.boot("4a rollback: registered 2", PC, "marker generation 2")
+    assert boot.outcome == "marker", boot.text()[-3000:]
+    assert boot.generations() == ["2"]
+    assert "init=generation-2" in boot.markers[0]
+
+    out = e2e.appliance.netboot("rollback", PC.name)
+    assert "serving generation 1" in out, out
+    _wait_served(e2e, PC, 1, "pin")
+    boot = e2e.boot("4b rollback: rolled back", PC, "marker generation 1")
+    assert boot.outcome == "marker", boot.text()[-3000:]
+    assert boot.generations() == ["1"]
+    events = e2e.appliance.events(PC.name, since=boot.started - 2)
+    assert {e["generation"] for e in events if "/generations/" in e["path"]} == {1}, events
+
+
+# -- 5. trial: a generation that does not come up is reverted on its next fetch ----------------
+
+def test_failed_trial_reverts_on_refetch(e2e: E2E) -> None:
+    if e2e.appliance.status(PC.name)["hosts"][PC.name]["served"] != 1:
+        e2e.appliance.netboot("pin", PC.name, "1")
+    e2e.register(PC, 3)
+    _wait_served(e2e, PC, 1)
+    out = e2e.appliance.netboot("trial", PC.name, "3")
+    assert "serving generation 3 (trial)" in out, out
+    _wait_served(e2e, PC, 3, "trial")
+    # One client run: generation 3's init reboots the machine, iPXE fetches boot.ipxe again,
+    # the appliance reverts the trial and the second boot comes up on generation 1.
+    boot = e2e.boot("5 trial: failing gen 3", PC, "fail 3, then marker 1", reboot=True, stop_on_failure=False)
+    text = boot.text()
+    assert any("generation=3" in f for f in boot.failures), text[-3000:]
+    assert boot.outcome == "marker", text[-3000:]
+    assert boot.generations() == ["1"]
+    st = _wait_served(e2e, PC, 1)
+    assert st["trial"] is None
+    reverted = [h for h in st["history"] if h.get("event") == "trial-reverted"]
+    assert reverted and reverted[-1]["generation"] == 3, st["history"]
+    assert "again before the trial of generation 3 was confirmed" in reverted[-1]["reason"]
+    print("netboot status: trial reverted: " + reverted[-1]["reason"])
+    human = e2e.appliance.netboot("status", PC.name)
+    assert "trial-reverted" in human, human
+
+
+# -- 2. aarch64 U-Boot ------------------------------------------------------------------------
+
+def test_aarch64_uboot_boots_via_boot_scr_and_pxelinux_menu(e2e: E2E) -> None:
+    if not UBOOT_BIOS.exists():
+        pytest.skip(f"{UBOOT_BIOS} missing (u-boot-qemu)")
+    boot = e2e.boot("2 aarch64 U-Boot", ARM, "marker generation 1")
+    text = boot.text()
+    assert boot.outcome == "marker", text[-4000:]
+    assert boot.generations() == ["1"]
+    events = e2e.appliance.events(ARM.name, since=boot.started - 2)
+    paths = [e["path"] for e in events if e["outcome"] == "complete"]
+    assert "boot.scr.uimg" in paths, paths
+    assert f"pxelinux.cfg/01-{ARM.mac.replace(':', '-')}" in paths, paths
+    assert f"{ARM.mac.replace(':', '-')}/generations/1/kernel" in paths, paths
+
+
+# -- 3. Raspberry Pi: EEPROM emulator fetches the tree, QEMU raspi3b boots it ------------------
+
+def test_raspi_tree_fetched_like_the_eeprom_then_raspi3b_boots_it(e2e: E2E) -> None:
+    from e2e.rpi import emulate_pi_boot
+
+    prefix = PI.mac.replace(":", "-") + "/"
+    peer = e2e.net.add_peer_namespace("pi", PI.mac, e2e.ip(PI))
+    fetched = e2e.workdir / "pi-fetched"
+    started = time.time()
+    try:
+        # TCG makes the server ~10x slower than real hardware: give each file more than the Pi's 30 s.
+        result = emulate_pi_boot(peer, e2e.net.server_ip, prefix, fetched,
+                                 extra_files=("bcm2711-rpi-4-b.dtb", "bcm2837-rpi-3-b.dtb"),
+                                 per_file_timeout=float(os.environ.get("E2E_PI_FILE_TIMEOUT", "120")))
+    finally:
+        e2e.net.remove_peer_namespace(peer)
+    print("\nPi bootloader emulator: " + ", ".join(
+        f"{n} {s} B in {result['durations'][n]:.1f} s" for n, s in result["files"].items()))
+    print(f"  tsize probe start4.elf = {result['tsize']['start4.elf']} B; missing as expected: {result['missing']}")
+    cmdline = (fetched / "cmdline.txt").read_text().strip()
+    config = (fetched / "config.txt").read_text()
+    assert "kernel=kernel8.img" in config and "initramfs initrd followkernel" in config
+    assert "netboot.generation=1" in cmdline and f"netboot.iscsi_initiator={initiator_iqn(PI.name)}" in cmdline
+    events = e2e.appliance.events(PI.name, since=started - 2)
+    early = [e for e in events if e["path"] == prefix + "start4.elf" and e["outcome"] != "complete"]
+    assert early, "the tsize probe's early terminate should be a recorded (aborted) transfer"
+    e2e.summary.rows.append(("3a Pi EEPROM emulator (TFTP)", "tree fetched", "all files, probes ok",
+                             round(result["seconds"], 1)))
+
+    console = e2e.workdir / "3 raspi3b.console.log"
+    argv = raspi3b_argv(console, e2e.net.client_tap, PI.mac, fetched / "kernel8.img",
+                        fetched / "bcm2837-rpi-3-b.dtb", fetched / "initrd", cmdline)
+    boot = e2e.boot("3b raspi3b (fetched files)", PI, "marker generation 1", argv=argv)
+    assert boot.outcome == "marker", boot.text()[-4000:]
+    assert boot.generations() == ["1"]

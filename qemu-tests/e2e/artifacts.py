@@ -247,6 +247,11 @@ class ArchArtifacts:
     busybox: Path                  # static busybox for root filesystems
     key: str
 
+    @property
+    def kernel_gz(self) -> Path | None:
+        p = self.kernel.with_name("kernel.gz")
+        return p if p.exists() else None
+
 
 def _inputs_digest(*extra: object) -> str:
     h = hashlib.sha256()
@@ -265,6 +270,8 @@ def build_arch(arch: str, cache: Path | None = None, log=print) -> ArchArtifacts
     manifest = out / "manifest.json"
     with _locked(cache / f".lock-{arch}"):
         if not manifest.is_file():
+            for stale in cache.glob(f"{arch}-*"):      # earlier inputs: not needed any more
+                shutil.rmtree(stale, ignore_errors=True)
             log(f"e2e: building {arch} kernel + initrd ({key})")
             debs = download(cache / "debs", versions, arch)
             tmp = Path(tempfile.mkdtemp(prefix=f"build-{arch}-", dir=cache))
@@ -293,8 +300,11 @@ def _assemble(arch: str, tmp: Path, debs: dict[str, Path], kpkg: str) -> dict:
     kver = next((kroot / "lib/modules").iterdir()).name
     vmlinuz = next((kroot / "boot").glob("vmlinuz-*"))
     raw = vmlinuz.read_bytes()
-    if arch == "arm64" and raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)   # U-Boot's booti and QEMU want the plain Image
+    if arch == "arm64":
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)         # U-Boot's booti wants the plain Image
+        # What a Pi's kernel8.img may be: the firmware (and QEMU's loader) gunzip it.
+        (out / "kernel.gz").write_bytes(gzip.compress(raw, compresslevel=9, mtime=0))
     (out / "kernel").write_bytes(raw)
     dtbs = []
     if arch == "arm64":

@@ -40,6 +40,7 @@ class HostSpec:
     generations: tuple[int, ...] = (1,)
     failing: tuple[int, ...] = ()
     rootfs: bool = True           # False: the host never gets as far (isolation)
+    kernel_gz: bool = False       # serve the gzip-compressed kernel (Pi firmware unpacks it)
 
 
 @dataclass
@@ -80,6 +81,8 @@ def build_store(hosts: list[HostSpec], arches: dict[str, ArchArtifacts], cache: 
     out = cache / f"store-{key}"
     with _locked(cache / ".lock-store"):
         if not (out / "built.json").is_file():
+            for stale in cache.glob("store-*"):
+                shutil.rmtree(stale, ignore_errors=True)
             log(f"e2e: building the store tree and root filesystems ({key})")
             tmp = Path(tempfile.mkdtemp(prefix="store-", dir=cache))
             try:
@@ -105,17 +108,21 @@ def _build(root: Path, hosts: list[HostSpec], arches: dict[str, ArchArtifacts]) 
         image = "bzImage" if arch == "amd64" else "Image"
         (store / kname).mkdir()
         shutil.copy2(art.kernel, store / kname / image)
+        if art.kernel_gz is not None:
+            shutil.copy2(art.kernel_gz, store / kname / "Image.gz")
         for dtb, src in art.dtbs.items():
             _write(store / kname / "dtbs" / "broadcom" / dtb, src.read_bytes())
         iname = store_name("initrd-e2e-iscsi", arch)
         (store / iname).mkdir()
         shutil.copy2(art.initrd, store / iname / "initrd")
-        pkgs[arch] = {"kernel": f"{STORE_DIR}/{kname}/{image}", "initrd": f"{STORE_DIR}/{iname}/initrd",
+        pkgs[arch] = {"kernel": f"{STORE_DIR}/{kname}/{image}", "kernel_gz": f"{STORE_DIR}/{kname}/Image.gz", "initrd": f"{STORE_DIR}/{iname}/initrd",
                       "dtbs": f"{STORE_DIR}/{kname}/dtbs" if art.dtbs else ""}
 
     toplevels: dict[str, dict[int, str]] = {}
     for spec in hosts:
-        pk = pkgs[spec.arch]
+        pk = dict(pkgs[spec.arch])
+        if spec.kernel_gz:
+            pk["kernel"] = pk["kernel_gz"]
         system = "x86_64-linux" if spec.arch == "amd64" else "aarch64-linux"
         inits: dict[str, str] = {}
         for n in spec.generations:
