@@ -270,11 +270,14 @@ def _run_clients(cmd: list[str], count: int, meter: CpuMeter) -> Run:
                               stderr=subprocess.DEVNULL, start_new_session=True) for _ in range(count)]
 
     def wait(i: int) -> None:
+        # A blocking wait (Popen.wait with a timeout polls with sleeps of up to
+        # 50 ms, which would quantize the fast runs); a timer bounds it instead.
+        watchdog = threading.Timer(CLIENT_TIMEOUT + 30, os.killpg, (procs[i].pid, signal.SIGKILL))
+        watchdog.start()
         try:
-            codes[i] = procs[i].wait(CLIENT_TIMEOUT + 30)
-        except subprocess.TimeoutExpired:
-            os.killpg(procs[i].pid, signal.SIGKILL)
             codes[i] = procs[i].wait()
+        finally:
+            watchdog.cancel()
         ended[i] = time.monotonic()
 
     threads = [threading.Thread(target=wait, args=(i,)) for i in range(count)]
@@ -328,6 +331,7 @@ def benchmark(repeat: int, include_dnsmasq: bool, concurrency: list[int], window
             s.start()
         lockstep_servers = [n for n in ("appliance", "tftpd-hpa", "dnsmasq") if n in servers]
 
+        notes.append(f"load average at start: {os.getloadavg()[0]:.2f}")
         for blksize in (1024, 1468):
             results: dict[str, list[Run]] = {n: [] for n in lockstep_servers}
             for _ in range(repeat):                 # interleaved: load drifts hit every server alike
@@ -351,6 +355,7 @@ def benchmark(repeat: int, include_dnsmasq: bool, concurrency: list[int], window
                                 r.mbps / base if base else None,
                                 "SLOW CLIENT > 30 s" if slow > SLOW_CLIENT_SECONDS else ""))
 
+        notes.append(f"load average after the concurrency rows: {os.getloadavg()[0]:.2f}")
         hpa_1468 = next(r.mbps for r in rows if r.test == "lock-step bs 1468 (curl)" and r.server == "tftpd-hpa")
         for windowsize in windows:
             results = {n: [] for n in ("appliance", "atftpd")}
@@ -362,6 +367,7 @@ def benchmark(repeat: int, include_dnsmasq: bool, concurrency: list[int], window
                 rows.append(Row(f"windowsize {windowsize} bs 1468 (atftp)", name, r.mbps, r.cpu, max(r.seconds),
                                 r.failures, r.mbps / hpa_1468 if hpa_1468 else None,
                                 "ratio: vs tftpd-hpa lock-step bs 1468"))
+        notes.append(f"load average at the end: {os.getloadavg()[0]:.2f}")
         return rows, notes
     finally:
         for s in servers.values():
