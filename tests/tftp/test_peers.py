@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -87,8 +88,13 @@ def test_atftp_windowsize(server, tree, tmp_path, blksize, windowsize):
     run([atftp, "--option", f"blksize {blksize}", "--option", f"windowsize {windowsize}",
          "-g", "-r", "kernel.img", "-l", "out", "127.0.0.1", str(server.port)], tmp_path)
     assert (tmp_path / "out").read_bytes() == tree["files"]["kernel.img"]
-    record = [r for r in server.records if r.windowsize == windowsize and r.blksize == blksize][-1]
-    assert record.outcome == "complete"
+    deadline = time.monotonic() + 5          # the record follows the client's last ACK
+    while time.monotonic() < deadline:
+        matching = [r for r in server.records if r.windowsize == windowsize and r.blksize == blksize]
+        if matching:
+            break
+        time.sleep(0.01)
+    assert matching and matching[-1].outcome == "complete"
 
 
 @pytest.mark.parametrize("blksize", BLKSIZES)
