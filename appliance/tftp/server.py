@@ -422,9 +422,20 @@ class TftpServer:
     def _on_request(self, listener: _Listener, request: Request, addr: tuple,
                     local_ip: str, scope: int) -> None:
         key = (addr[0], addr[1])
-        if key in self._by_client:
-            self.stats.duplicate_requests += 1
-            return
+        session = self._by_client.get(key)
+        if session is not None:
+            # A client that reuses its port may send its next RRQ right after the
+            # final ACK of the previous file, before this loop has read that ACK:
+            # read what is pending on the session first, so the finished session
+            # ends and the new request is served instead of ignored.
+            now = time.monotonic()
+            for _ in range(4):
+                if session.closed:
+                    break
+                self._on_session_readable(session, now)
+            if key in self._by_client:
+                self.stats.duplicate_requests += 1
+                return
         if self._stop_at is not None:
             return
         stats = self.stats

@@ -257,6 +257,27 @@ def test_retransmitted_rrq_does_not_start_a_second_session(served):
         assert served.server.read_stats().sessions_active == 1
 
 
+def test_client_reusing_its_port_gets_the_next_file_at_once(served, payloads):
+    """Final ACK and the next RRQ back to back from one port: the next file starts
+    without waiting for the client's RRQ retransmission."""
+    with RawPeer() as peer:
+        for round_ in range(10):
+            peer.send(encode_request("small.bin"), served.address)
+            received = b""
+            while True:
+                packet, tid = peer.recv(2)
+                received += packet.payload
+                if len(packet.payload) < 512:
+                    break
+                peer.send(encode_ack(packet.block), tid)
+            assert received == payloads["small.bin"]
+            peer.send(encode_ack(packet.block), tid)     # final ACK, then at once:
+            peer.send(encode_request("exact.bin"), served.address)
+            first, tid2 = peer.recv(0.5)
+            assert first.block == 1 and tid2 != tid, f"round {round_}"
+            peer.send(encode_error(0, "done"), tid2)
+
+
 def test_timeout_retransmits_then_aborts():
     with serving({"f": b"x" * 5000}, timeout=0.1, max_retries=2) as s, RawPeer() as peer:
         peer.send(encode_request("f"), s.address)
