@@ -291,9 +291,8 @@ def demo(args: argparse.Namespace) -> int:
     for name, host in config.hosts.items():
         snap = build_host_snapshot(config, host, _store(config).load().host(name).choice())
         print(f"\n{name} ({host.boot.value}, generation {snap.selection.number}):")
-        shown = [p for p in sorted(snap.tree.files) if "/generations/" not in p][:8]
-        for p in shown:
-            print(f"  curl -s -o /tmp/{os.path.basename(p)} tftp://127.0.0.1:{args.port}/{p}")
+        for p in _demo_highlights(snap.tree.files):
+            print(f"  curl -s -o {os.path.basename(p)} tftp://127.0.0.1:{args.port}/{p}")
     print(f"\nmore: netboot -c {layout.config} tree HOST | generations HOST | pin HOST N | status")
     if args.print_only:
         return 0
@@ -301,6 +300,15 @@ def demo(args: argparse.Namespace) -> int:
     from ..control.daemon import run_daemon
 
     return run_daemon(layout.config)
+
+
+def _demo_highlights(paths) -> list[str]:
+    """The files worth fetching by hand: generated ones, kernels, initrds, the Pi's start file."""
+    wanted = ("cmdline.txt", "config.txt", "start4.elf", "kernel8.img", "initrd", "boot.ipxe", "boot.scr.uimg")
+    top = [p for p in sorted(paths) if "/generations/" not in p
+           and (p.rsplit("/", 1)[-1] in wanted or p.startswith("pxelinux.cfg/"))]
+    gens = sorted((p for p in paths if p.endswith("/kernel")), reverse=True)[:1]
+    return top + gens
 
 
 def shell(args: argparse.Namespace) -> int:
