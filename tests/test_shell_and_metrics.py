@@ -105,3 +105,40 @@ def test_daemon_metrics_endpoint(demo):
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, proc.stderr.read()
+
+
+def test_demo_serves_what_it_prints(tmp_path):
+    """``netboot demo``: every curl command it prints fetches the file ``netboot cat`` shows."""
+    port = free_port()
+    root = tmp_path / "demo"
+    proc = subprocess.Popen([sys.executable, "-m", "appliance.cli.main", "demo", "--port", str(port), "--dir", str(root)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        commands = []
+        deadline = time.monotonic() + 60
+        for line in proc.stdout:
+            if line.strip().startswith("curl "):
+                commands.append(line.split()[-1])
+            if "serving TFTP" in line or time.monotonic() > deadline:
+                break
+        assert len(commands) >= 10
+        time.sleep(0.3)
+        config = root / "appliance.toml"
+        hosts = {"dc-a6-32-01-02-03": "pi-desktop", "52-54-00-12-34-56": "arm-board",
+                 "52-54-00-ab-cd-ef": "pc", "pxelinux.cfg": "arm-board"}
+        for url in commands:
+            path = url.split(f":{port}/", 1)[1]
+            host = hosts.get(path.split("/", 1)[0]) if "/" in path else None
+            if host is None:
+                continue     # unprefixed files need the client's MAC (loopback has none)
+            got = subprocess.run(["curl", "-s", "-o", "-", url], capture_output=True, timeout=60).stdout
+            want = subprocess.run([sys.executable, "-m", "appliance.cli.main", "-c", str(config), "cat", host, path],
+                                  capture_output=True, timeout=60).stdout
+            assert got == want and got, path
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
