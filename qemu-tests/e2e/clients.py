@@ -151,6 +151,24 @@ def run_client(name: str, argv: Sequence[str], netns: str, workdir: Path, timeou
     return boot
 
 
+def dhcp_events(lines: Sequence[str], since: float) -> list[tuple[float, str]]:
+    """(host time, "DHCPACK 10.x.y.z") from dnsmasq's log lines (1 s resolution), at or after ``since``."""
+    out = []
+    year = time.localtime(since).tm_year
+    for line in lines:
+        m = re.match(r"(\w{3}\s+\d+ \d\d:\d\d:\d\d) dnsmasq-dhcp\[\d+\]: \d+ (DHCP\w+)\(\S+\) (\S+)", line)
+        if not m:
+            continue
+        when = time.mktime(time.strptime(f"{year} {m.group(1)}", "%Y %b %d %H:%M:%S"))
+        kind = m.group(2)
+        if when < int(since) or kind not in ("DHCPDISCOVER", "DHCPACK"):
+            continue
+        if kind == "DHCPDISCOVER" and out and out[-1][1].startswith("DHCPDISCOVER"):
+            continue   # retransmissions of one exchange
+        out.append((when, f"{kind} {m.group(3)}"))
+    return out
+
+
 def format_timeline(boot: Boot, events: Sequence[dict], clock_offset: float, dhcp: Sequence[str] = ()) -> str:
     """Console milestones and the appliance's TFTP boot events on one time axis."""
     rows: list[tuple[float, str]] = []
@@ -163,9 +181,9 @@ def format_timeline(boot: Boot, events: Sequence[dict], clock_offset: float, dhc
         rate = f"{kib / 1024 / dur:.1f} MiB/s" if dur > 0 else "-"
         rows.append((end - dur, f"{'TFTP ' + str(ev.get('outcome')):<28} {ev.get('path')} "
                                 f"gen {ev.get('generation')}: {kib:.0f} KiB in {dur:.2f} s ({rate})"))
+    for when, what in dhcp_events(dhcp, boot.started):
+        rows.append((when - boot.started, f"{'DHCP (dnsmasq)':<28} {what}"))
     rows.sort(key=lambda r: r[0])
     out = [f"timeline {boot.name}: outcome {boot.outcome} after {boot.seconds:.1f} s"]
     out += [f"  {t:7.1f} s  {text}" for t, text in rows]
-    for line in dhcp[-2:]:
-        out.append(f"  dnsmasq: {line.strip()[-110:]}")
     return "\n".join(out)

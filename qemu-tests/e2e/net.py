@@ -143,11 +143,12 @@ class Lab:
             _ip("netns", "del", peer_ns, check=False)
             self._extra_ns.remove(peer_ns)
 
-    def dhcp_acks(self, mac: str) -> list[str]:
+    def dhcp_log(self, mac: str) -> list[str]:
+        """dnsmasq's DISCOVER / OFFER / REQUEST / ACK lines for ``mac``."""
         if not self.dnsmasq_log.exists():
             return []
         return [line for line in self.dnsmasq_log.read_text(errors="replace").splitlines()
-                if re.search(rf"DHCPACK\(\S+\) \S+ {re.escape(mac)}", line)]
+                if re.search(rf"DHCP(DISCOVER|OFFER|REQUEST|ACK|NAK)\(\S+\) (\S+ )?{re.escape(mac)}", line)]
 
     def stop(self) -> None:
         proc, self._dnsmasq = self._dnsmasq, None
