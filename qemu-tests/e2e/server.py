@@ -25,7 +25,6 @@ LUN_DIR = "/var/lib/netboot/luns"
 PROFILES = "/nix/var/nix/profiles/netboot"
 TARGET_PREFIX = "iqn.2026-11.lan.netboot-e2e"
 SERVER_MAC = "52:54:00:e2:00:02"
-SERVER_EXTRA_PACKAGES = ("libsqlite3-0",)
 
 
 def initiator_iqn(host: str) -> str:
@@ -64,8 +63,7 @@ class Appliance:
 
     def start(self) -> None:
         cache = default_cache_dir()
-        # pyroute2 (the appliance's neighbour table: client IP → MAC) imports sqlite3.
-        image = build_server_image(cache, extra_packages=SERVER_EXTRA_PACKAGES)
+        image = build_server_image(cache)
         deps = build_pydeps(cache)
         env = {"PYTHONPATH": f"{GUEST_REPO}:{GUEST_DEPS}", "PYTHONDONTWRITEBYTECODE": "1",
                "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}

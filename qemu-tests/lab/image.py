@@ -35,6 +35,7 @@ BASE_PACKAGES = (
     "busybox-static", "python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib",
     "libc6", "libgcc-s1", "libssl3", "libexpat1", "zlib1g", "libbz2-1.0", "libcrypt1", "libffi8",
     "liblzma5", "libuuid1", "libzstd1", "libkmod2", "kmod", "libudev1", "libc-bin",
+    "libsqlite3-0",   # pyroute2 (the neighbour table: client IP → MAC) imports sqlite3
 )
 # Modules (with their dependencies) the lab loads; absent or built-in ones are skipped.
 MODULES = (

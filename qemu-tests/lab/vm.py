@@ -3,7 +3,7 @@
     image = build_server_image()
     with ServerVM(image, shares=[Share(repo, "/lab/repo", readonly=True)],
                   hostfwd=[(free_port(), 3260)]) as vm:
-        r = vm.run("python3 -m appliance.iscsi status")
+        r = vm.run("python3 -m appliance.cli.main -c /tmp/x.toml iscsi status")
         r.check()
 
 The VM is killed on exit — by its own PID only — also when start-up fails.
