@@ -13,7 +13,6 @@ from ..boot import Generated, StoreFile
 from ..boot.gather import store_roots
 from ..config import Config, config_path_from, load_config
 from ..config.load import file_problems
-from ..config.parse import parse_config
 from ..control import operations
 from ..control.snapshot import HostSnapshot, build_host_snapshot
 from ..control.state import State, StateStore

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from lab import package_versions
+
 HERE = Path(__file__).resolve().parent
 
 ARCHES = ("amd64", "arm64")
@@ -88,27 +90,7 @@ def ensure_arch(arch: str) -> None:
 def resolve_versions(packages: Sequence[str], arch: str) -> dict[str, str]:
     """name → candidate version (apt-cache), updating the lists once if needed."""
     ensure_arch(arch)
-
-    def query() -> dict[str, str]:
-        res = subprocess.run(["apt-cache", "show", "--no-all-versions", *(_apt_name(p, arch) for p in packages)],
-                             capture_output=True, text=True, check=False)
-        found: dict[str, str] = {}
-        name = None
-        for line in res.stdout.splitlines():
-            if line.startswith("Package: "):
-                name = line.split(None, 1)[1]
-            elif line.startswith("Version: ") and name:
-                found.setdefault(name, line.split(None, 1)[1])
-        return found
-
-    found = query()
-    if set(found) != set(packages):
-        _run(["apt-get", "update", "-qq"])
-        found = query()
-    missing = sorted(set(packages) - set(found))
-    if missing:
-        raise RuntimeError(f"Debian packages not available for {arch}: {', '.join(missing)}")
-    return found
+    return package_versions(packages, None if arch == "amd64" else arch)
 
 
 def kernel_package(arch: str) -> str:

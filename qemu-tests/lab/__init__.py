@@ -8,7 +8,7 @@
   ``PYTHONPATH`` set, ready to run ``python3 -m appliance...``.
 """
 
-from .image import ServerImage, build_pydeps, build_server_image, default_cache_dir
+from .image import ServerImage, build_pydeps, build_server_image, default_cache_dir, package_versions
 from .vm import CommandFailed, Result, ServerVM, Share, VMError, free_port
 from .project import REPO, project_vm
 
@@ -24,6 +24,7 @@ __all__ = [
     "build_server_image",
     "default_cache_dir",
     "free_port",
+    "package_versions",
     "project_vm",
 ]
 

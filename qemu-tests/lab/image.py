@@ -75,9 +75,12 @@ def _kernel_package() -> str:
     return m.group(1)
 
 
-def _versions(packages: Sequence[str]) -> dict[str, str]:
+def package_versions(packages: Sequence[str], arch: str | None = None) -> dict[str, str]:
+    """name → candidate version (apt-cache) for this machine's or a foreign ``arch``,
+    updating the package lists once if needed."""
     def query() -> dict[str, str]:
-        res = subprocess.run(["apt-cache", "show", "--no-all-versions", *packages],
+        names = [f"{p}:{arch}" if arch else p for p in packages]
+        res = subprocess.run(["apt-cache", "show", "--no-all-versions", *names],
                              capture_output=True, text=True, check=False)
         found: dict[str, str] = {}
         name = None
@@ -94,7 +97,7 @@ def _versions(packages: Sequence[str]) -> dict[str, str]:
         found = query()
     missing = sorted(set(packages) - set(found))
     if missing:
-        raise RuntimeError(f"Debian packages not available: {', '.join(missing)}")
+        raise RuntimeError(f"Debian packages not available{f' for {arch}' if arch else ''}: {', '.join(missing)}")
     return found
 
 
@@ -122,7 +125,7 @@ def build_server_image(cache_dir: Path | None = None, extra_packages: Sequence[s
     cache = (cache_dir or default_cache_dir()) / "qemu"
     kernel_pkg = _kernel_package()
     packages = sorted({kernel_pkg, *BASE_PACKAGES, *extra_packages})
-    versions = _versions(packages)
+    versions = package_versions(packages)
     key = hashlib.sha256(json.dumps([versions, _inputs_digest()], sort_keys=True).encode()).hexdigest()[:16]
     out = cache / key
     manifest = out / "manifest.json"

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from scapy.layers.dhcp import BOOTP, DHCP
 
 from appliance.dhcp import packet as p
-from appliance.dhcp.policy import (DHCP_PORT, PI_VENDOR_OPTIONS, PXE_BYPASS_DISCOVERY, PXE_PORT, decide,
+from appliance.dhcp.policy import (DHCP_PORT, PXE_BYPASS_DISCOVERY, PXE_PORT, decide,
                                    seen_lease)
 from appliance.dhcp.server import reply_destination
 

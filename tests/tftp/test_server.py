@@ -13,7 +13,7 @@ import pytest
 
 from appliance.tftp import AccessDenied, BytesContent, FileNotFound, TftpServer
 from appliance.tftp.packets import (
-    Ack, Data, Error, OptionAck, encode_ack, encode_error, encode_request, parse_packet,
+    Data, Error, OptionAck, encode_ack, encode_error, encode_request,
 )
 from peers.pi_bootloader import TftpFailure, fetch
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from appliance.tftp import BytesContent, Transfer
-from appliance.tftp.packets import Ack, Data, Error, OptionAck, parse_packet
+from appliance.tftp.packets import Data, Error, OptionAck, parse_packet
 from appliance.tftp.transfer import netascii_size, to_netascii
 
 CLIENT = ("127.0.0.1", 40000)
