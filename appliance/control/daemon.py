@@ -165,19 +165,14 @@ class Appliance:
                 self.session_since.pop(name, None)
                 continue
             since = self.session_since.setdefault(name, now)
-            hstate = self.state.host(name)
             hs = snapshot.hosts[name]
-            if now - since < host.trial_confirm_after:
+            how = operations.session_confirms(self.state.host(name), hs.selection.number, since, now,
+                                              host.trial_confirm_after)
+            if how is None:
                 continue
-            if hstate.trial is not None:
-                if hstate.trial.kernel_served_at is not None and since >= hstate.trial.kernel_served_at - 5:
-                    how = f"iSCSI session up for {host.trial_confirm_after:g} s"
-                    self._update_state(lambda st, n=name, h=hs, c=hs.profile.current:
-                                       operations.confirm(st, n, h.selection, c, now, how))
-                    self.refresh({name})
-            elif hs.selection.number is not None and hstate.last_known_good != hs.selection.number:
-                self._update_state(lambda st, n=name, h=hs, c=hs.profile.current: operations.confirm(
-                    st, n, h.selection, c, now, "iSCSI session stayed up"))
+            self._update_state(lambda st, n=name, h=hs, w=how: operations.confirm(
+                st, n, h.selection, h.profile.current, now, w))
+            self.refresh({name})
 
     def render_metrics(self) -> str:
         snapshot = self.resolver.snapshot

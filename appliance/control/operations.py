@@ -10,7 +10,7 @@ from dataclasses import replace
 from ..errors import GenerationError
 from ..nix import Profile
 from .selection import Selection
-from .state import State, Trial
+from .state import HostState, State, Trial
 
 
 def _require_valid(profile: Profile, host: str, number: int) -> None:
@@ -95,4 +95,24 @@ def trial_due(state: State, host: str, timeout: float, now: float) -> str | None
     trial = state.host(host).trial
     if trial is not None and now - trial.started >= timeout:
         return f"no confirmation within trial_timeout ({timeout:g} s)"
+    return None
+
+
+def session_confirms(hstate: HostState, served: int | None, session_since: float, now: float,
+                     confirm_after: float) -> str | None:
+    """Why an iSCSI session up since ``session_since`` confirms the served boot, or None.
+
+    A trial is confirmed only by a session that began after (about) its kernel
+    was served — the old system's session does not count; otherwise a session
+    that stays up makes the served generation last-known-good.
+    """
+    if now - session_since < confirm_after:
+        return None
+    if hstate.trial is not None:
+        served_at = hstate.trial.kernel_served_at
+        if served_at is not None and session_since >= served_at - 5:
+            return f"iSCSI session up for {confirm_after:g} s"
+        return None
+    if served is not None and hstate.last_known_good != served:
+        return "iSCSI session stayed up"
     return None
