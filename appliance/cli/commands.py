@@ -254,13 +254,13 @@ def _iscsi_sessions(config: Config) -> dict | None:
     """target IQN → list of sessions, or None where LIO cannot be read."""
     if not config.iscsi.enable:
         return None
-    try:
-        from ..iscsi.sessions import read_sessions
-    except ImportError:
-        return None
+    from ..iscsi.sessions import ISCSI_FABRIC, read_sessions
+
+    if not ISCSI_FABRIC.is_dir():
+        return None            # no LIO here (or not loaded yet): unknown, not "no session"
     try:
         return read_sessions()
-    except Exception:  # status must work without LIO
+    except OSError:            # status must work whatever configfs does
         return None
 
 
