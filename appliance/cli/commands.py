@@ -260,7 +260,7 @@ def _iscsi_sessions(config: Config) -> dict | None:
         return None            # no LIO here (or not loaded yet): unknown, not "no session"
     try:
         return read_sessions()
-    except OSError:            # status must work whatever configfs does
+    except (OSError, ValueError):  # status must work whatever configfs holds
         return None
 
 
