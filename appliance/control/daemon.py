@@ -240,6 +240,8 @@ class Appliance:
 
     def _watch(self) -> None:
         self.inotify.unwatch_all()
+        # The state directory must exist to be watched: CLI commands write there.
+        self.store.ensure_dir()
         dirs = {h.profile.parent for h in self.config.hosts.values()}
         dirs |= {self.config_path.parent, self.config.server.state_dir}
         for d in dirs:

@@ -126,7 +126,7 @@ class StateStore:
         self.path = state_dir / STATE_FILE
         self.events_path = state_dir / EVENTS_FILE
 
-    def _ensure_dir(self) -> None:
+    def ensure_dir(self) -> None:
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -134,7 +134,7 @@ class StateStore:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        self._ensure_dir()
+        self.ensure_dir()
         try:
             fd = os.open(self.dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
@@ -222,7 +222,7 @@ class StateStore:
             return []
 
     def save(self, state: State) -> None:
-        self._ensure_dir()
+        self.ensure_dir()
         tmp = self.path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
         data = json.dumps(state_to_json(state), indent=1, sort_keys=True).encode()
         try:
@@ -248,7 +248,7 @@ class StateStore:
 
     def append_event(self, event: dict) -> None:
         """Boot events: one JSON line each, the file rotated once past a few MiB."""
-        self._ensure_dir()
+        self.ensure_dir()
         line = (json.dumps(event, sort_keys=True) + "\n").encode()
         try:
             if self.events_path.exists() and self.events_path.stat().st_size > EVENTS_MAX_BYTES:

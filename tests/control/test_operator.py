@@ -38,6 +38,18 @@ def test_pin_unpin_rollback_take_effect_without_restart(daemon, store):
     assert daemon.starts == 1 and daemon.alive()
 
 
+def test_a_missing_state_directory_is_made_and_watched(store, make_daemon):
+    """A fresh install has no state directory yet: a pin from the CLI must still reach the daemon."""
+    import shutil
+
+    shutil.rmtree(store.state_file().parent)
+    daemon = make_daemon(store.config).start()
+    assert store.state_file().parent.is_dir()
+    cli_ok(store.config, "pin", PI, "1")
+    eventually(_kernel_is(store, 1), what="pin 1 served")
+    assert daemon.alive()
+
+
 def test_rollback_with_nothing_older_fails_and_changes_nothing(daemon, store):
     cli_ok(store.config, "pin", PI, "1")
     eventually(_kernel_is(store, 1), what="pin 1 served")
