@@ -1,19 +1,28 @@
 """GC roots for every generation the appliance serves, pins, trials or keeps as last-known-good.
 
-Roots are symlinks ``<gcroots_dir>/<host>-<role>`` → toplevel, made atomically
-before a tree using them is offered, and removed once nothing needs them.
+Roots are symlinks ``<gcroots_dir>/<host>-served.netboot-root`` and
+``<host>-<pinned|trial|last-known-good>-<N>.netboot-root`` → toplevel, made
+atomically before a tree using them is offered, and removed once nothing
+needs them.  The numbered roots also let a pinned / trial / last-known-good
+generation outlive its profile link (``nix-collect-garbage -d`` deletes old
+profile links): ``retained_generations`` reads them back.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
+from ..nix import Generation, Profile, StoreRoots, read_generation
 from ..nix.store import atomic_symlink
-from .snapshot import HostSnapshot
-from .state import State
+from .selection import HostChoice
+
+if TYPE_CHECKING:
+    from .snapshot import HostSnapshot
+    from .state import State
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +34,43 @@ def desired_roots(hosts: Mapping[str, HostSnapshot], state: State) -> dict[str, 
     roots: dict[str, Path] = {}
     for name, hs in hosts.items():
         hstate = state.host(name)
-        wanted = {"served": hs.selection.number, "pinned": hstate.pin,
-                  "trial": hstate.trial.generation if hstate.trial else None,
-                  "last-known-good": hstate.last_known_good}
+        wanted = {"served": hs.selection.number, **kept_roles(hstate.choice())}
         for role, number in wanted.items():
             gen = hs.profile.get(number) if number is not None else None
             if gen is not None and gen.toplevel is not None:
-                roots[f"{name}-{role}{MARK}"] = gen.toplevel
+                roots[root_name(name, role, None if role == "served" else number)] = gen.toplevel
     return roots
+
+
+def kept_roles(choice: HostChoice) -> dict[str, int | None]:
+    """The generations the operator's choices keep, by role."""
+    return {"pinned": choice.pin, "trial": choice.trial, "last-known-good": choice.last_known_good}
+
+
+def root_name(host: str, role: str, number: int | None) -> str:
+    return f"{host}-{role}{'' if number is None else f'-{number}'}{MARK}"
+
+
+def retained_generations(directory: Path | None, host: str, choice: HostChoice, profile: Profile,
+                         roots: StoreRoots) -> Profile:
+    """``profile`` plus the kept generations whose profile links are gone but whose roots remain."""
+    if directory is None:
+        return profile
+    extra: dict[int, Generation] = {}
+    for role, number in kept_roles(choice).items():
+        if number is None or number in extra or profile.get(number) is not None:
+            continue
+        link = directory / root_name(host, role, number)
+        if link.is_symlink():
+            gen = read_generation(link, number, roots)
+            if gen.valid:
+                extra[number] = gen
+    if not extra:
+        return profile
+    note = (f"generation{'s' if len(extra) > 1 else ''} {', '.join(map(str, sorted(extra)))} kept by the "
+            f"appliance's GC roots: the profile link is gone (nix-collect-garbage -d?)")
+    return replace(profile, generations=tuple(sorted((*profile.generations, *extra.values()), key=lambda g: g.number)),
+                   problems=(*profile.problems, note))
 
 
 def sync_roots(directory: Path | None, roots: Mapping[str, Path], prune: bool = True) -> None:

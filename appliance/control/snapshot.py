@@ -15,6 +15,7 @@ from ..boot import BootTree, gather_inputs, render_tree
 from ..boot.gather import store_roots
 from ..config import Config, Host
 from ..nix import Profile, StoreCache, StoreRoots, read_profile
+from .gcroots import retained_generations
 from .selection import HostChoice, Selection, select_generation
 
 
@@ -40,7 +41,8 @@ def build_host_snapshot(config: Config, host: Host, choice: HostChoice, roots: S
                         generation: int | None = None, cache: StoreCache | None = None) -> HostSnapshot:
     """Read the host's profile, select a generation (or take ``generation``) and render its tree."""
     roots = roots or store_roots(config)
-    profile = read_profile(host.profile, roots, cache)
+    profile = retained_generations(config.server.gcroots_dir, host.name, choice,
+                                   read_profile(host.profile, roots, cache), roots)
     if generation is None:
         selection = select_generation(profile, choice)
     else:

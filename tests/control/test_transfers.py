@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 from .control_harness import (ARM, CURL_ACCESS, PC, PC_PREFIX, PI, PI_PREFIX, RawTransfer, cli, cli_ok, curl,
                              eventually, get, sha, status)
@@ -106,27 +107,48 @@ def test_gc_roots_follow_the_selection(store, make_daemon):
     assert roots[f"{ARM}-served.netboot-root"] == str(store.toplevel(ARM, 2))
 
     cli_ok(store.config, "pin", PI, "1")
-    eventually(lambda: _roots(store).get(f"{PI}-pinned.netboot-root") == top(1)
+    eventually(lambda: _roots(store).get(f"{PI}-pinned-1.netboot-root") == top(1)
                and _roots(store).get(f"{PI}-served.netboot-root") == top(1), what="pinned root")
     cli_ok(store.config, "unpin", PI)
-    eventually(lambda: f"{PI}-pinned.netboot-root" not in _roots(store)
+    eventually(lambda: f"{PI}-pinned-1.netboot-root" not in _roots(store)
                and _roots(store).get(f"{PI}-served.netboot-root") == top(2), what="pinned root removed")
     cli_ok(store.config, "trial", PI, "1")
-    eventually(lambda: _roots(store).get(f"{PI}-trial.netboot-root") == top(1), what="trial root")
+    eventually(lambda: _roots(store).get(f"{PI}-trial-1.netboot-root") == top(1), what="trial root")
     get(store.port, PI_PREFIX + "kernel8.img")
     cli_ok(store.config, "confirm", PI)
-    eventually(lambda: _roots(store).get(f"{PI}-last-known-good.netboot-root") == top(1)
-               and f"{PI}-trial.netboot-root" not in _roots(store), what="last-known-good root")
+    eventually(lambda: _roots(store).get(f"{PI}-last-known-good-1.netboot-root") == top(1)
+               and f"{PI}-trial-1.netboot-root" not in _roots(store), what="last-known-good root")
     # a new generation followed: served moves, LKG stays
     cli_ok(store.config, "unpin", PI)
     t3 = make_toplevel(store.layout.store, PI, "25.05.3")
     add_generation(store.profile(PI), t3)
     eventually(lambda: _roots(store).get(f"{PI}-served.netboot-root") == str(t3), what="served root moved")
-    assert _roots(store)[f"{PI}-last-known-good.netboot-root"] == top(1)
+    assert _roots(store)[f"{PI}-last-known-good-1.netboot-root"] == top(1)
     # foreign entries untouched
     assert (gc / "notes.txt").read_text() == "foreign"
     assert os.readlink(gc / "other-tool-root") == "/nonexistent/foreign"
     assert not [e for e in os.listdir(gc) if e.endswith(".tmp")]
+
+
+def test_a_pinned_generation_outlives_its_profile_link(store, make_daemon):
+    """nix-collect-garbage -d deletes old profile links; the GC root keeps the pin bootable."""
+    make_daemon(store.config).start()
+    cli_ok(store.config, "pin", PI, "1")
+    want = store.kernel_bytes(PI, 1)
+    eventually(lambda: get(store.port, PI_PREFIX + "kernel8.img") == want, what="pin 1 served")
+    eventually(lambda: f"{PI}-pinned-1.netboot-root" in _roots(store), what="pinned root")
+    os.unlink(store.link(PI, 1))                       # what nix-collect-garbage -d does
+    time.sleep(0.5)
+    assert get(store.port, PI_PREFIX + "kernel8.img") == want
+    assert get(store.port, PI_PREFIX + "generations/1/kernel8.img") == want
+    s = status(store.config, PI)["hosts"][PI]
+    assert (s["served"], s["reason"]) == (1, "pin")
+    gens = json.loads(cli_ok(store.config, "generations", PI, "--json"))
+    assert any("kept by the appliance's GC roots" in p for p in gens["problems"])
+    # Unpinning lets it go: the root is pruned and the generation disappears.
+    cli_ok(store.config, "unpin", PI)
+    eventually(lambda: f"{PI}-pinned-1.netboot-root" not in _roots(store), what="root pruned")
+    assert [g["number"] for g in json.loads(cli_ok(store.config, "generations", PI, "--json"))["generations"]] == [2]
 
 
 def test_strict_access_refuses_unknown_macs_open_serves_them(store, make_daemon):
