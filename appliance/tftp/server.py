@@ -118,6 +118,14 @@ class _Session:
         self.timer_at = float("inf")   # deadline of this session's live timer-heap entry
 
 
+def _send(sock: socket.socket, datagrams: Iterable[bytes], addr: tuple) -> None:
+    for datagram in datagrams:
+        try:
+            sock.sendto(datagram, addr)
+        except OSError:
+            pass        # lost like any datagram; the timer retransmits
+
+
 class TftpServer:
     """A read-only TFTP server over a ``ContentProvider``.
 
@@ -339,11 +347,7 @@ class TftpServer:
                 return
             transfer.on_error(packet.code, packet.message, now)
             out = ()
-        for datagram in out:
-            try:
-                sock.sendto(datagram, client)
-            except OSError:
-                pass        # lost like any datagram; the timer retransmits
+        _send(sock, out, client)
         if transfer.done:
             self._end_session(session)
         elif transfer.deadline < session.timer_at:
@@ -362,15 +366,15 @@ class TftpServer:
             if deadline is not None and deadline > now:
                 self._push_timer(session, deadline)
                 continue
-            for datagram in transfer.on_timeout(now):
-                try:
-                    session.sock.sendto(datagram, session.client)
-                except OSError:
-                    pass
-            if transfer.done:
-                self._end_session(session)
-            else:
-                self._push_timer(session, transfer.deadline)
+            _send(session.sock, transfer.on_timeout(now), session.client)
+            self._continue(session)
+
+    def _continue(self, session: _Session) -> None:
+        """After sending: end a finished session, or wait for its next deadline."""
+        if session.transfer.done:
+            self._end_session(session)
+        else:
+            self._push_timer(session, session.transfer.deadline)
 
     def _push_timer(self, session: _Session, deadline: float) -> None:
         session.timer_at = deadline
@@ -513,15 +517,8 @@ class TftpServer:
         self._sessions[session.fd] = session
         self._by_client[session.key] = session
         self._epoll.register(session.fd, select.EPOLLIN)
-        for datagram in out:
-            try:
-                sock.sendto(datagram, addr)
-            except OSError:
-                pass
-        if transfer.done:
-            self._end_session(session)
-        else:
-            self._push_timer(session, transfer.deadline)
+        _send(sock, out, addr)
+        self._continue(session)
 
     def _max_blksize_for(self, family: int, client_ip: str) -> int:
         if self.max_blksize is not None:
@@ -613,11 +610,8 @@ class TftpServer:
             self._closed = True
         now = time.monotonic()
         for session in list(self._sessions.values()):
-            for datagram in session.transfer.abort("server stopping", now, message="Server shutting down"):
-                try:
-                    session.sock.sendto(datagram, session.client)
-                except OSError:
-                    pass
+            _send(session.sock, session.transfer.abort("server stopping", now, message="Server shutting down"),
+                  session.client)
             self._end_session(session)
         self._close_all()
 
