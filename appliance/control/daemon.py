@@ -63,10 +63,11 @@ class Appliance:
         self.mutex = threading.RLock()        # state + snapshot, shared with the TFTP thread
         self.neighbours = NeighbourTable()
         self.cache = StoreCache()
-        snapshot = self._build_snapshot()
-        self.resolver = BootResolver(snapshot, self.neighbours, before_open=self._before_open)
-        # Nothing is served yet: roots left over from an earlier run (a removed host, an old pin) can go.
+        snapshot = build_snapshot(self.config, self.state.choices(), self.cache)
+        # Nothing is served yet: make the roots, and drop those left over from an
+        # earlier run (a removed host, an old pin), in one pass.
         sync_roots(self.config.server.gcroots_dir, desired_roots(snapshot.hosts, self.state), prune=True)
+        self.resolver = BootResolver(snapshot, self.neighbours, before_open=self._before_open)
         self.tftp: TftpServer | None = None
         self.dhcp: ProxyDhcpServer | None = None
         self.inotify = Inotify()
@@ -77,26 +78,22 @@ class Appliance:
 
     # -- snapshots ---------------------------------------------------------------------
 
-    def _build_snapshot(self) -> Snapshot:
-        snapshot = build_snapshot(self.config, self.state.choices(), self.cache)
-        sync_roots(self.config.server.gcroots_dir, desired_roots(snapshot.hosts, self.state), prune=False)
-        return snapshot
-
     def refresh(self, hosts: set[str] | None = None) -> None:
         """Rebuild the snapshot (all hosts, or some) and swap it in; GC roots first."""
         with self.mutex:
             old = self.resolver.snapshot
             if hosts is None or old.config is not self.config:
-                snapshot = self._build_snapshot()
+                snapshot = build_snapshot(self.config, self.state.choices(), self.cache)
             else:
                 new_hosts = dict(old.hosts)
                 for name in hosts:
                     new_hosts[name] = build_host_snapshot(self.config, self.config.hosts[name],
                                                           self.state.host(name).choice(), cache=self.cache)
                 snapshot = Snapshot(self.config, new_hosts)
-                sync_roots(self.config.server.gcroots_dir, desired_roots(snapshot.hosts, self.state), prune=False)
+            roots = desired_roots(snapshot.hosts, self.state)
+            sync_roots(self.config.server.gcroots_dir, roots, prune=False)   # before the tree is offered
             self.resolver.set_snapshot(snapshot)
-            sync_roots(self.config.server.gcroots_dir, desired_roots(snapshot.hosts, self.state), prune=True)
+            sync_roots(self.config.server.gcroots_dir, roots, prune=True)    # after: old ones can go
             for name, hs in snapshot.hosts.items():
                 before = old.hosts.get(name)
                 if before is None or before.selection.number != hs.selection.number:
