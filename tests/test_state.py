@@ -12,9 +12,14 @@ import pytest
 
 from appliance.control import operations
 from appliance.control.selection import HostChoice, select_generation
-from appliance.control.state import State, StateStore, Trial, set_pin
+from appliance.control.state import HostState, State, StateStore, Trial
 from appliance.demo.store import add_generation, make_toplevel
 from appliance.errors import GenerationError
+
+
+def set_pin(state: State, host: str, number: int, reason: str) -> State:
+    """A pinned state, without the profile checks of ``operations.pin`` (state-store tests only)."""
+    return state.with_host(host, HostState(pin=number), "pin", number, reason)
 from appliance.nix import StoreRoots, read_profile
 
 T0 = 1_800_000_000.0

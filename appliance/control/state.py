@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator, Mapping
 
@@ -281,9 +281,3 @@ class StateStore:
                 if len(out) >= limit:
                     break
         return out[::-1]
-
-
-def set_pin(state: State, host: str, number: int | None, reason: str) -> State:
-    hs = state.host(host)
-    return state.with_host(host, replace(hs, pin=number), event="pin" if number is not None else "unpin",
-                           generation=number, reason=reason)
