@@ -19,10 +19,11 @@ import time
 from pathlib import Path
 
 from ..config import Config, load_config
+from ..content import TransferRecord
 from ..dhcp import ProxyDhcpServer
 from ..errors import ApplianceError, ConfigError
 from ..nix import StoreCache
-from ..tftp import TftpServer, TftpStats, TransferRecord
+from ..tftp import TftpServer, TftpStats
 from . import operations
 from .gcroots import desired_roots, sync_roots
 from .inotify import Inotify

@@ -1,6 +1,6 @@
-"""TFTP requests → boot-tree files: host resolution, access control, boot events.
+"""Requests (TFTP or HTTP) → boot-tree files: host resolution, access control, boot events.
 
-Implements the TFTP engine's ``ContentProvider``.  Lookups read one
+Implements ``appliance.content.ContentProvider`` for every transport.  Lookups read one
 ``Snapshot`` reference per request, so a transfer keeps the files it
 started with while the control loop swaps in new snapshots.
 """
@@ -14,7 +14,7 @@ from typing import Callable, Mapping
 from ..boot import Generated, StoreFile
 from ..boot.render import IPXE_SCRIPT, UBOOT_SCRIPT
 from ..config import BootStyle, Host
-from ..tftp import AccessDenied, BytesContent, Content, FileContent, FileNotFound, TransferRecord
+from ..content import AccessDenied, BytesContent, Content, FileContent, FileNotFound, TransferRecord
 from .neighbours import NeighbourTable, canonical_ip
 from .snapshot import HostSnapshot, Snapshot
 

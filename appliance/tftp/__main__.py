@@ -10,7 +10,7 @@ import argparse
 import signal
 import sys
 
-from .content import DirectoryProvider, TransferRecord
+from ..content import DirectoryProvider, TransferRecord
 from .server import TftpServer
 
 

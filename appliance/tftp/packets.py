@@ -9,7 +9,7 @@ exceptions (struct.error, UnicodeDecodeError, IndexError) on short ACKs,
 non-ASCII filenames and options without a terminating NUL.
 
 Filenames stay ``bytes`` here; decoding and cleaning them is policy
-(``paths.clean_path``).  Option names are lower-cased (RFC 2347 says they are
+(``appliance.content.clean_path``).  Option names are lower-cased (RFC 2347 says they are
 case-insensitive); option values are kept as text, interpretation is
 ``options.negotiate``'s job.
 """

@@ -37,14 +37,14 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
+from ..content import (MAX_FILENAME_BYTES, AccessDenied, Content, ContentProvider, FileNotFound,
+                       RequestRefused, TransferRecord, clean_path)
 from ..errors import TftpError
-from .content import Content, ContentProvider, TftpRequestError, TransferRecord
 from .options import MAX_OPTIONS, WINDOWSIZE_MAX, OptionRefused, negotiate
 from .packets import (
     ERR_ACCESS, ERR_ILLEGAL_OP, ERR_OPTION, ERR_UNDEFINED, ERR_UNKNOWN_TID,
     Error, MalformedPacket, Request, ack_block, encode_error, parse_packet,
 )
-from .paths import MAX_FILENAME_BYTES, clean_path
 from .transfer import Transfer, netascii_size
 
 __all__ = ["TftpServer", "TftpStats", "parse_listen_address"]
@@ -459,12 +459,12 @@ class TftpServer:
             return
         try:
             path = clean_path(request.filename, self.max_filename_bytes)
-        except TftpRequestError as exc:
+        except RequestRefused as exc:
             self._refuse(error_sock, addr, client, request.filename.decode("utf-8", "replace"), exc)
             return
         try:
             content = self.provider.open(client, path)
-        except TftpRequestError as exc:
+        except RequestRefused as exc:
             self._refuse(error_sock, addr, client, path, exc)
             return
         except Exception as exc:  # the provider is foreign code; it must not stop the server
@@ -531,15 +531,15 @@ class TftpServer:
         return _ETHERNET_MAX_BLKSIZE.get(family, 1468)
 
     def _refuse(self, sock: socket.socket, addr: tuple, client: tuple[str, int], path: str,
-                exc: TftpRequestError) -> None:
-        if exc.code == 1:
+                exc: RequestRefused) -> None:
+        if isinstance(exc, FileNotFound):
             self._send_error(sock, addr, 1, "File not found")
             outcome = "not-found"
-        elif exc.code == 2:
-            self._send_error(sock, addr, 2, "Access violation")
+        elif isinstance(exc, AccessDenied):
+            self._send_error(sock, addr, ERR_ACCESS, "Access violation")
             outcome = "denied"
         else:
-            self._send_error(sock, addr, exc.code, str(exc) or "Request refused")
+            self._send_error(sock, addr, ERR_UNDEFINED, str(exc) or "Request refused")
             outcome = f"error: {exc}"
         self._emit(TransferRecord(client, path, {}, 0, 0, 0.0, outcome, 512, 1))
 

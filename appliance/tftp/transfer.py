@@ -42,7 +42,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping
 
-from .content import Content, TransferRecord
+from ..content import Content, TransferRecord
 from .packets import encode_data, encode_error, encode_oack
 
 __all__ = ["Transfer", "netascii_size", "to_netascii"]

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from appliance.tftp import DictProvider, TftpServer, TransferRecord
+from appliance.content import DictProvider, TransferRecord
+from appliance.tftp import TftpServer
 from appliance.tftp.packets import Packet, parse_packet
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.tftp import AccessDenied, FileNotFound, OptionRefused, clean_path, negotiate
+from appliance.content import AccessDenied, FileNotFound, clean_path
+from appliance.tftp import OptionRefused, negotiate
 
 
 @pytest.mark.parametrize("raw, cleaned", [

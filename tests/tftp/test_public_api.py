@@ -1,47 +1,61 @@
-"""The public surface other packages code against."""
+"""The public surface other packages code against: the transport-neutral content
+interface (``appliance.content``) and the TFTP engine built on it."""
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+import pathlib
+import re
 
+import appliance.content as content
 import appliance.tftp as tftp
 
 
 def test_all_names_exist_and_are_exported():
-    assert sorted(tftp.__all__) == sorted(set(tftp.__all__))
-    for name in tftp.__all__:
-        assert hasattr(tftp, name), name
+    for package in (content, tftp):
+        assert sorted(package.__all__) == sorted(set(package.__all__))
+        for name in package.__all__:
+            assert hasattr(package, name), name
     for name in ("Content", "ContentProvider", "TransferRecord", "FileContent", "BytesContent",
-                 "DictProvider", "FileNotFound", "AccessDenied", "TftpServer", "MalformedPacket"):
+                 "DictProvider", "FileNotFound", "AccessDenied", "RequestRefused", "clean_path"):
+        assert name in content.__all__
+    for name in ("TftpServer", "MalformedPacket"):
         assert name in tftp.__all__
 
 
 def test_transfer_record_fields():
-    fields = [f.name for f in dataclasses.fields(tftp.TransferRecord)]
+    fields = [f.name for f in dataclasses.fields(content.TransferRecord)]
     assert fields == ["client", "path", "meta", "bytes_sent", "size", "duration", "outcome",
-                      "blksize", "windowsize"]
-    assert tftp.TransferRecord.__dataclass_params__.frozen
+                      "blksize", "windowsize", "transport"]
+    assert content.TransferRecord.__dataclass_params__.frozen
+    assert content.TransferRecord(("10.0.0.5", 80), "a", {}, 0, 0, 0.0, "complete").transport == "tftp"
 
 
 def test_content_helpers_match_the_protocol(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(b"0123456789")
-    file_content = tftp.FileContent(str(path), {"host": "pi"})
+    file_content = content.FileContent(str(path), {"host": "pi"})
     try:
-        assert isinstance(file_content, tftp.Content)
+        assert isinstance(file_content, content.Content)
         assert (file_content.size, file_content.read_at(3, 4), file_content.meta) == (10, b"3456", {"host": "pi"})
     finally:
         file_content.close()
-    assert isinstance(tftp.BytesContent(b"x"), tftp.Content)
-    assert isinstance(tftp.DictProvider({}), tftp.ContentProvider)
-    assert list(inspect.signature(tftp.ContentProvider.open).parameters) == ["self", "client", "path"]
+    assert isinstance(content.BytesContent(b"x"), content.Content)
+    assert isinstance(content.DictProvider({}), content.ContentProvider)
+    assert list(inspect.signature(content.ContentProvider.open).parameters) == ["self", "client", "path"]
+
+
+def _imports_of(package) -> str:
+    return "\n".join(p.read_text() for p in pathlib.Path(package.__file__).parent.glob("*.py"))
 
 
 def test_tftp_package_does_not_import_boot_code():
-    import pathlib
-    import re
+    text = _imports_of(tftp)
+    assert not re.search(r"from \.\.(nix|boot|config|cli|iscsi|control)|import appliance\.(nix|boot|config|control)",
+                         text)
 
-    for source in pathlib.Path(tftp.__file__).parent.glob("*.py"):
-        text = source.read_text()
-        assert not re.search(r"from \.\.(nix|boot|config|cli|iscsi)|import appliance\.(nix|boot|config)", text), source
+
+def test_content_package_depends_on_no_transport_or_boot_code():
+    text = _imports_of(content)
+    assert not re.search(r"from \.\.\w|import appliance\.", text)

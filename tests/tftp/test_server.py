@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from appliance.tftp import AccessDenied, BytesContent, FileNotFound, TftpServer
+from appliance.content import AccessDenied, BytesContent, FileNotFound
+from appliance.tftp import TftpServer
 from appliance.tftp.packets import (
     Data, Error, OptionAck, encode_ack, encode_error, encode_request,
 )

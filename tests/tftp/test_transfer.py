@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from appliance.tftp import BytesContent, Transfer
+from appliance.content import BytesContent
+from appliance.tftp import Transfer
 from appliance.tftp.packets import Data, Error, OptionAck, parse_packet
 from appliance.tftp.transfer import netascii_size, to_netascii
 

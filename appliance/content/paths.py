@@ -1,6 +1,6 @@
-"""Cleaning of requested filenames (pure).
+"""Cleaning of requested filenames (pure), the same for every transport.
 
-Policy (all refusals are TFTP error 2, "access violation"):
+Policy (all refusals are ``AccessDenied``: TFTP error 2, HTTP 403):
 
 - the name must be UTF-8 and at most ``max_bytes`` (default 255) bytes long;
 - NUL and backslash are refused (a backslash is a Windows separator some
@@ -10,12 +10,12 @@ Policy (all refusals are TFTP error 2, "access violation"):
   as with ``tftpd-hpa -s``; empty and ``.`` components (``//``, ``./``) are
   dropped.
 
-An empty result (``/``, ``.``) is a request for no file: error 1.
+An empty result (``/``, ``.``) is a request for no file: ``FileNotFound``.
 """
 
 from __future__ import annotations
 
-from .content import AccessDenied, FileNotFound
+from .provider import AccessDenied, FileNotFound
 
 __all__ = ["MAX_FILENAME_BYTES", "clean_path"]
 

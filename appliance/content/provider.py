@@ -1,14 +1,14 @@
-"""What the TFTP engine serves, behind a narrow interface.
+"""What a transport (TFTP, HTTP) serves, behind a narrow interface.
 
-The engine never knows about hosts, generations or the Nix store: it asks a
-``ContentProvider`` for a ``Content`` by (client, cleaned path) and streams it
+Transports never know about hosts, generations or the Nix store: they ask a
+``ContentProvider`` for a ``Content`` by (client, cleaned path) and stream it
 with positional reads.  Providers signal the two answers a client may see with
-``FileNotFound`` (TFTP error 1) and ``AccessDenied`` (TFTP error 2); any other
-exception becomes error 0 "internal error" and is counted.
+``FileNotFound`` (TFTP error 1, HTTP 404) and ``AccessDenied`` (TFTP error 2,
+HTTP 403); any other exception is an internal error, counted by the transport.
 
-    TftpRequestError          refusal of one request, mapped to a TFTP code
-    ├── FileNotFound          code 1
-    └── AccessDenied          code 2
+    RequestRefused            refusal of one request
+    ├── FileNotFound          no such file (for this client)
+    └── AccessDenied          the file exists but not for this client
 
 ``FileContent``, ``BytesContent``, ``DictProvider`` and ``DirectoryProvider``
 are small ready-made implementations (tests, the demo, the benchmark).
@@ -32,31 +32,29 @@ __all__ = [
     "DirectoryProvider",
     "FileContent",
     "FileNotFound",
-    "TftpRequestError",
+    "RequestRefused",
     "TransferRecord",
 ]
 
 _EMPTY_META: Mapping[str, object] = MappingProxyType({})
 
 
-class TftpRequestError(Exception):
-    """A request is refused; ``code`` is the TFTP error code the client gets."""
-
-    code = 0
+class RequestRefused(Exception):
+    """A request is refused; the transport answers with its own error for the subclass."""
 
 
-class FileNotFound(TftpRequestError):
-    code = 1
+class FileNotFound(RequestRefused):
+    pass
 
 
-class AccessDenied(TftpRequestError):
-    code = 2
+class AccessDenied(RequestRefused):
+    pass
 
 
 @runtime_checkable
 class Content(Protocol):
     size: int                       # total bytes
-    meta: Mapping[str, object]      # opaque to TFTP, copied into the TransferRecord
+    meta: Mapping[str, object]      # opaque to transports, copied into the TransferRecord
 
     def read_at(self, offset: int, n: int) -> bytes: ...   # positional read, streaming
 
@@ -75,6 +73,8 @@ class TransferRecord:
     ``outcome``: "complete" | "early-terminate" | "timeout" | "error: ..." |
     "not-found" | "denied".  ``bytes_sent`` counts payload bytes the client
     acknowledged (so a complete transfer has ``bytes_sent == size``).
+    ``blksize`` and ``windowsize`` are TFTP's negotiated values (0 elsewhere);
+    ``transport`` names the protocol that carried the transfer.
     """
 
     client: tuple[str, int]
@@ -84,8 +84,9 @@ class TransferRecord:
     size: int
     duration: float
     outcome: str
-    blksize: int
-    windowsize: int
+    blksize: int = 0
+    windowsize: int = 0
+    transport: str = "tftp"
 
 
 class BytesContent:
