@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -613,3 +614,88 @@ def test_check_no_files_skips_file_system_checks(tmp_path, netboot_cli):
     out = netboot_cli("-c", path, "check", "--no-files")
     assert out.returncode == 2
     assert "hosts.pi-desktop.mac:" in out.stderr
+
+
+# -- one LUN, one writer: backing files compared by identity, not by spelling --------------
+
+
+def _two_lun_hosts(root: Path, lun_a: str, lun_b: str) -> Path:
+    path, text = write_valid_tree(root)
+    (root / "luns").mkdir(exist_ok=True)
+    text += f"""
+[hosts.pi-kitchen]
+boot = "rpi"
+mac = "dc:a6:32:01:02:04"
+profile = "{root}/profiles/pi-kitchen"
+
+[hosts.pi-kitchen.iscsi]
+initiator = "iqn.2026-04.net.ereslibre:pi-kitchen"
+lun = {lun_b}
+"""
+    path.write_text(text.replace(f'{{ file = "{root}/luns/pi-desktop.img", size = "128G" }}', lun_a))
+    return path
+
+
+def _refused_naming_both(netboot_cli, path: Path) -> str:
+    out = netboot_cli("-c", path, "check")
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr
+    lines = [l for l in out.stderr.splitlines() if "iscsi.lun" in l]
+    assert len(lines) == 1, out.stderr
+    assert "pi-desktop" in lines[0] and "pi-kitchen" in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("spelling", ["dotdot", "symlinked-dir", "hard-link"])
+def test_check_refuses_one_file_under_two_names(tmp_path, netboot_cli, spelling):
+    root = Path(os.path.realpath(tmp_path))
+    luns = root / "luns"
+    luns.mkdir()
+    (luns / "a.img").write_bytes(b"\0" * 4096)
+    other = {
+        "dotdot": f"{luns}/../luns/a.img",
+        "symlinked-dir": f"{root}/via/a.img",
+        "hard-link": f"{luns}/b.img",
+    }[spelling]
+    if spelling == "symlinked-dir":
+        (root / "via").symlink_to(luns)
+    if spelling == "hard-link":
+        os.link(luns / "a.img", luns / "b.img")
+    path = _two_lun_hosts(root, f'{{ file = "{luns}/a.img", size = "4K" }}', f'{{ file = "{other}", size = "4K" }}')
+    _refused_naming_both(netboot_cli, path)
+
+
+def test_check_refuses_a_missing_file_named_twice_through_a_symlinked_directory(tmp_path, netboot_cli):
+    root = Path(os.path.realpath(tmp_path))
+    (root / "luns").mkdir()
+    (root / "via").symlink_to(root / "luns")
+    path = _two_lun_hosts(root, f'{{ file = "{root}/luns/new.img", size = "1G" }}',
+                          f'{{ file = "{root}/via/new.img", size = "1G" }}')
+    _refused_naming_both(netboot_cli, path)
+
+
+def test_check_refuses_one_block_device_under_two_names(tmp_path, netboot_cli):
+    import stat
+
+    root = Path(os.path.realpath(tmp_path))
+    dev = root / "dev"
+    (dev / "disk" / "by-id").mkdir(parents=True)
+    # Two device nodes for one device (as /dev/sdb and a udev copy would be), and a by-id link.
+    try:
+        os.mknod(dev / "sdz", stat.S_IFBLK | 0o600, os.makedev(7, 250))
+        os.mknod(dev / "sdz-copy", stat.S_IFBLK | 0o600, os.makedev(7, 250))
+        os.mknod(dev / "sdy", stat.S_IFBLK | 0o600, os.makedev(7, 251))
+    except PermissionError:
+        pytest.skip("creating device nodes needs CAP_MKNOD (CI runs as root)")
+    (dev / "disk" / "by-id" / "wwn-0x5000c500a1b2c3d4").symlink_to("../../sdz")
+    path = _two_lun_hosts(root, f'{{ block = "{dev}/sdz" }}',
+                          f'{{ block = "{dev}/disk/by-id/wwn-0x5000c500a1b2c3d4" }}')
+    _refused_naming_both(netboot_cli, path)
+    path = _two_lun_hosts(root, f'{{ block = "{dev}/sdz-copy" }}', f'{{ block = "{dev}/sdz" }}')
+    _refused_naming_both(netboot_cli, path)
+    # A file LUN on the same device is the same disk too; a different device is fine.
+    path = _two_lun_hosts(root, f'{{ file = "{dev}/sdz", size = "1G" }}', f'{{ block = "{dev}/sdz-copy" }}')
+    _refused_naming_both(netboot_cli, path)
+    path = _two_lun_hosts(root, f'{{ block = "{dev}/sdy" }}', f'{{ block = "{dev}/sdz" }}')
+    out = netboot_cli("-c", path, "check")
+    assert out.returncode == 0, out.stderr

@@ -7,6 +7,7 @@ import tomllib
 from pathlib import Path
 
 from ..errors import ConfigError, Problem
+from .identity import backing_identity
 from .model import Config
 from .parse import parse_config
 
@@ -43,8 +44,9 @@ def load_config(path: Path, check_files: bool = True) -> Config:
 
 
 def file_problems(config: Config) -> list[Problem]:
-    """Problems only the file system can show: missing directories and secret files."""
-    problems = []
+    """Problems only the file system can show: missing directories and secret
+    files, two hosts on one backing file or device under different names."""
+    problems = shared_luns(config)
     if not config.server.store_dir.is_dir():
         problems.append(Problem("server.store_dir", f"{config.server.store_dir} is not a directory"))
     for name, fw in config.firmware.items():
@@ -58,4 +60,24 @@ def file_problems(config: Config) -> list[Problem]:
             for key, secret in (("secret_file", chap.secret_file), ("mutual_secret_file", chap.mutual_secret_file)):
                 if secret is not None and not secret.is_file():
                     problems.append(Problem(f"hosts.{name}.iscsi.chap.{key}", f"{secret} does not exist"))
+    return problems
+
+
+def shared_luns(config: Config) -> list[Problem]:
+    """Hosts whose LUNs are one file or device by identity (the parser already
+    refuses the same path written twice)."""
+    problems = []
+    first: dict[str, tuple[str, Path]] = {}
+    for name, host in config.hosts.items():
+        if host.iscsi is None:
+            continue
+        path = host.iscsi.lun.path
+        key = backing_identity(path)
+        if key not in first:
+            first[key] = (name, path)
+            continue
+        other, other_path = first[key]
+        problems.append(Problem(f"hosts.{name}.iscsi.lun",
+                                f"{path} is the same disk as host {other!r}'s LUN {other_path} ({key}); "
+                                "two hosts writing one disk would corrupt it"))
     return problems

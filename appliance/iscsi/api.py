@@ -17,7 +17,6 @@ from ..config.model import Config
 from ..errors import DestructiveChange, IscsiError
 from .desired import LioDesired, SecretReader, desired_state, owns_backstore, read_secret_file
 from .lio import LioAdapter
-from .observe import LioObserved
 from .plan import Plan, plan
 
 __all__ = ["ApplyReport", "format_plan", "iscsi_apply", "iscsi_plan", "iscsi_status"]
@@ -68,13 +67,9 @@ class ApplyReport:
                 "remaining": self.remaining.as_json() if self.remaining is not None else None}
 
 
-def _fileio_paths(desired: LioDesired) -> list:
-    return [t.backstore.path for t in desired.targets if t.backstore.plugin == "fileio"]
-
-
-def _desired_and_observed(config: Config, adapter: LioAdapter, secrets: SecretReader) -> tuple[LioDesired, LioObserved]:
-    desired = desired_state(config, secrets)
-    return desired, adapter.observe(_fileio_paths(desired))
+def _backing_paths(desired: LioDesired) -> list[Path]:
+    """Every host's file or device: the planner sizes files and compares disks by identity."""
+    return [t.backstore.path for t in desired.targets]
 
 
 def iscsi_plan(config: Config, allow_destroy: bool = False, *, adapter: LioAdapter | None = None,
@@ -85,7 +80,7 @@ def iscsi_plan(config: Config, allow_destroy: bool = False, *, adapter: LioAdapt
         return Plan(actions=())
     desired = desired_state(config, secrets)   # config problems first, before touching LIO
     adapter = adapter or LioAdapter.open()
-    observed = adapter.observe(_fileio_paths(desired))
+    observed = adapter.observe(_backing_paths(desired))
     return plan(desired, observed, allow_destroy)
 
 
@@ -104,7 +99,7 @@ def iscsi_apply(config: Config, allow_destroy: bool = False, *, adapter: LioAdap
 
 def _apply(desired: LioDesired, adapter: LioAdapter, secrets: SecretReader, allow_destroy: bool,
            save: bool) -> ApplyReport:
-    the_plan = plan(desired, adapter.observe(_fileio_paths(desired)), allow_destroy)
+    the_plan = plan(desired, adapter.observe(_backing_paths(desired)), allow_destroy)
     if the_plan.refusals:
         exc = DestructiveChange("refused, nothing applied: " + "; ".join(map(str, the_plan.refusals)))
         exc.plan = the_plan  # type: ignore[attr-defined]
@@ -112,7 +107,7 @@ def _apply(desired: LioDesired, adapter: LioAdapter, secrets: SecretReader, allo
     if not the_plan.actions:
         return ApplyReport(plan=the_plan, remaining=the_plan)
     done = adapter.execute(the_plan, secrets)
-    remaining = plan(desired, adapter.observe(_fileio_paths(desired)), allow_destroy)
+    remaining = plan(desired, adapter.observe(_backing_paths(desired)), allow_destroy)
     if save:
         adapter.save()
     return ApplyReport(done=tuple(done), plan=the_plan, remaining=remaining)
@@ -125,7 +120,7 @@ def iscsi_status(config: Config, *, adapter: LioAdapter | None = None,
         return {"enabled": False, "hosts": {}}
     desired = desired_state(config, secrets)
     adapter = adapter or LioAdapter.open()
-    observed = adapter.observe(_fileio_paths(desired))
+    observed = adapter.observe(_backing_paths(desired))
     pending = plan(desired, observed)
     hosts: dict[str, Any] = {}
     for t in desired.targets:
@@ -170,10 +165,3 @@ def format_plan(the_plan: Plan) -> str:
         lines.append("refused — nothing will be applied:")
         lines += [f"  {r}" for r in the_plan.refusals]
     return "\n".join(lines)
-
-
-def raise_if_refused(the_plan: Plan) -> None:
-    if the_plan.refusals:
-        raise DestructiveChange("; ".join(map(str, the_plan.refusals)))
-
-

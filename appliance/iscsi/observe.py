@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..config.identity import backing_identity
 from .desired import Portal, Secret
 
 __all__ = [
@@ -108,6 +109,7 @@ class FileObserved:
     kind: str = ""        # "file" | "block" | "dir" | "other" | ""
     size: int | None = None
     parent_exists: bool = True
+    identity: str = ""    # equal for every name of one file or device (config.identity)
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,11 @@ class LioObserved:
     def file(self, path: Path) -> FileObserved | None:
         return next((f for f in self.files if f.path == path), None)
 
+    def identity(self, path: Path | str) -> str:
+        """Which disk ``path`` names; a path that was not looked at is only itself."""
+        f = self.file(Path(path))
+        return f.identity if f is not None and f.identity else f"path {path}"
+
     def sessions(self, target_iqn: str | None = None) -> tuple[SessionObserved, ...]:
         return tuple(a.session for t in self.targets if target_iqn in (None, t.iqn)
                      for tpg in t.tpgs for a in tpg.acls if a.session is not None)
@@ -133,31 +140,34 @@ class LioObserved:
 # -- reading ----------------------------------------------------------------------------
 
 def observe(root: Any, files: Iterable[Path] = ()) -> LioObserved:
-    """Read LIO (via an ``RTSRoot``) and the named backing files once."""
+    """Read LIO (via an ``RTSRoot``) once, and the named backing files and
+    every backstore's file or device (to compare them by identity)."""
     root.invalidate_caches()   # rtslib caches backstore indexes module-wide
     backstores = tuple(sorted((_backstore(so) for so in root.storage_objects),
                               key=lambda b: (b.plugin, b.name)))
     targets = tuple(sorted((_target(t) for t in root.targets if t.fabric_module.name == "iscsi"),
                            key=lambda t: t.iqn))
-    return LioObserved(backstores=backstores, targets=targets, files=observe_files(files))
+    paths = {*files, *(Path(b.path) for b in backstores if b.path and b.path.startswith("/"))}
+    return LioObserved(backstores=backstores, targets=targets, files=observe_files(paths))
 
 
 def observe_files(paths: Iterable[Path]) -> tuple[FileObserved, ...]:
     out = []
     for path in sorted(set(paths)):
+        identity = backing_identity(path)
         try:
             st = os.stat(path)
         except FileNotFoundError:
-            out.append(FileObserved(path, exists=False, parent_exists=path.parent.is_dir()))
+            out.append(FileObserved(path, exists=False, parent_exists=path.parent.is_dir(), identity=identity))
             continue
         if stat.S_ISREG(st.st_mode):
-            out.append(FileObserved(path, True, "file", st.st_size))
+            out.append(FileObserved(path, True, "file", st.st_size, identity=identity))
         elif stat.S_ISBLK(st.st_mode):
-            out.append(FileObserved(path, True, "block"))
+            out.append(FileObserved(path, True, "block", identity=identity))
         elif stat.S_ISDIR(st.st_mode):
-            out.append(FileObserved(path, True, "dir"))
+            out.append(FileObserved(path, True, "dir", identity=identity))
         else:
-            out.append(FileObserved(path, True, "other"))
+            out.append(FileObserved(path, True, "other", identity=identity))
     return tuple(out)
 
 

@@ -17,8 +17,10 @@ Backing files (fileio):
 - existing and smaller → grown (sparse, data kept) only with allow_destroy;
 - existing and larger → never shrunk; exported as its first ``size`` bytes
   only with allow_destroy (the operator asked for that size explicitly);
-- already exported by a backstore the appliance does not own → conflict
-  (two writers on one disk), refused even with allow_destroy.
+- already backing another backstore (owned or not), or wanted by two hosts
+  → conflict (two writers on one disk), refused even with allow_destroy.
+  Files and devices are compared by identity (inode, device number, resolved
+  path: ``FileObserved.identity``), never by how their path is written.
 """
 
 from __future__ import annotations
@@ -406,6 +408,7 @@ def plan(desired: LioDesired, observed: LioObserved, allow_destroy: bool = False
 
     for target in desired.targets:
         _plan_target(target, observed, actions, conflicts)
+    conflicts += _shared_disks(desired, observed, wanted_backstores)
 
     actions.sort(key=lambda a: a.phase)  # stable: per-host order kept within a phase
     refusals = [r for r in conflicts if not (allow_destroy and r.overridable)]
@@ -491,17 +494,11 @@ def _plan_backstore(t: TargetDesired, observed: LioObserved, actions: list[Actio
     """Plan the host's backstore; True when the existing one is kept as is."""
     bs = t.backstore
     same_name = observed.backstore(bs.name)
-    kept = next((o for o in same_name if _backstore_matches(bs, o)), None)
+    kept = next((o for o in same_name if _backstore_matches(bs, o, observed)), None)
     for o in same_name:
         if o is not kept:
-            actions.append(DeleteBackstore(o.plugin, o.name, o.path, _replace_reason(bs, o)))
+            actions.append(DeleteBackstore(o.plugin, o.name, o.path, _replace_reason(bs, o, observed)))
 
-    foreign = [o for o in observed.backstores
-               if not owns_backstore(o.name) and o.path and Path(o.path) == bs.path]
-    for o in foreign:
-        conflicts.append(Refusal(bs.name, f"{bs.path} is already exported by backstore {o.plugin}/{o.name}, "
-                                          "which the appliance does not manage (two writers would corrupt it)",
-                                 overridable=False))
     if kept is not None:
         return True
 
@@ -532,16 +529,37 @@ def _plan_backstore(t: TargetDesired, observed: LioObserved, actions: list[Actio
     return False
 
 
-def _backstore_matches(bs: BackstoreDesired, o: BackstoreObserved) -> bool:
-    if o.plugin != bs.plugin or o.path is None or Path(o.path) != bs.path:
+def _shared_disks(desired: LioDesired, observed: LioObserved, wanted_backstores: set[str]) -> list[Refusal]:
+    """Two writers on one disk: a host's file or device that already backs
+    another backstore (owned or not, unless this plan removes it) or that
+    another host wants too."""
+    conflicts = []
+    claims: list[tuple[str, str, str]] = []     # (identity, backstore name, who holds it)
+    for o in observed.backstores:
+        if o.path and (o.name in wanted_backstores or not owns_backstore(o.name)):
+            unmanaged = "" if owns_backstore(o.name) else ", which the appliance does not manage"
+            claims.append((observed.identity(o.path), o.name, f"backstore {o.plugin}/{o.name} ({o.path}{unmanaged})"))
+    for t in desired.targets:
+        bs = t.backstore
+        identity = observed.identity(bs.path)
+        holder = next((who for key, name, who in claims if key == identity and name != bs.name), None)
+        if holder is not None:
+            conflicts.append(Refusal(bs.name, f"host {t.host}'s LUN {bs.path} is the same disk as {holder}; "
+                                              "two writers would corrupt it", overridable=False))
+        claims.append((identity, bs.name, f"host {t.host}'s LUN {bs.path}"))
+    return conflicts
+
+
+def _backstore_matches(bs: BackstoreDesired, o: BackstoreObserved, observed: LioObserved) -> bool:
+    if o.plugin != bs.plugin or o.path is None or observed.identity(o.path) != observed.identity(bs.path):
         return False
     return bs.plugin != "fileio" or o.size == bs.size
 
 
-def _replace_reason(bs: BackstoreDesired, o: BackstoreObserved) -> str:
+def _replace_reason(bs: BackstoreDesired, o: BackstoreObserved, observed: LioObserved) -> str:
     if o.plugin != bs.plugin:
         return f"kind changes from {o.plugin} to {bs.plugin}"
-    if o.path is None or Path(o.path) != bs.path:
+    if o.path is None or observed.identity(o.path) != observed.identity(bs.path):
         return f"backing path changes from {o.path} to {bs.path}"
     return f"size changes from {_size(o.size)} to {_size(bs.size)}"
 

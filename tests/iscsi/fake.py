@@ -60,7 +60,8 @@ def apply_action(obs: LioObserved, a: p.Action, secrets: Callable[[Path], str]) 
             if a.plugin == "fileio":
                 files = tuple(f for f in obs.files if f.path != a.path)
                 size = max(a.size or 0, a.current_size or 0)
-                obs = replace(obs, files=files + (FileObserved(a.path, True, "file", size),))
+                identity = obs.file(a.path).identity if obs.file(a.path) else ""
+                obs = replace(obs, files=files + (FileObserved(a.path, True, "file", size, identity=identity),))
         case p.DeleteBackstore():
             obs = replace(obs, backstores=tuple(b for b in obs.backstores if (b.plugin, b.name) != (a.plugin, a.name)))
             for t in obs.targets:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -354,3 +355,100 @@ def test_secret_file_loses_exactly_one_trailing_newline(tmp_path):
     assert read_secret_file(f) == "abc"
     f.write_text("abc")
     assert read_secret_file(f) == "abc"
+
+
+# -- one LUN, one writer -----------------------------------------------------------------
+
+A_IMG = Path("/srv/luns/a.img")
+SAME_INODE = "inode 2049:1234"
+
+
+def _file(path: str | Path, identity: str = SAME_INODE, size: int = 64 * MiB) -> FileObserved:
+    return FileObserved(Path(path), True, "file", size, identity=identity)
+
+
+def test_two_hosts_on_one_file_by_identity_are_a_conflict_naming_both():
+    cfg = config(host("pi-desktop", LunSpec("file", A_IMG, 64 * MiB)),
+                 host("pi-kitchen", LunSpec("file", Path("/srv/via-link/a.img"), 64 * MiB)))
+    observed = LioObserved(files=(_file(A_IMG), _file("/srv/via-link/a.img")))
+    for allow in (False, True):
+        the_plan = plan(desired(cfg), observed, allow)
+        conflicts = [r for r in the_plan.refusals if not r.overridable]
+        assert len(conflicts) == 1, the_plan.refusals
+        assert "pi-desktop" in str(conflicts[0]) and "pi-kitchen" in str(conflicts[0])
+
+
+def test_foreign_backstore_on_the_same_file_under_another_name_is_a_conflict():
+    foreign = BackstoreObserved("fileio", "handmade", "/srv/luns/../luns/a.img", 64 * MiB)
+    observed = LioObserved(backstores=(foreign,), files=(_file(A_IMG), _file("/srv/luns/../luns/a.img")))
+    for allow in (False, True):
+        the_plan = plan(desired(config(host("pi-kitchen", LunSpec("file", A_IMG, 64 * MiB)))), observed, allow)
+        assert [r.overridable for r in the_plan.refusals] == [False]
+        assert "fileio/handmade" in str(the_plan.refusals[0])
+
+
+def test_block_device_exported_by_a_foreign_backstore_through_another_node_is_a_conflict():
+    by_id = Path("/dev/disk/by-id/wwn-0x5000c500a1b2c3d4")
+    foreign = BackstoreObserved("block", "nas-disk", "/dev/sdb", None)
+    files = (FileObserved(by_id, True, "block", identity="block device 8:16"),
+             FileObserved(Path("/dev/sdb"), True, "block", identity="block device 8:16"))
+    the_plan = plan(desired(config(host("pi-kitchen", LunSpec("block", by_id)))),
+                    LioObserved(backstores=(foreign,), files=files), allow_destroy=True)
+    assert [r.overridable for r in the_plan.refusals] == [False]
+    assert "block/nas-disk" in str(the_plan.refusals[0])
+
+
+def test_owned_backstore_of_another_configured_host_on_the_same_file_is_a_conflict():
+    observed = converge(config(host("pi-desktop", LunSpec("file", A_IMG, 64 * MiB))),
+                        LioObserved(files=(_file(A_IMG),)))
+    observed = replace(observed, files=observed.files + (_file("/srv/hard-link.img"),))
+    both = config(host("pi-desktop", LunSpec("file", A_IMG, 64 * MiB)),
+                  host("pi-kitchen", LunSpec("file", Path("/srv/hard-link.img"), 64 * MiB)))
+    the_plan = plan(desired(both), observed, allow_destroy=True)
+    conflicts = [str(r) for r in the_plan.refusals if not r.overridable]
+    assert len(conflicts) == 1 and "netboot-pi-desktop" in conflicts[0] and "pi-kitchen" in conflicts[0]
+
+
+def test_a_removed_hosts_backstore_may_hand_its_file_over_with_allow_destroy():
+    observed = converge(config(host("pi-desktop", LunSpec("file", A_IMG, 64 * MiB))),
+                        LioObserved(files=(_file(A_IMG),)))
+    observed = replace(observed, files=observed.files + (_file("/srv/hard-link.img"),))
+    renamed = config(host("pi-kitchen", LunSpec("file", Path("/srv/hard-link.img"), 64 * MiB)))
+    refused = plan(desired(renamed), observed)
+    assert refused.refusals and all(r.overridable for r in refused.refusals)
+    allowed = plan(desired(renamed), observed, allow_destroy=True)
+    assert not allowed.refusals
+    assert verbs(allowed).index("delete-backstore") < verbs(allowed).index("create-backstore")
+
+
+def test_own_backstore_named_differently_but_the_same_file_is_kept():
+    observed = converge(config(host("pi-kitchen", LunSpec("file", A_IMG, 64 * MiB))),
+                        LioObserved(files=(_file(A_IMG),)))
+    respelled = Path("/srv/luns/../luns/a.img")
+    observed = replace(observed, files=observed.files + (_file(respelled),))
+    assert plan(desired(config(host("pi-kitchen", LunSpec("file", respelled, 64 * MiB)))), observed).empty
+
+
+def test_observe_gives_each_name_of_a_file_one_identity_and_reads_backstore_paths(tmp_path):
+    from appliance.iscsi.observe import observe
+
+    (tmp_path / "luns").mkdir()
+    (tmp_path / "luns" / "a.img").write_bytes(b"x")
+    (tmp_path / "via").symlink_to(tmp_path / "luns")
+    os.link(tmp_path / "luns" / "a.img", tmp_path / "b.img")
+
+    class Root:   # the few RTSRoot members observe() reads
+        storage_objects = [type("SO", (), {"plugin": "fileio", "name": "handmade", "size": 1,
+                                           "udev_path": str(tmp_path / "b.img")})()]
+        targets: list = []
+
+        def invalidate_caches(self) -> None:
+            pass
+
+    names = [tmp_path / "luns" / "a.img", tmp_path / "luns" / ".." / "luns" / "a.img", tmp_path / "via" / "a.img"]
+    observed = observe(Root(), names)
+    ids = {observed.identity(n) for n in [*names, tmp_path / "b.img"]}
+    assert len(ids) == 1 and next(iter(ids)).startswith("inode ")
+    missing = [tmp_path / "luns" / "new.img", tmp_path / "via" / "new.img"]
+    observed = observe(Root(), missing)
+    assert observed.identity(missing[0]) == observed.identity(missing[1])
