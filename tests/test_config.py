@@ -98,6 +98,16 @@ def test_spec_example_parses_to_the_model():
     assert config.firmware["rpi"].path == Path("/nix/store/abc-raspberrypi-firmware-1/share/raspberrypi/boot")
 
 
+def test_tftp_give_up_after_defaults_to_the_pi_budget_and_is_checked():
+    assert parse_config(spec_doc()).server.tftp_give_up_after == 30.0
+    doc = spec_doc()
+    doc["server"]["tftp_give_up_after"] = 45
+    assert parse_config(doc).server.tftp_give_up_after == 45.0
+    for bad in (0, -3, "30", 100000):
+        doc["server"]["tftp_give_up_after"] = bad
+        assert "server.tftp_give_up_after" in problems(doc)
+
+
 def test_mac_is_normalised_from_upper_case_and_dashes():
     doc = doc_with_hosts(pi=rpi_host(1, mac="DC-A6-32-0A-0B-0C"))
     host = parse_config(doc).host("pi")

@@ -30,6 +30,9 @@ class ServerConfig:
     tftp_listen: tuple[ListenAddress, ...] = (ListenAddress("0.0.0.0", 69),)
     gcroots_dir: Path | None = Path("/nix/var/nix/gcroots/netboot")
     metrics_listen: ListenAddress | None = None
+    # Seconds a TFTP transfer may go without progress before it is abandoned:
+    # the Raspberry Pi bootloader allows 30 s per file.
+    tftp_give_up_after: float = 30.0
 
 
 @dataclass(frozen=True)

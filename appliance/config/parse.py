@@ -29,7 +29,7 @@ from .model import (
 T = TypeVar("T")
 
 _TOP_KEYS = {"server", "iscsi", "firmware", "hosts", "dhcp"}
-_SERVER_KEYS = {"state_dir", "store_dir", "tftp_listen", "gcroots_dir", "metrics_listen"}
+_SERVER_KEYS = {"state_dir", "store_dir", "tftp_listen", "gcroots_dir", "metrics_listen", "tftp_give_up_after"}
 _ISCSI_KEYS = {"enable", "portals", "target_prefix"}
 _DHCP_KEYS = {"enable", "interface", "server_address", "bios_bootfile", "efi_bootfile"}
 _FIRMWARE_KEYS = {"path"}
@@ -141,7 +141,16 @@ def _parse_server(p: _Problems, raw: Any) -> ServerConfig:
         metrics_listen=None
         if metrics is None
         else p.value("server.metrics_listen", metrics, lambda v: ListenAddress(*values.parse_listen(v, 9469)), None),
+        tftp_give_up_after=p.value("server.tftp_give_up_after", t.get("tftp_give_up_after", d.tftp_give_up_after),
+                                   _give_up_seconds, d.tftp_give_up_after),
     )
+
+
+def _give_up_seconds(raw: Any) -> float:
+    seconds = _seconds(raw)
+    if not 1 <= seconds <= 3600:
+        raise values.ValueProblem(f"{raw!r} is not in 1–3600 seconds")
+    return seconds
 
 
 def _parse_iscsi(p: _Problems, raw: Any) -> IscsiConfig:

@@ -70,10 +70,13 @@ class ContentProvider(Protocol):
 class TransferRecord:
     """One per finished or aborted transfer (the source of boot events).
 
-    ``outcome``: "complete" | "early-terminate" | "timeout" | "error: ..." |
-    "not-found" | "denied".  ``bytes_sent`` counts payload bytes the client
-    acknowledged (so a complete transfer has ``bytes_sent == size``).
+    ``outcome`` says why it ended: "complete" | "early-terminate" |
+    "timeout" (no progress for the give-up time) | "reclaimed" (a stalled
+    session ended to make room under load) | "error: ..." | "not-found" |
+    "denied".  ``bytes_sent`` counts payload bytes the client acknowledged (so
+    a complete transfer has ``bytes_sent == size``).
     ``blksize`` and ``windowsize`` are TFTP's negotiated values (0 elsewhere);
+    ``retransmissions`` counts datagrams sent again after a timeout;
     ``transport`` names the protocol that carried the transfer.
     """
 
@@ -87,6 +90,7 @@ class TransferRecord:
     blksize: int = 0
     windowsize: int = 0
     transport: str = "tftp"
+    retransmissions: int = 0
 
 
 class BytesContent:

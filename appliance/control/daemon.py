@@ -193,6 +193,8 @@ class Appliance:
             log.warning("tftp_listen changed: takes effect after a restart")
         if config.dhcp != self.config.dhcp:
             log.warning("[dhcp] changed: takes effect after a restart (host changes apply now)")
+        if self.tftp is not None:
+            self.tftp.give_up_after = config.server.tftp_give_up_after   # for transfers starting from now
         with self.mutex:
             self.config = config
             if config.server.state_dir != self.store.dir:
@@ -285,7 +287,8 @@ class Appliance:
         for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, on_signal)
         listen = [str(a) for a in self.config.server.tftp_listen]
-        self.tftp = TftpServer(self.resolver, listen=listen, on_transfer=self.on_transfer)
+        self.tftp = TftpServer(self.resolver, listen=listen, on_transfer=self.on_transfer,
+                               give_up_after=self.config.server.tftp_give_up_after)
         self.tftp.run_in_thread()
         self._watch()
         self.apply_iscsi()

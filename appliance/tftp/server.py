@@ -66,6 +66,8 @@ class TftpStats:
     transfers_complete: int = 0
     transfers_early_terminated: int = 0
     transfers_aborted: int = 0      # timeout, client/server error, shutdown
+    transfers_given_up: int = 0     # aborted after give_up_after seconds without progress
+    retransmits: int = 0            # datagrams sent again after a timeout
     bytes_sent: int = 0             # payload bytes acknowledged by clients
     malformed: int = 0              # datagrams that did not parse
     stray: int = 0                  # DATA/ACK/... on a listening socket
@@ -137,8 +139,8 @@ class TftpServer:
 
     def __init__(self, provider: ContentProvider, listen: Iterable[str | tuple[str, int]] = ("0.0.0.0:69",),
                  on_transfer: Callable[[TransferRecord], None] | None = None, *,
-                 timeout: float = 1.0, min_timeout: float = 0.05, max_retries: int = 5,
-                 max_sessions: int = 512,
+                 timeout: float = 1.0, min_timeout: float = 0.05, max_timeout: float = 2.0,
+                 give_up_after: float = 30.0, max_sessions: int = 512,
                  max_blksize: int | None = None, max_windowsize: int = WINDOWSIZE_MAX,
                  max_filename_bytes: int = MAX_FILENAME_BYTES, max_options: int = MAX_OPTIONS) -> None:
         self.provider = provider
@@ -146,7 +148,8 @@ class TftpServer:
         self.on_transfer = on_transfer
         self.timeout = float(timeout)
         self.min_timeout = float(min_timeout)
-        self.max_retries = max_retries
+        self.max_timeout = float(max_timeout)
+        self.give_up_after = float(give_up_after)
         self.max_sessions = max_sessions
         self.max_blksize = max_blksize
         self.max_windowsize = max_windowsize
@@ -366,7 +369,9 @@ class TftpServer:
             if deadline is not None and deadline > now:
                 self._push_timer(session, deadline)
                 continue
-            _send(session.sock, transfer.on_timeout(now), session.client)
+            out = transfer.on_timeout(now)
+            self.stats.retransmits += len(out)
+            _send(session.sock, out, session.client)
             self._continue(session)
 
     def _continue(self, session: _Session) -> None:
@@ -500,9 +505,9 @@ class TftpServer:
             transfer = Transfer(content, client=client, path=path, blksize=negotiated.blksize,
                                 windowsize=negotiated.windowsize,
                                 timeout=negotiated.timeout or self.timeout,
-                                max_retries=self.max_retries, oack=negotiated.oack,
+                                give_up_after=self.give_up_after, oack=negotiated.oack,
                                 netascii=netascii, adaptive=negotiated.timeout is None,
-                                min_timeout=self.min_timeout)
+                                min_timeout=self.min_timeout, max_timeout=self.max_timeout)
             session = _Session(sock, addr, transfer, content)
             now = time.monotonic()
             out = transfer.start(now)
@@ -578,7 +583,9 @@ class TftpServer:
                 stats.transfers_early_terminated += 1
             else:
                 stats.transfers_aborted += 1
-                if record.outcome.startswith("error: content read failed"):
+                if record.outcome == "timeout":
+                    stats.transfers_given_up += 1
+                elif record.outcome.startswith("error: content read failed"):
                     stats.internal_errors += 1
             self._emit(record)
 

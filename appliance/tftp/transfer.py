@@ -20,17 +20,23 @@ wrapping.  Rules that keep the protocol safe:
 - with a window (RFC 7440), an ACK for block k inside the window slides the
   window to k+1 and sends from k+1 (the rest of the old window, then new
   blocks) — the receiver drops anything after a gap anyway;
-- on timeout the whole unacknowledged window is resent, at most
-  ``max_retries`` times in a row without progress, then the transfer ends
-  with outcome "timeout".
+- on timeout the whole unacknowledged window is resent;
+- the transfer gives up (outcome "timeout") on *time without progress* —
+  ``give_up_after`` seconds (default 30, the Raspberry Pi bootloader's
+  per-file budget) since the last ACK that moved the window — never on a
+  count of retries, so lost ACKs and multi-second outages cost time, not a
+  boot.
 
 Retransmission timeout: a ``timeout`` the client negotiated (RFC 2349) is
-used as is.  Otherwise (``adaptive=True``) the wait starts at ``timeout``
-and then follows the measured round trip — 4 × smoothed RTT, at least
-``min_timeout``, at most ``timeout``, doubling on each retry in a row (samples are
-not taken across retransmissions, as in Karn's algorithm).  On a fast link a
-lost datagram then costs tens of milliseconds instead of a second; windows
-that overflow a client's socket buffer recover quickly.
+used as is, for every retransmission (it then gives up after at least two of
+those periods, even when that is longer than ``give_up_after``).  Otherwise
+(``adaptive=True``) the wait starts at ``timeout`` and then follows the
+measured round trip — 4 × smoothed RTT, at least ``min_timeout``, at most
+``timeout`` — and doubles on each retransmission in a row up to
+``max_timeout`` (exponential backoff; samples are not taken across
+retransmissions, as in Karn's algorithm).  On a fast link a lost datagram
+then costs tens of milliseconds instead of a second, and a long outage is
+probed every ``max_timeout`` seconds until the link is back.
 
 Payloads are read from the ``Content`` lazily, in order, one window ahead,
 and kept only until acknowledged.  netascii is converted on the fly (LF →
@@ -144,18 +150,19 @@ class Transfer:
 
     __slots__ = (
         "_content", "_reader", "client", "path", "meta", "blksize", "windowsize",
-        "timeout", "max_retries", "_oack", "_acked", "_sent_hi", "_last_block",
+        "timeout", "_oack", "_acked", "_sent_hi", "_last_block",
         "_inflight", "_retries", "_acked_bytes", "_started", "deadline", "done",
-        "record", "size", "_adaptive", "_min_timeout", "_rto", "_srtt", "_sent_at",
+        "record", "size", "_adaptive", "_min_timeout", "_max_timeout", "_rto", "_srtt",
+        "_sent_at", "progress_at", "_give_up_after", "retransmissions",
     )
 
     def __init__(self, content: Content, *, client: tuple[str, int], path: str,
                  blksize: int = 512, windowsize: int = 1, timeout: float = 1.0,
-                 max_retries: int = 5, oack: tuple[tuple[str, str], ...] = (),
+                 give_up_after: float = 30.0, oack: tuple[tuple[str, str], ...] = (),
                  netascii: bool = False, meta: Mapping[str, object] | None = None,
-                 adaptive: bool = False, min_timeout: float = 0.05) -> None:
-        if blksize < 1 or windowsize < 1 or timeout <= 0 or max_retries < 0:
-            raise ValueError("blksize, windowsize and timeout must be positive")
+                 adaptive: bool = False, min_timeout: float = 0.05, max_timeout: float = 2.0) -> None:
+        if blksize < 1 or windowsize < 1 or timeout <= 0 or give_up_after <= 0:
+            raise ValueError("blksize, windowsize, timeout and give_up_after must be positive")
         self._content = content
         self._reader = _NetasciiReader(content) if netascii else _OctetReader(content)
         self.client = client
@@ -165,7 +172,6 @@ class Transfer:
         self.blksize = blksize
         self.windowsize = windowsize
         self.timeout = timeout
-        self.max_retries = max_retries
         self._oack = oack
         self._acked = 0            # highest acknowledged block (-1: OACK outstanding)
         self._sent_hi = 0          # highest block sent (0: OACK or nothing)
@@ -179,6 +185,11 @@ class Transfer:
         self.record: TransferRecord | None = None
         self._adaptive = adaptive
         self._min_timeout = min(min_timeout, timeout)
+        self._max_timeout = max(max_timeout, timeout)
+        # A negotiated timeout is the client's retransmission period: allow two.
+        self._give_up_after = give_up_after if adaptive else max(give_up_after, 2 * timeout)
+        self.progress_at = 0.0     # when the window last moved (or the transfer started)
+        self.retransmissions = 0   # datagrams sent again on timeout
         self._rto = timeout        # current retransmission timeout
         self._srtt = -1.0          # smoothed round trip (-1: no sample yet)
         self._sent_at = -1.0       # when the newest unretransmitted data went out (-1: none)
@@ -186,7 +197,7 @@ class Transfer:
     # -- events -------------------------------------------------------------
 
     def start(self, now: float) -> list[bytes]:
-        self._started = now
+        self._started = self.progress_at = now
         self.deadline = now + self._rto
         if self._oack:
             self._acked = -1
@@ -214,6 +225,7 @@ class Transfer:
         self._acked_bytes = acked_bytes
         self._acked = new
         self._retries = 0
+        self.progress_at = now
         if self._adaptive and self._sent_at >= 0.0:
             sample = now - self._sent_at
             srtt = sample if self._srtt < 0.0 else self._srtt + (sample - self._srtt) * 0.125
@@ -233,14 +245,21 @@ class Transfer:
     def on_timeout(self, now: float) -> list[bytes]:
         if self.done or self.deadline is None or now < self.deadline:
             return []
-        self._retries += 1
-        if self._retries > self.max_retries:
+        give_up_at = self.progress_at + self._give_up_after
+        if now >= give_up_at:
             self._finish("timeout", now)
             return []
+        self._retries += 1
         self._sent_at = -1.0       # no RTT sample from retransmitted data
-        # Back off from the current estimate; progress (retries = 0) restores it.
-        self.deadline = now + min(self._rto * (1 << self._retries), self.timeout)
-        return list(self._inflight)
+        if self._adaptive:
+            # Back off from the current estimate; progress (retries = 0) restores it.
+            wait = min(self._rto * (1 << min(self._retries, 30)), self._max_timeout)
+        else:
+            wait = self.timeout
+        self.deadline = min(now + wait, give_up_at)
+        out = list(self._inflight)
+        self.retransmissions += len(out)
+        return out
 
     def on_error(self, code: int, message: str, now: float) -> None:
         """The client sent an ERROR packet: the transfer ends."""
@@ -297,4 +316,5 @@ class Transfer:
             bytes_sent=self._acked_bytes, size=self.size,
             duration=max(0.0, now - self._started), outcome=outcome,
             blksize=self.blksize, windowsize=self.windowsize,
+            retransmissions=self.retransmissions,
         )

@@ -280,7 +280,7 @@ def test_client_reusing_its_port_gets_the_next_file_at_once(served, payloads):
 
 
 def test_timeout_retransmits_then_aborts():
-    with serving({"f": b"x" * 5000}, timeout=0.1, max_retries=2) as s, RawPeer() as peer:
+    with serving({"f": b"x" * 5000}, timeout=0.1, give_up_after=0.35) as s, RawPeer() as peer:
         peer.send(encode_request("f"), s.address)
         seen = []
         while True:
@@ -291,8 +291,9 @@ def test_timeout_retransmits_then_aborts():
             seen.append(packet)
         assert seen == [Data(1, b"x" * 512)] * 3
         record = s.wait_records(1)[-1]
-        assert record.outcome == "timeout" and record.bytes_sent == 0
-        assert s.server.read_stats().transfers_aborted == 1
+        assert record.outcome == "timeout" and record.bytes_sent == 0 and record.retransmissions == 2
+        stats = s.server.read_stats()
+        assert stats.transfers_aborted == 1 and stats.transfers_given_up == 1 and stats.retransmits == 2
 
 
 def test_pi_style_tsize_probe_then_early_terminate(served):

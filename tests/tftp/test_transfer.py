@@ -89,26 +89,76 @@ def test_ack_for_block_never_sent_is_ignored():
     assert blocks(t.on_ack(1, 0)) == [2]
 
 
-def test_timeout_resends_then_gives_up():
-    t = make(b"x" * 2000, blksize=512, timeout=1.0, max_retries=3)
+def test_timeout_resends_until_no_progress_for_give_up_after():
+    t = make(b"x" * 2000, blksize=512, timeout=1.0, give_up_after=4.0)
     first = t.start(0)
     assert t.deadline == 1.0
     assert t.on_timeout(0.5) == []          # not yet due
     assert t.on_timeout(1.0) == first
     assert t.on_timeout(2.0) == first
     assert t.on_timeout(3.0) == first
+    assert t.deadline == 4.0                # the give-up time, not a fourth resend
     assert t.on_timeout(4.0) == [] and t.done
     assert t.record.outcome == "timeout" and t.record.bytes_sent == 0
-    assert t.record.duration == 4.0
+    assert t.record.duration == 4.0 and t.record.retransmissions == 3
 
 
-def test_progress_resets_the_retry_budget():
-    t = make(b"x" * 5000, blksize=512, timeout=1.0, max_retries=1)
+def test_gives_up_on_time_not_on_a_retry_count():
+    """Many retransmissions in a row (a long outage) do not end the transfer."""
+    t = make(b"x" * 5000, blksize=512, adaptive=True, timeout=1.0, min_timeout=0.05, max_timeout=2.0)
+    first = t.start(0.0)
+    t.on_ack(1, 0.001)
+    resends = 0
+    now = t.deadline
+    while now < 29.0:
+        out = t.on_timeout(now)
+        assert blocks(out) == [2]
+        resends += 1
+        now = t.deadline
+    assert not t.done and resends > 15      # a 29 s outage: probed all along
+    assert blocks(t.on_ack(2, now)) == [3]   # the link is back: progress, no give-up
+    assert first and t.record is None
+
+
+def test_default_give_up_is_thirty_seconds_without_progress():
+    t = make(b"x" * 5000, blksize=512, adaptive=True, timeout=1.0)
+    t.start(0.0)
+    t.on_ack(1, 0.5)
+    now = t.deadline
+    while not t.done:
+        t.on_timeout(now)
+        now = t.deadline if t.deadline is not None else now
+    assert t.record.outcome == "timeout" and t.record.duration == pytest.approx(30.5)
+
+
+def test_backoff_doubles_up_to_max_timeout():
+    t = make(b"x" * 5000, blksize=512, adaptive=True, timeout=1.0, min_timeout=0.05, max_timeout=2.0)
+    t.start(0.0)
+    t.on_ack(1, 0.001)                      # RTO falls to the 50 ms floor
+    waits = []
+    now = t.deadline
+    for _ in range(8):
+        t.on_timeout(now)
+        waits.append(round(t.deadline - now, 3))
+        now = t.deadline
+    assert waits == [0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0, 2.0]
+
+
+def test_progress_resets_the_give_up_clock():
+    t = make(b"x" * 5000, blksize=512, timeout=1.0, give_up_after=2.0)
     t.start(0)
     t.on_timeout(1.0)
     t.on_ack(1, 1.5)
-    assert blocks(t.on_timeout(2.5)) == [2]
-    assert not t.done
+    assert blocks(t.on_timeout(2.5)) == [2]      # 1.0 s after the ACK: not given up
+    assert t.deadline == 3.5                      # 2.0 s after the last progress
+    assert t.on_timeout(3.5) == [] and t.done and t.record.duration == 3.5
+
+
+def test_negotiated_timeout_allows_two_periods_before_giving_up():
+    t = make(b"x" * 5000, blksize=512, timeout=20.0, give_up_after=30.0)
+    t.start(0)
+    assert t.on_timeout(20.0) != []
+    assert t.on_timeout(40.0) == [] and t.done
 
 
 def test_oack_is_resent_on_timeout():
@@ -239,7 +289,7 @@ events = st.lists(st.one_of(
 def test_state_machine_properties(size, blksize, windowsize, script, use_oack, adaptive):
     data = bytes(i % 251 for i in range(size))
     last_block = size // blksize + 1
-    t = make(data, blksize=blksize, windowsize=windowsize, max_retries=3, adaptive=adaptive,
+    t = make(data, blksize=blksize, windowsize=windowsize, give_up_after=1.0, adaptive=adaptive,
              oack=(("blksize", str(blksize)),) if use_oack else ())
     now = 0.0
     sent_hi = 0
@@ -275,8 +325,8 @@ def test_state_machine_properties(size, blksize, windowsize, script, use_oack, a
         out = t.on_ack(block, now)
         check(out)
         last_ack = block
-    # Whatever happened, timeouts alone end the transfer within max_retries + 1 steps.
-    for _ in range(5):
+    # Whatever happened, timeouts alone end the transfer once no progress is made.
+    for _ in range(40):
         if t.done:
             break
         now = max(now + 0.25, t.deadline)
@@ -294,7 +344,7 @@ def test_state_machine_properties(size, blksize, windowsize, script, use_oack, a
 def test_lossy_window_client_gets_the_file(size, blksize, windowsize, loss):
     """A window client that ACKs the last in-order block; some DATA is lost."""
     data = bytes((i * 7) % 256 for i in range(size))
-    t = make(data, blksize=blksize, windowsize=windowsize, max_retries=1000)
+    t = make(data, blksize=blksize, windowsize=windowsize, give_up_after=1e9)
     received = bytearray()
     expected = 1
     now = 0.0
