@@ -153,4 +153,7 @@ def boot_event(record: TransferRecord, now: float) -> dict:
         "duration": round(record.duration, 3),
         "client": f"{record.client[0]}:{record.client[1]}",
         "outcome": record.outcome,
+        "blksize": record.blksize,
+        "windowsize": record.windowsize,
+        "retransmissions": record.retransmissions,
     }

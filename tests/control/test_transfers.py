@@ -79,6 +79,7 @@ def test_boot_events_are_listed_by_status(daemon, store):
     by_path = {e["path"]: e for e in evs}
     k = by_path[PI_PREFIX + "kernel8.img"]
     assert (k["host"], k["generation"], k["bytes"], k["outcome"]) == (PI, 2, len(kernel), "complete")
+    assert k["blksize"] > 0 and k["windowsize"] >= 1 and k["retransmissions"] >= 0
     assert k["client"].startswith("127.0.0.1:") and k["duration"] >= 0
     c = by_path[PI_PREFIX + "cmdline.txt"]
     assert c["host"] == PI and c["generation"] == 2 and c["outcome"] == "complete" and c["bytes"] > 0

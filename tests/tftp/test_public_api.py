@@ -27,7 +27,7 @@ def test_all_names_exist_and_are_exported():
 def test_transfer_record_fields():
     fields = [f.name for f in dataclasses.fields(content.TransferRecord)]
     assert fields == ["client", "path", "meta", "bytes_sent", "size", "duration", "outcome",
-                      "blksize", "windowsize", "transport"]
+                      "blksize", "windowsize", "transport", "retransmissions"]
     assert content.TransferRecord.__dataclass_params__.frozen
     assert content.TransferRecord(("10.0.0.5", 80), "a", {}, 0, 0, 0.0, "complete").transport == "tftp"
 
