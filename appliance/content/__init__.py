@@ -17,6 +17,7 @@ from .provider import (
     DirectoryProvider,
     FileContent,
     FileNotFound,
+    OutOfResources,
     RequestRefused,
     TransferRecord,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "DirectoryProvider",
     "FileContent",
     "FileNotFound",
+    "OutOfResources",
     "RequestRefused",
     "TransferRecord",
     "clean_path",

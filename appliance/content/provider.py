@@ -8,7 +8,9 @@ HTTP 403); any other exception is an internal error, counted by the transport.
 
     RequestRefused            refusal of one request
     ├── FileNotFound          no such file (for this client)
-    └── AccessDenied          the file exists but not for this client
+    ├── AccessDenied          the file exists but not for this client
+    └── OutOfResources        the file cannot be opened right now (no file
+                              descriptors left): the client should retry
 
 ``FileContent``, ``BytesContent``, ``DictProvider`` and ``DirectoryProvider``
 are small ready-made implementations (tests, the demo, the benchmark).
@@ -16,6 +18,7 @@ are small ready-made implementations (tests, the demo, the benchmark).
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Mapping
@@ -32,6 +35,7 @@ __all__ = [
     "DirectoryProvider",
     "FileContent",
     "FileNotFound",
+    "OutOfResources",
     "RequestRefused",
     "TransferRecord",
 ]
@@ -49,6 +53,55 @@ class FileNotFound(RequestRefused):
 
 class AccessDenied(RequestRefused):
     pass
+
+
+class OutOfResources(RequestRefused):
+    """Out of file descriptors (or kernel memory): not the client's fault, and
+    never "file not found" — a transport answers with something retryable."""
+
+
+_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+
+
+def _refusal(exc: OSError, path: object, resolved: bool) -> Exception:
+    """The refusal a failed open means for the client (or ``exc`` itself if none fits)."""
+    where = os.fspath(path) if isinstance(path, (str, os.PathLike)) else str(path)
+    if exc.errno in _EXHAUSTED:
+        return OutOfResources(f"{where}: {exc.strerror}")
+    if resolved and exc.errno in (errno.ELOOP, errno.ENOTDIR):
+        # The path was resolved (no symlinks) when it was validated: now a
+        # component is a symlink or not a directory — something was swapped in.
+        return AccessDenied(f"{where}: a path component was replaced (symlink or non-directory) "
+                            "after validation; not following it")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return AccessDenied(f"{where}: {exc.strerror}")
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.ENAMETOOLONG):
+        return FileNotFound(f"{where}: {exc.strerror}")
+    return exc
+
+
+def open_resolved(path: str | os.PathLike[str]) -> int:
+    """Open the file at an absolute, already resolved ``path`` following no symlink.
+
+    Each component is opened relative to the previous one with ``O_NOFOLLOW``,
+    so a directory or the file itself replaced by a symlink after the path was
+    checked (e.g. for lying inside the Nix store) makes the open fail
+    (ELOOP/ENOTDIR) instead of leading somewhere else.  ``O_NONBLOCK`` keeps a
+    FIFO from blocking the caller (it is then refused as not a regular file).
+    """
+    text = os.fspath(path)
+    parts = [p for p in text.split("/") if p not in ("", ".")]
+    if not text.startswith("/") or not parts or ".." in parts:
+        raise ValueError(f"{text!r} is not an absolute resolved path")
+    directory = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for name in parts[:-1]:
+            child = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=directory)
+            os.close(directory)
+            directory = child
+        return os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=directory)
+    finally:
+        os.close(directory)
 
 
 @runtime_checkable
@@ -114,7 +167,10 @@ class FileContent:
     """A regular file read with ``os.pread`` (never loaded whole).
 
     Given a path it opens (and owns) the fd; given an fd it takes ownership of
-    it.  Anything but a regular file is ``FileNotFound``.
+    it.  Anything but a regular file is ``FileNotFound``; running out of file
+    descriptors is ``OutOfResources``.  ``FileContent.resolved(path)`` opens a
+    path resolved and validated earlier without following symlinks
+    (``open_resolved``).
     """
 
     __slots__ = ("_fd", "size", "meta")
@@ -125,11 +181,9 @@ class FileContent:
             fd = path_or_fd
         else:
             try:
-                fd = os.open(path_or_fd, os.O_RDONLY | os.O_CLOEXEC)
-            except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
-                raise FileNotFound(f"{os.fspath(path_or_fd)}: {exc.strerror}") from exc
-            except PermissionError as exc:
-                raise AccessDenied(f"{os.fspath(path_or_fd)}: {exc.strerror}") from exc
+                fd = os.open(path_or_fd, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError as exc:
+                raise _refusal(exc, path_or_fd, resolved=False) from exc
         try:
             info = os.fstat(fd)
         except OSError:
@@ -141,6 +195,14 @@ class FileContent:
         self._fd = fd
         self.size = info.st_size
         self.meta = _EMPTY_META if meta is None else meta
+
+    @classmethod
+    def resolved(cls, path: str | os.PathLike[str], meta: Mapping[str, object] | None = None) -> FileContent:
+        try:
+            fd = open_resolved(path)
+        except OSError as exc:
+            raise _refusal(exc, path, resolved=True) from exc
+        return cls(fd, meta)
 
     def read_at(self, offset: int, n: int) -> bytes:
         return os.pread(self._fd, n, offset)
@@ -178,7 +240,9 @@ class DirectoryProvider:
     """Serves regular files below ``root`` (like ``tftpd -s root``).
 
     Containment is checked on the resolved path with ``commonpath``, not by
-    string prefix, so symlinks cannot lead outside the root.
+    string prefix, so symlinks cannot lead outside the root; the resolved
+    path is then opened without following symlinks, so one swapped in
+    between the check and the open is refused.
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
@@ -188,4 +252,4 @@ class DirectoryProvider:
         real = os.path.realpath(os.path.join(self.root, path))
         if os.path.commonpath([self.root, real]) != self.root:
             raise AccessDenied(f"{path}: outside the served directory")
-        return FileContent(real, {"path": path})
+        return FileContent.resolved(real, {"path": path})

@@ -136,9 +136,12 @@ class BootResolver:
             return BytesContent(source.data, meta)
         assert isinstance(source, StoreFile)
         try:
-            return FileContent(source.path, meta)
-        except OSError as exc:  # e.g. garbage-collected under us
-            raise FileNotFound(f"{path}: {exc.strerror}") from exc
+            # Resolved and contained when the snapshot was built; opened without
+            # following symlinks so nothing swapped in since can escape the store.
+            return FileContent.resolved(source.path, meta)
+        except AccessDenied as exc:
+            log.warning("refused %s to %s: %s", full, client_ip, exc)
+            raise
 
 
 def boot_event(record: TransferRecord, now: float) -> dict:

@@ -195,3 +195,33 @@ def test_register_refuses_bad_toplevels(store, tmp_path):
     r = cli(store.config, "register", PI, str(good))
     assert r.returncode == 0 and "generation 3" in r.stdout
     assert os.readlink(store.profile(PI)) == f"{PI}-3-link"
+
+
+def test_store_directory_swapped_for_a_symlink_after_validation_is_not_followed(daemon, store, tmp_path):
+    """A path validated when the snapshot was built, then a component replaced by a
+    symlink to content outside the store: refused at open time, never served."""
+    kernel = get(store.port, PI_PREFIX + "kernel8.img")
+    real_kernel = os.path.realpath(store.toplevel(PI, 2) / "kernel")
+    package = os.path.dirname(real_kernel)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = b"outside the store - must never be served\n" * 100
+    (outside / os.path.basename(real_kernel)).write_bytes(secret)
+    os.rename(package, package + ".aside")
+    os.symlink(outside, package)               # swap the whole package directory
+    try:
+        swapped = curl(store.port, PI_PREFIX + "kernel8.img")
+        assert not swapped.ok and swapped.data != secret and secret not in swapped.data
+        os.unlink(package)
+        os.mkdir(package)                      # and the file itself replaced by a symlink
+        os.symlink(outside / os.path.basename(real_kernel), real_kernel)
+        swapped = curl(store.port, PI_PREFIX + "kernel8.img")
+        assert not swapped.ok and secret not in swapped.data
+        os.unlink(real_kernel)
+        os.rmdir(package)
+    finally:
+        if os.path.islink(package):
+            os.unlink(package)
+        os.rename(package + ".aside", package)
+    assert get(store.port, PI_PREFIX + "kernel8.img") == kernel   # the real file again
+    assert "escap" in daemon.log() or "symlink" in daemon.log()
