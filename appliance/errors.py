@@ -12,6 +12,7 @@ translated into these in exactly one place each, with ``raise ... from exc``.
     ├── GenerationError             exit 1  (missing / invalid generation)
     │   └── PathEscapesStore        exit 1  (a symlink leaving store_dir)
     ├── StateError                  exit 1  (state file unreadable, locked)
+    │   └── StateCorrupt            exit 1  (state file does not decode; a copy is kept)
     ├── TftpError                   exit 1  (server could not start)
     └── IscsiError                  exit 1
         ├── LioUnavailable          exit 1  (no configfs / modules)
@@ -21,6 +22,7 @@ translated into these in exactly one place each, with ``raise ... from exc``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 __all__ = [
     "ApplianceError",
@@ -31,6 +33,7 @@ __all__ = [
     "LioUnavailable",
     "PathEscapesStore",
     "Problem",
+    "StateCorrupt",
     "StateError",
     "TftpError",
     "UnknownHost",
@@ -92,6 +95,19 @@ class PathEscapesStore(GenerationError):
 
 class StateError(ApplianceError):
     pass
+
+
+class StateCorrupt(StateError):
+    """The state file does not decode: nothing may be written over it until it is repaired."""
+
+    def __init__(self, path: Path, reason: str, copy: Path | None, copy_error: str | None = None) -> None:
+        self.path = path
+        self.reason = reason
+        self.copy = copy
+        kept = f"a copy is kept as {copy}" if copy is not None else f"no copy could be kept ({copy_error})"
+        super().__init__(f"{path} is corrupt ({reason}); {kept}; nothing was changed: "
+                         "'netboot state show' lists what is readable, 'netboot state repair' keeps it "
+                         "and restores the rest from the last good copy")
 
 
 class TftpError(ApplianceError):

@@ -14,7 +14,7 @@ from appliance.control import operations
 from appliance.control.selection import HostChoice, select_generation
 from appliance.control.state import HostState, State, StateStore, Trial
 from appliance.demo.store import add_generation, make_toplevel
-from appliance.errors import GenerationError
+from appliance.errors import GenerationError, StateCorrupt
 
 
 def set_pin(state: State, host: str, number: int, reason: str) -> State:
@@ -270,7 +270,8 @@ def test_state_file_is_replaced_atomically(tmp_path):
     store.update(lambda s: set_pin(s, "a", 5, "x"))
     # A new file renamed over the old one (never rewritten in place), no temp file left.
     assert os.stat(store.path).st_ino != first
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".lock") == ["state.json"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".lock") == ["state.json", "state.json.last-good"]
+    assert store.last_good_path.read_bytes() == store.path.read_bytes()
     doc = json.loads(store.path.read_text())
     assert doc["version"] == 1 and doc["hosts"]["a"]["pin"] == 5
 
@@ -289,25 +290,27 @@ def test_missing_state_file_is_empty_state(tmp_path):
     b'{"version": 1, "hosts": {"a": {"pin": "three"}}}',  # wrong type
     b'[1, 2, 3]',
 ])
-def test_corrupt_state_file_is_set_aside(tmp_path, content):
+def test_corrupt_state_file_is_refused_and_kept(tmp_path, content):
     state_file = tmp_path / "state.json"
     state_file.write_bytes(content)
     store = StateStore(tmp_path)
-    assert store.load() == State()
-    assert not state_file.exists()
+    with pytest.raises(StateCorrupt) as info:
+        store.load()
+    assert state_file.read_bytes() == content        # left in place, not replaced by an empty state
     aside = store.corrupt_files()
-    assert len(aside) == 1
-    assert aside[0].name.startswith("state.json.corrupt-")
-    assert aside[0].read_bytes() == content        # kept, not discarded
-    # The next write starts from empty state and leaves the set-aside file alone.
-    store.update(lambda s: set_pin(s, "a", 1, "x"))
-    assert store.load().host("a").pin == 1
-    assert aside[0].read_bytes() == content
+    assert len(aside) == 1 and aside[0].name.startswith("state.json.corrupt-")
+    assert info.value.copy == aside[0] and aside[0].read_bytes() == content
+    # A write is refused too: nothing is written over what could not be read.
+    with pytest.raises(StateCorrupt):
+        store.update(lambda s: set_pin(s, "a", 1, "x"))
+    assert state_file.read_bytes() == content
+    assert len(store.corrupt_files()) == 1
 
 
-def test_update_on_a_corrupt_file_sets_it_aside_too(tmp_path):
+def test_repair_then_writes_work_again(tmp_path):
     (tmp_path / "state.json").write_text("{{{")
     store = StateStore(tmp_path)
+    assert store.repair() is not None
     new = store.update(lambda s: set_pin(s, "a", 2, "x"))
     assert new.host("a").pin == 2
     assert len(store.corrupt_files()) == 1
@@ -354,16 +357,11 @@ def test_boot_events(tmp_path):
 def test_status_and_check_report_a_corrupt_state_file(demo_layout, netboot_cli):
     (demo_layout.state / "state.json").write_text('{"version": 1, "hosts": {"pi-desktop": {"pin": 1}')
     out = netboot_cli("-c", demo_layout.config, "status", "--json")
-    assert out.returncode == 0, out.stderr
-    doc = json.loads(out.stdout)
-    assert len(doc["corrupt_state_files"]) == 1
-    assert "state.json.corrupt-" in doc["corrupt_state_files"][0]
-    assert doc["hosts"]["pi-desktop"]["pin"] is None
-    out = netboot_cli("-c", demo_layout.config, "status")
-    assert "corrupt state file" in out.stderr
+    assert out.returncode == 1 and out.stdout == ""
+    assert "state.json is corrupt" in out.stderr and "state.json.corrupt-" in out.stderr
     out = netboot_cli("-c", demo_layout.config, "check")
     assert out.returncode == 2
-    assert "corrupt state file" in out.stderr
+    assert "damaged state file is kept" in out.stderr and "netboot state repair" in out.stderr
 
 
 def test_check_reports_a_corrupt_state_file_before_anything_loaded_it(demo_layout, netboot_cli):

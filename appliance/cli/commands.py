@@ -15,7 +15,7 @@ from ..config import Config, config_path_from, load_config
 from ..config.load import file_problems
 from ..control import operations
 from ..control.snapshot import HostSnapshot, build_host_snapshot
-from ..control.state import State, StateStore
+from ..control.state import HostState, State, StateStore
 from ..errors import ConfigError, UsageError
 from ..nix import register_generation
 from .output import emit_json, table, when
@@ -52,7 +52,7 @@ def check(args: argparse.Namespace) -> int:
         if (state_problem := store.problem()) is not None:
             problems.append(f"state: {state_problem}")
         for corrupt in store.corrupt_files():
-            problems.append(f"state: corrupt state file set aside as {corrupt} (inspect it, then delete it)")
+            problems.append(f"state: a damaged state file is kept as {corrupt} (inspect it, then delete it)")
     if args.json:
         emit_json({"config": str(path), "ok": not problems, "problems": problems})
     elif problems:
@@ -262,6 +262,80 @@ def _iscsi_sessions(config: Config) -> dict | None:
         return read_sessions()
     except (OSError, ValueError):  # status must work whatever configfs holds
         return None
+
+
+# -- state show / repair -----------------------------------------------------------------
+
+def _host_state_json(hs: HostState, source: str) -> dict:
+    trial = None if hs.trial is None else {"generation": hs.trial.generation, "previous": hs.trial.previous,
+                                           "started": hs.trial.started,
+                                           "kernel_served_at": hs.trial.kernel_served_at}
+    return {"pin": hs.pin, "trial": trial, "last_known_good": hs.last_known_good, "from": source}
+
+
+def _host_state_text(hs: HostState) -> str:
+    parts = [f"pin {hs.pin}" if hs.pin is not None else "",
+             f"trial {hs.trial.generation}" if hs.trial is not None else "",
+             f"last-known-good {hs.last_known_good}" if hs.last_known_good is not None else ""]
+    return ", ".join(p for p in parts if p) or "following"
+
+
+def state_show(args: argparse.Namespace) -> int:
+    store = _store(_config(args, check_files=False))
+    problem = store.problem()
+    if problem is None:
+        state = store.load()
+        readable = None
+        hosts = {n: _host_state_json(hs, "file") for n, hs in sorted(state.hosts.items())}
+    else:
+        readable = store.readable()
+        state = readable.state
+        hosts = {n: _host_state_json(hs, readable.sources.get(n, "file")) for n, hs in sorted(state.hosts.items())}
+    copies = [str(p) for p in store.corrupt_files()]
+    if args.json:
+        emit_json({"file": str(store.path), "ok": problem is None, "problem": problem, "hosts": hosts,
+                   "history_entries": len(state.history),
+                   "dropped": list(readable.salvage.dropped) if readable else [],
+                   "complete": readable.salvage.complete if readable else True,
+                   "last_good_copy": readable.last_good if readable else None, "corrupt_copies": copies})
+        return 0
+    print(f"{store.path}: {'ok' if problem is None else 'DAMAGED'}")
+    if problem is not None:
+        print(f"  {problem}")
+    rows = [(n, _host_state_text(hs), hosts[n]["from"]) for n, hs in sorted(state.hosts.items())]
+    print(table(rows, ("HOST", "STATE", "FROM")))
+    print(f"{len(state.history)} history entries")
+    if readable is not None:
+        for item in readable.salvage.dropped:
+            print(f"cannot be read: {item}")
+        if not readable.last_good:
+            print(f"no last good copy ({store.last_good_path})")
+        print("'netboot state repair' writes the state above and keeps the damaged file aside")
+    for c in copies:
+        print(f"damaged copy kept: {c}")
+    return 0
+
+
+def state_repair(args: argparse.Namespace) -> int:
+    store = _store(_config(args, check_files=False))
+    result = store.repair()
+    if result is None:
+        print(f"{store.path} is valid: nothing to repair")
+        return 0
+    readable, copy = result
+    print(f"{store.path} repaired; the damaged file is kept as {copy}")
+    by_source: dict[str, list[str]] = {}
+    for name, hs in sorted(readable.state.hosts.items()):
+        by_source.setdefault(readable.sources.get(name, "file"), []).append(f"{name} ({_host_state_text(hs)})")
+    for source, label in (("file", "kept from the file"), ("file+last-good", "kept, completed from the last good copy"),
+                          ("last-good", "restored from the last good copy")):
+        if by_source.get(source):
+            print(f"{label}: {', '.join(by_source[source])}")
+    for item in readable.salvage.dropped:
+        print(f"could not be read: {item}")
+    if not readable.last_good and readable.salvage.dropped:
+        print(f"no last good copy to restore from: what could not be read is lost (the damaged file is {copy})")
+    return 0
 
 
 # -- iscsi / serve / demo / shell -----------------------------------------------------

@@ -70,6 +70,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("shell", commands.shell, "interactive admin shell (targetcli style)")
     p.add_argument("script", nargs="*", help="commands to run instead of an interactive session")
 
+    state = sub.add_parser("state", help="show or repair the state file (pins, trials, history)",
+                           description="show or repair the state file (pins, trials, history)", parents=[common])
+    ssub = state.add_subparsers(dest="state_command", metavar="ACTION")
+    ssub.required = True
+    sp = ssub.add_parser("show", help="what the state file holds, also when it is damaged",
+                         description="what the state file holds, also when it is damaged", parents=[common])
+    sp.set_defaults(func=commands.state_show)
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    sp = ssub.add_parser("repair", parents=[common],
+                         help="replace a damaged state file by what can be read (the damaged one is kept)",
+                         description="replace a damaged state file by what can be read from it, completed "
+                                     "from the last good copy; the damaged file is kept aside")
+    sp.set_defaults(func=commands.state_repair)
+
     iscsi = sub.add_parser("iscsi", help="iSCSI root LUNs on kernel LIO", description="iSCSI root LUNs on kernel LIO",
                            parents=[common])
     isub = iscsi.add_subparsers(dest="iscsi_command", metavar="ACTION")

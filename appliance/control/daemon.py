@@ -21,7 +21,7 @@ from pathlib import Path
 from ..config import Config, load_config
 from ..content import TransferRecord
 from ..dhcp import ProxyDhcpServer
-from ..errors import ApplianceError, ConfigError
+from ..errors import ApplianceError, ConfigError, StateCorrupt
 from ..nix import StoreCache
 from ..tftp import TftpServer, TftpStats
 from . import operations
@@ -60,7 +60,8 @@ class Appliance:
         self.config_path = config_path.absolute()
         self.config: Config = load_config(config_path)
         self.store = StateStore(self.config.server.state_dir)
-        self.state: State = self.store.load()
+        self.state_problem: str | None = None     # set while state.json is corrupt: writes are refused
+        self.state: State = self._load_state()
         self.mutex = threading.RLock()        # state + snapshot, shared with the TFTP thread
         self.neighbours = NeighbourTable()
         self.cache = StoreCache()
@@ -102,9 +103,55 @@ class Appliance:
                              f" — {hs.selection.note}" if hs.selection.note else "")
 
     def _update_state(self, change) -> None:
-        """Persist a state change (under the file lock) and adopt the result."""
+        """Persist a state change (under the file lock) and adopt the result.
+
+        While state.json is corrupt nothing is written over it: the change is
+        applied to the state in memory (what is served stays right) and the
+        daemon reports itself degraded until the file is repaired.
+        """
         with self.mutex:
-            self.state = self.store.update(change)
+            try:
+                self.state = self.store.update(change)
+            except StateCorrupt as exc:
+                self._state_degraded(exc)
+                self.state = change(self.state)
+
+    def _load_state(self) -> State:
+        """The state at start: a corrupt file does not stop the daemon (no crash loop under systemd).
+
+        It serves what can be read from the file, completed from the last good
+        copy, and refuses to write until ``netboot state repair``.
+        """
+        try:
+            return self.store.load()
+        except StateCorrupt as exc:
+            self._state_degraded(exc)
+            readable = self.store.readable()
+            log.warning("serving the readable state: %s", ", ".join(
+                f"{n} from {src}" for n, src in sorted(readable.sources.items())) or "no pins or trials")
+            return readable.state
+
+    def _reload_state(self) -> None:
+        """state.json changed (a CLI command, a repair, or damage): adopt it, or keep the last good state."""
+        try:
+            state = self.store.load()
+        except StateCorrupt as exc:
+            self._state_degraded(exc)
+            return
+        with self.mutex:
+            self.state = state
+        if self.state_problem is not None:
+            log.warning("state file %s is readable again: state writes resume", self.store.path)
+            self.state_problem = None
+            sd_notify("STATUS=serving")
+
+    def _state_degraded(self, exc: StateCorrupt) -> None:
+        """Report once per distinct damage (log, readiness status, metrics)."""
+        if self.state_problem == str(exc):
+            return
+        self.state_problem = str(exc)
+        log.error("degraded: %s; serving the last good state, not writing state until repaired", exc)
+        sd_notify(f"STATUS=degraded: {exc.path} is corrupt; run 'netboot state repair'")
 
     # -- TFTP callbacks (TFTP thread) ----------------------------------------------------
 
@@ -177,7 +224,8 @@ class Appliance:
         served = {name: hs.selection.number for name, hs in snapshot.hosts.items()}
         sessions = {name: name in self.session_since for name, h in self.config.hosts.items() if h.iscsi}
         return render_metrics(self.tftp.read_stats() if self.tftp else TftpStats(), self.boots, served, sessions,
-                              self.dhcp.read_stats() if self.dhcp else None)
+                              self.dhcp.read_stats() if self.dhcp else None,
+                              degraded={"state": self.state_problem is not None})
 
     # -- config reload / iSCSI --------------------------------------------------------------
 
@@ -199,7 +247,8 @@ class Appliance:
             self.config = config
             if config.server.state_dir != self.store.dir:
                 self.store = StateStore(config.server.state_dir)
-                self.state = self.store.load()
+                self.state_problem = None
+                self.state = self._load_state()
             self.refresh()
         self._watch()
         self.apply_iscsi()
@@ -258,8 +307,7 @@ class Appliance:
             if directory == self.config_path.parent and name == self.config_path.name:
                 reload_config = True
             if directory == self.config.server.state_dir and name == "state.json":
-                with self.mutex:
-                    self.state = self.store.reload(fallback=self.state)
+                self._reload_state()
                 refresh_all = True
             for hname, host in self.config.hosts.items():
                 if directory == host.profile.parent and name.startswith(host.profile.name):
@@ -302,7 +350,8 @@ class Appliance:
             except OSError as exc:
                 log.error("metrics: cannot listen on %s: %s", addr, exc.strerror)
         self._start_dhcp()
-        sd_notify("READY=1\nSTATUS=serving")
+        sd_notify("READY=1\nSTATUS=" + ("serving" if self.state_problem is None
+                                         else "degraded: state file corrupt; run 'netboot state repair'"))
         next_tick = time.monotonic()
         try:
             while not self._stop:

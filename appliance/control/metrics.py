@@ -30,7 +30,8 @@ class BootCounters:
 
 
 def render_metrics(stats: TftpStats, boots: BootCounters, served: Mapping[str, int | None],
-                   sessions: Mapping[str, bool], dhcp: object | None = None) -> str:
+                   sessions: Mapping[str, bool], dhcp: object | None = None,
+                   degraded: Mapping[str, bool] | None = None) -> str:
     """Pure: counters in, Prometheus text format out."""
     lines = []
 
@@ -56,6 +57,8 @@ def render_metrics(stats: TftpStats, boots: BootCounters, served: Mapping[str, i
            [(f'{{host="{h}"}}', -1 if g is None else g) for h, g in sorted(served.items())])
     metric("netboot_iscsi_session_up", "gauge", "1 when the host's initiator is logged in",
            [(f'{{host="{h}"}}', int(up)) for h, up in sorted(sessions.items())])
+    metric("netboot_degraded", "gauge", "1 while a component runs degraded (state: state file corrupt)",
+           [(f'{{component="{c}"}}', int(on)) for c, on in sorted((degraded or {}).items())])
     if dhcp is not None:  # DhcpStats: flat integer counters
         for key, value in asdict(dhcp).items():
             metric(f"netboot_dhcp_{key}_total", "counter", f"proxyDHCP {key.replace('_', ' ')}", [("", value)])

@@ -1,9 +1,12 @@
 """Persistent operator state (pins, trials, last-known-good, history) in ``state_dir``.
 
 One JSON file written atomically (temp file, fsync, rename) under an
-exclusive ``flock`` so concurrent CLI writers and the daemon serialise.  A
-file that does not parse is moved aside (``state.json.corrupt-<time>``) and
-reported, never silently dropped.
+exclusive ``flock`` so concurrent CLI writers and the daemon serialise; every
+write also refreshes ``state.json.last-good``, a second copy a damaged
+``state.json`` can be rebuilt from.  A file that does not decode is never
+written over: readers and writers refuse (``StateCorrupt``) after keeping a
+copy of its bytes (``state.json.corrupt-<time>``), until the operator runs
+``netboot state repair``.
 """
 
 from __future__ import annotations
@@ -14,108 +17,59 @@ import logging
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Callable, Iterator
 
-from ..errors import StateError
-from .selection import HostChoice
+from ..errors import StateCorrupt, StateError
+from .state_codec import MAX_STATE_BYTES, Salvage, StateFormatError, decode_state, encode_state, salvage_state
+from .state_model import HISTORY_LIMIT, HostState, State, Trial
+
+__all__ = ["HISTORY_LIMIT", "HostState", "Readable", "State", "StateStore", "Trial"]
 
 STATE_FILE = "state.json"
+LAST_GOOD_FILE = "state.json.last-good"
+CORRUPT_PREFIX = "state.json.corrupt-"
 EVENTS_FILE = "events.jsonl"
 LOCK_FILE = ".lock"
-HISTORY_LIMIT = 200
 EVENTS_MAX_BYTES = 4 << 20
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Trial:
-    generation: int
-    previous: int | None          # what was served when the trial began
-    started: float
-    kernel_served_at: float | None = None
+class Readable:
+    """What a damaged state file still tells, completed from the last good copy.
+
+    ``sources`` maps each host to where its entry came from: ``file``,
+    ``last-good`` (unreadable or cut off in the file) or ``file+last-good``
+    (some fields from each).
+    """
+
+    state: State
+    salvage: Salvage
+    sources: dict[str, str]
+    last_good: bool          # a valid last-good copy was there
 
 
-@dataclass(frozen=True)
-class HostState:
-    pin: int | None = None
-    trial: Trial | None = None
-    last_known_good: int | None = None
-
-    def choice(self) -> HostChoice:
-        return HostChoice(pin=self.pin, trial=self.trial.generation if self.trial else None,
-                          last_known_good=self.last_known_good)
-
-
-@dataclass(frozen=True)
-class State:
-    hosts: Mapping[str, HostState] = field(default_factory=dict)
-    history: tuple[dict, ...] = ()          # transitions: {time, host, event, generation, reason}
-
-    def host(self, name: str) -> HostState:
-        return self.hosts.get(name, HostState())
-
-    def with_host(self, name: str, hs: HostState, event: str | None = None, generation: int | None = None,
-                  reason: str = "", now: float | None = None) -> "State":
-        hosts = dict(self.hosts)
-        hosts[name] = hs
-        history = self.history
-        if event:
-            entry = {"time": now if now is not None else time.time(), "host": name, "event": event,
-                     "generation": generation, "reason": reason}
-            history = (*history, entry)[-HISTORY_LIMIT:]
-        return State(hosts=hosts, history=history)
-
-    def choices(self) -> dict[str, HostChoice]:
-        return {name: hs.choice() for name, hs in self.hosts.items()}
-
-
-def state_to_json(state: State) -> dict:
-    return {
-        "version": 1,
-        "hosts": {n: {k: v for k, v in asdict(hs).items() if v is not None} for n, hs in state.hosts.items()},
-        "history": list(state.history),
-    }
-
-
-def state_from_json(doc: object) -> State:
-    """Strict: anything unexpected raises ValueError (the file is then moved aside)."""
-    if not isinstance(doc, dict) or doc.get("version") != 1 or not isinstance(doc.get("hosts"), dict):
-        raise ValueError("not a version-1 state document")
-    hosts = {}
-    for name, raw in doc["hosts"].items():
-        if not isinstance(raw, dict):
-            raise ValueError(f"host {name!r} is not an object")
-        trial = raw.get("trial")
-        hosts[name] = HostState(
-            pin=_opt_int(raw.get("pin")),
-            trial=Trial(generation=int(trial["generation"]), previous=_opt_int(trial.get("previous")),
-                        started=float(trial["started"]),
-                        kernel_served_at=_opt_float(trial.get("kernel_served_at"))) if trial else None,
-            last_known_good=_opt_int(raw.get("last_known_good")),
-        )
-    history = doc.get("history", [])
-    if not isinstance(history, list):
-        raise ValueError("history is not a list")
-    return State(hosts=hosts, history=tuple(h for h in history if isinstance(h, dict)))
-
-
-def _opt_int(v: object) -> int | None:
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ValueError(f"{v!r} is not a generation number")
-    return v
-
-
-def _opt_float(v: object) -> float | None:
-    return None if v is None else float(v)  # type: ignore[arg-type]
-
-
-class _Corrupt(Exception):
-    pass
+def merge_with_last_good(salvage: Salvage, last_good: State | None) -> Readable:
+    """Pure: fields read from the damaged file win; what it lost comes from the last good copy."""
+    hosts = dict(salvage.state.hosts)
+    sources = {name: "file" for name in hosts}
+    if last_good is not None:
+        for name, good in last_good.hosts.items():
+            if name in salvage.unreadable_hosts:
+                read = hosts.get(name, HostState())
+                hosts[name] = HostState(
+                    pin=read.pin if read.pin is not None else good.pin,
+                    trial=read.trial if read.trial is not None else good.trial,
+                    last_known_good=read.last_known_good if read.last_known_good is not None else good.last_known_good)
+                sources[name] = "file+last-good" if read != HostState() else "last-good"
+            elif name not in hosts and not salvage.complete:
+                hosts[name] = good
+                sources[name] = "last-good"
+    history = salvage.state.history or (last_good.history if last_good is not None else ())
+    return Readable(State(hosts=hosts, history=history), salvage, sources, last_good is not None)
 
 
 class StateStore:
@@ -124,6 +78,7 @@ class StateStore:
     def __init__(self, state_dir: Path) -> None:
         self.dir = state_dir
         self.path = state_dir / STATE_FILE
+        self.last_good_path = state_dir / LAST_GOOD_FILE
         self.events_path = state_dir / EVENTS_FILE
 
     def ensure_dir(self) -> None:
@@ -145,106 +100,150 @@ class StateStore:
         finally:
             os.close(fd)
 
+    # -- reading -------------------------------------------------------------------------
+
     def load(self) -> State:
-        """Read the state; a corrupt file is moved aside under the lock."""
-        try:
-            return self._read()
-        except _Corrupt:
-            with self.locked():
-                return self._read_or_set_aside()
-
-    def _read(self) -> State:
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
+        """The state; ``StateCorrupt`` (after keeping a copy) when the file does not decode."""
+        data = self._read_bytes(self.path)
+        if data is None:
             return State()
-        except OSError as exc:
-            raise StateError(f"cannot read {self.path}: {exc.strerror}") from exc
         try:
-            return state_from_json(json.loads(data))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise _Corrupt(str(exc)) from exc
-
-    def reload(self, fallback: State) -> State:
-        """Re-read the state for a running daemon.
-
-        A corrupt file is set aside and replaced by ``fallback`` (the last
-        state known to be valid), so pins and trials survive a bad edit.
-        """
-        try:
-            return self._read()
-        except _Corrupt:
+            return decode_state(data)
+        except StateFormatError as exc:
             with self.locked():
-                try:
-                    return self._read()
-                except _Corrupt as exc:
-                    self._set_aside(exc)
-                    self.save(fallback)
-                    return fallback
+                raise self._corrupt(data, exc) from None
 
-    def _read_or_set_aside(self) -> State:
+    def _read_bytes(self, path: Path) -> bytes | None:
+        try:
+            with open(path, "rb") as f:
+                return f.read(MAX_STATE_BYTES + 1)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StateError(f"cannot read {path}: {exc.strerror}") from exc
+
+    def _corrupt(self, data: bytes, why: StateFormatError) -> StateCorrupt:
         """Caller holds the lock."""
         try:
-            return self._read()
-        except _Corrupt as exc:
-            self._set_aside(exc)
-            return State()
-
-    def _set_aside(self, why: _Corrupt) -> Path:
-        """Caller holds the lock.  Never overwrites an earlier corrupt file."""
-        base = f"{STATE_FILE}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
-        aside = self.path.with_name(base)
-        n = 1
-        while os.path.lexists(aside):
-            aside = self.path.with_name(f"{base}-{n}")
-            n += 1
-        try:
-            os.replace(self.path, aside)
+            copy, copy_error = self._preserve(data), None
         except OSError as exc:
-            raise StateError(f"{self.path} is corrupt ({why}) and cannot be set aside: {exc.strerror}") from exc
-        log.error("state file %s is corrupt (%s): set aside as %s", self.path, why, aside)
-        return aside
+            copy, copy_error = None, exc.strerror
+        return StateCorrupt(self.path, str(why), copy, copy_error)
+
+    def _preserve(self, data: bytes) -> Path:
+        """Keep the damaged bytes as ``state.json.corrupt-<time>`` (once per distinct content)."""
+        for existing in self.corrupt_files():
+            try:
+                if existing.stat().st_size == len(data) and existing.read_bytes() == data:
+                    return existing
+            except OSError:
+                continue
+        base = f"{CORRUPT_PREFIX}{time.strftime('%Y%m%dT%H%M%S')}"
+        tmp = self.dir / f".{base}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            n = 0
+            while True:
+                target = self.dir / (base if n == 0 else f"{base}-{n}")
+                try:
+                    os.link(tmp, target)         # never replaces an earlier copy
+                    break
+                except FileExistsError:
+                    n += 1
+        finally:
+            os.unlink(tmp)
+        return target
 
     def problem(self) -> str | None:
-        """Why the current state file is unreadable, without touching it (for ``check``)."""
+        """Why the state file is unusable, without writing anything (for ``check``)."""
         try:
-            self._read()
-        except _Corrupt as exc:
-            return f"{self.path} is corrupt ({exc}); the daemon will set it aside"
+            data = self._read_bytes(self.path)
+            if data is not None:
+                decode_state(data)
+        except StateFormatError as exc:
+            return (f"{self.path} is corrupt ({exc}); every command refuses until "
+                    "'netboot state repair' (see 'netboot state show')")
         except StateError as exc:
             return str(exc)
         return None
 
+    def readable(self) -> Readable:
+        """Everything that can be read from the state file and the last good copy (writes nothing)."""
+        data = self._read_bytes(self.path)
+        salvage = salvage_state(data) if data is not None else Salvage(State())
+        last_good = None
+        try:
+            raw = self._read_bytes(self.last_good_path)
+            last_good = decode_state(raw) if raw is not None else None
+        except (StateFormatError, StateError):
+            pass
+        return merge_with_last_good(salvage, last_good)
+
     def corrupt_files(self) -> list[Path]:
         try:
-            return sorted(self.dir.glob(f"{STATE_FILE}.corrupt-*"))
+            return sorted(self.dir.glob(f"{CORRUPT_PREFIX}*"))
         except OSError:
             return []
 
+    # -- writing -------------------------------------------------------------------------
+
     def save(self, state: State) -> None:
         self.ensure_dir()
-        tmp = self.path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
-        data = json.dumps(state_to_json(state), indent=1, sort_keys=True).encode()
+        data = encode_state(state)
+        for path in (self.path, self.last_good_path):
+            self._write_atomically(path, data)
+
+    def _write_atomically(self, path: Path, data: bytes) -> None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             with open(tmp, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+            os.replace(tmp, path)
             dfd = os.open(self.dir, os.O_RDONLY)
             try:
                 os.fsync(dfd)
             finally:
                 os.close(dfd)
         except OSError as exc:
-            raise StateError(f"cannot write {self.path}: {exc.strerror}") from exc
+            raise StateError(f"cannot write {path}: {exc.strerror}") from exc
 
-    def update(self, change: "callable[[State], State]") -> State:
-        """Read-modify-write under the lock."""
+    def update(self, change: Callable[[State], State]) -> State:
+        """Read-modify-write under the lock; a corrupt file is refused, never written over."""
         with self.locked():
-            new = change(self._read_or_set_aside())
+            data = self._read_bytes(self.path)
+            try:
+                state = decode_state(data) if data is not None else State()
+            except StateFormatError as exc:
+                raise self._corrupt(data, exc) from None
+            new = change(state)
             self.save(new)
             return new
+
+    def repair(self) -> tuple[Readable, Path] | None:
+        """Replace a corrupt file by what can be read (kept aside first); None when it was fine."""
+        with self.locked():
+            data = self._read_bytes(self.path)
+            if data is None:
+                return None
+            try:
+                decode_state(data)
+                return None
+            except StateFormatError:
+                pass
+            try:
+                copy = self._preserve(data)
+            except OSError as exc:
+                raise StateError(f"cannot keep a copy of {self.path} in {self.dir}: {exc.strerror}; "
+                                 "nothing was changed") from exc
+            readable = self.readable()
+            self.save(readable.state)
+            log.info("state file %s repaired; the damaged one is kept as %s", self.path, copy)
+            return readable, copy
 
     def append_event(self, event: dict) -> None:
         """Boot events: one JSON line each, the file rotated once past a few MiB."""

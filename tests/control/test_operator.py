@@ -80,13 +80,6 @@ def test_pin_to_a_missing_or_invalid_generation_fails_and_changes_nothing(daemon
     assert status(store.config, PI)["hosts"][PI]["pin"] is None
 
 
-def _pin_in_file(store) -> int | None:
-    try:
-        return json.loads(store.state_file().read_text())["hosts"][PI].get("pin")
-    except (OSError, ValueError, KeyError):
-        return None
-
-
 def _start_trial(store, number: int = 1) -> None:
     cli_ok(store.config, "trial", PI, str(number))
     eventually(_kernel_is(store, number), what=f"trial {number} served")
@@ -193,32 +186,6 @@ def test_parallel_writers_keep_the_state_valid(daemon, store):
     assert not list(store.layout.state.glob("state.json.corrupt-*"))
     served = final_pin if final_pin is not None else 2
     eventually(_kernel_is(store, served), what="daemon adopted the final state")
-
-
-def test_corrupt_state_file_is_set_aside_and_reported(daemon, store):
-    cli_ok(store.config, "pin", PI, "1")
-    eventually(_kernel_is(store, 1), what="pin 1 served")
-    good = store.state_file().read_bytes()
-    store.state_file().write_bytes(good[: len(good) // 2])      # truncated by a bad disk / hand edit
-    aside, _ = eventually(lambda: list(store.layout.state.glob("state.json.corrupt-*")),
-                          what="daemon set the corrupt state file aside")
-    assert aside[0].read_bytes() == good[: len(good) // 2]
-    assert daemon.alive()
-    assert "corrupt" in daemon.log() and aside[0].name in daemon.log()
-    # the daemon's last valid state is kept and written back: the pin is not silently dropped
-    eventually(lambda: _pin_in_file(store) == 1, what="last valid state written back")
-    time.sleep(0.1)
-    assert _kernel_is(store, 1)()
-    s = status(store.config)
-    assert [os.path.basename(p) for p in s["corrupt_state_files"]] == [aside[0].name]
-    r = cli(store.config, "check")
-    assert r.returncode != 0 and aside[0].name in r.stderr
-    # garbage, again: a second file aside, both kept
-    store.state_file().write_bytes(b"\x00\xff not json at all")
-    eventually(lambda: len(list(store.layout.state.glob("state.json.corrupt-*"))) == 2,
-               what="second corrupt file set aside")
-    assert _kernel_is(store, 1)()
-    assert len(status(store.config)["corrupt_state_files"]) == 2
 
 
 ARM_MENU = "pxelinux.cfg/01-52-54-00-12-34-56"

@@ -1,0 +1,53 @@
+"""Operator state as values: pins, trials, last-known-good and the transition history."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from .selection import HostChoice
+
+HISTORY_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class Trial:
+    generation: int
+    previous: int | None          # what was served when the trial began
+    started: float
+    kernel_served_at: float | None = None
+
+
+@dataclass(frozen=True)
+class HostState:
+    pin: int | None = None
+    trial: Trial | None = None
+    last_known_good: int | None = None
+
+    def choice(self) -> HostChoice:
+        return HostChoice(pin=self.pin, trial=self.trial.generation if self.trial else None,
+                          last_known_good=self.last_known_good)
+
+
+@dataclass(frozen=True)
+class State:
+    hosts: Mapping[str, HostState] = field(default_factory=dict)
+    history: tuple[dict, ...] = ()          # transitions: {time, host, event, generation, reason}
+
+    def host(self, name: str) -> HostState:
+        return self.hosts.get(name, HostState())
+
+    def with_host(self, name: str, hs: HostState, event: str | None = None, generation: int | None = None,
+                  reason: str = "", now: float | None = None) -> "State":
+        hosts = dict(self.hosts)
+        hosts[name] = hs
+        history = self.history
+        if event:
+            entry = {"time": now if now is not None else time.time(), "host": name, "event": event,
+                     "generation": generation, "reason": reason}
+            history = (*history, entry)[-HISTORY_LIMIT:]
+        return State(hosts=hosts, history=history)
+
+    def choices(self) -> dict[str, HostChoice]:
+        return {name: hs.choice() for name, hs in self.hosts.items()}
