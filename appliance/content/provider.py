@@ -207,6 +207,9 @@ class FileContent:
     def read_at(self, offset: int, n: int) -> bytes:
         return os.pread(self._fd, n, offset)
 
+    def fileno(self) -> int:
+        return self._fd
+
     def close(self) -> None:
         if self._fd >= 0:
             fd, self._fd = self._fd, -1

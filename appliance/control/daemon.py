@@ -24,6 +24,7 @@ from ..dhcp import ProxyDhcpServer
 from ..errors import ApplianceError, ConfigError, StateCorrupt
 from ..nix import StoreCache
 from ..tftp import TftpServer, TftpStats
+from ..tftp.worker import default_worker_count
 from . import operations
 from .gcroots import desired_roots, sync_roots
 from .inotify import Inotify
@@ -335,8 +336,10 @@ class Appliance:
         for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, on_signal)
         listen = [str(a) for a in self.config.server.tftp_listen]
+        # Transfers are pumped by one worker process per CPU; this process admits them.
         self.tftp = TftpServer(self.resolver, listen=listen, on_transfer=self.on_transfer,
-                               give_up_after=self.config.server.tftp_give_up_after)
+                               give_up_after=self.config.server.tftp_give_up_after,
+                               workers=default_worker_count())
         self.tftp.run_in_thread()
         self._watch()
         self.apply_iscsi()

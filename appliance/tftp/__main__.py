@@ -12,6 +12,7 @@ import sys
 
 from ..content import DirectoryProvider, TransferRecord
 from .server import TftpServer
+from .worker import default_worker_count
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1.0, help="retransmit timeout in seconds")
     parser.add_argument("--max-blksize", type=int, default=None)
     parser.add_argument("--max-sessions", type=int, default=512)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="transfer worker processes (default: one per CPU, none on a single CPU)")
     parser.add_argument("--verbose", "-v", action="store_true", help="print one line per transfer")
     args = parser.parse_args(argv)
 
@@ -32,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
 
     server = TftpServer(DirectoryProvider(args.root), listen=args.listen or ["127.0.0.1:6969"],
                         on_transfer=report if args.verbose else None, timeout=args.timeout,
-                        max_blksize=args.max_blksize, max_sessions=args.max_sessions)
+                        max_blksize=args.max_blksize, max_sessions=args.max_sessions,
+                        workers=default_worker_count() if args.workers is None else args.workers)
     server.start()
     signal.signal(signal.SIGTERM, lambda *_: server.stop(wait=0))
     signal.signal(signal.SIGINT, lambda *_: server.stop(wait=0))

@@ -22,6 +22,12 @@ Policies implemented here:
   (a TID other than the listening port, as RFC 1350 asks);
 - nothing is logged per packet; every transfer ends in one ``TransferRecord``
   passed to ``on_transfer`` (also for not-found/denied requests).
+
+With ``workers=N`` the data pumping of admitted transfers runs in N worker
+processes (``worker``), so every core moves datagrams; this process keeps
+admission, the provider and the records.  A worker that dies is replaced,
+its transfers end with an "error: transfer worker exited" record and
+``worker_failures`` counts it.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from __future__ import annotations
 import errno
 import heapq
 import ipaddress
+import logging
 import os
 import select
 import socket
@@ -37,8 +44,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
-from ..content import (MAX_FILENAME_BYTES, AccessDenied, Content, ContentProvider, FileNotFound,
-                       RequestRefused, TransferRecord, clean_path)
+from ..content import (MAX_FILENAME_BYTES, AccessDenied, BytesContent, Content, ContentProvider, FileContent,
+                       FileNotFound, RequestRefused, TransferRecord, clean_path)
 from ..errors import TftpError
 from .options import MAX_OPTIONS, WINDOWSIZE_MAX, OptionRefused, negotiate
 from .packets import (
@@ -46,6 +53,9 @@ from .packets import (
     Error, MalformedPacket, Request, ack_block, encode_error, parse_packet,
 )
 from .transfer import Transfer, netascii_size
+from .worker import INLINE_CONTENT_MAX, Worker, WorkerGone, WorkerPool
+
+log = logging.getLogger(__name__)
 
 __all__ = ["TftpServer", "TftpStats", "parse_listen_address"]
 
@@ -55,6 +65,10 @@ _SESSION_RECV_BYTES = 2048     # ACKs are 4 bytes; ERROR messages may be truncat
 _LISTEN_RECV_BYTES = 65536     # detect (and refuse) oversized requests
 _LOOPBACK_MAX_BLKSIZE = 65464
 _ETHERNET_MAX_BLKSIZE = {socket.AF_INET: 1468, socket.AF_INET6: 1448}   # MTU 1500
+# A client that reuses its port may send its next RRQ before the worker has
+# read the final ACK of the previous transfer: such an RRQ is kept this long
+# and served when that transfer's record arrives.
+_REQUEST_AFTER_RECORD_WINDOW = 0.25
 
 
 @dataclass
@@ -74,6 +88,7 @@ class TftpStats:
     foreign_packets: int = 0        # datagrams on a session socket from another TID
     refused_busy: int = 0           # requests dropped at max_sessions
     internal_errors: int = 0        # provider/content/callback exceptions
+    worker_failures: int = 0        # transfer worker processes that died and were replaced
     errors_sent: dict[int, int] = field(default_factory=dict)   # TFTP code → count
     sessions_active: int = 0
 
@@ -104,6 +119,32 @@ class _Listener:
         self.family = sock.family
         self.host = host
         self.wildcard = wildcard
+
+
+def _add_stats(total: TftpStats, part: TftpStats) -> None:
+    for name, value in vars(part).items():
+        if name == "errors_sent":
+            for code, n in value.items():
+                total.errors_sent[code] = total.errors_sent.get(code, 0) + n
+        elif name != "sessions_active":
+            setattr(total, name, getattr(total, name) + value)
+
+
+class _Remote:
+    """A transfer handed to a worker: what its record needs back, and for a worker crash."""
+
+    __slots__ = ("worker", "client", "path", "meta", "size", "blksize", "windowsize", "started")
+
+    def __init__(self, worker: Worker, client: tuple, path: str, meta, size: int, blksize: int,
+                 windowsize: int, started: float) -> None:
+        self.worker = worker
+        self.client = client
+        self.path = path
+        self.meta = meta
+        self.size = size
+        self.blksize = blksize
+        self.windowsize = windowsize
+        self.started = started
 
 
 class _Session:
@@ -142,7 +183,8 @@ class TftpServer:
                  timeout: float = 1.0, min_timeout: float = 0.05, max_timeout: float = 2.0,
                  give_up_after: float = 30.0, max_sessions: int = 512,
                  max_blksize: int | None = None, max_windowsize: int = WINDOWSIZE_MAX,
-                 max_filename_bytes: int = MAX_FILENAME_BYTES, max_options: int = MAX_OPTIONS) -> None:
+                 max_filename_bytes: int = MAX_FILENAME_BYTES, max_options: int = MAX_OPTIONS,
+                 workers: int = 0) -> None:
         self.provider = provider
         self.listen = [parse_listen_address(a) for a in listen]
         self.on_transfer = on_transfer
@@ -155,6 +197,7 @@ class TftpServer:
         self.max_windowsize = max_windowsize
         self.max_filename_bytes = max_filename_bytes
         self.max_options = max_options
+        self.workers = workers
         self.stats = TftpStats()
         self.addresses: list[tuple[str, int]] = []
         self._listeners: dict[int, _Listener] = {}
@@ -162,6 +205,11 @@ class TftpServer:
         self._by_client: dict[tuple[str, int], _Session] = {}
         self._timers: list[tuple[float, int, _Session]] = []
         self._timer_seq = 0
+        self._watched: dict[int, Callable[[], None]] = {}
+        self._pool: WorkerPool | None = None
+        self._remote: dict[tuple[str, int], _Remote] = {}
+        self._waiting: dict[tuple[str, int], tuple] = {}   # RRQs waiting for a worker's record
+        self._retired_stats = TftpStats()                  # final counters of workers that are gone
         self._epoll: select.epoll | None = None
         self._wake_r = self._wake_w = -1
         self._lock = threading.Lock()
@@ -186,6 +234,20 @@ class TftpServer:
         except OSError as exc:
             self._close_all()
             raise TftpError(f"TFTP: cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        if self.workers > 0:
+            # Until a worker reports ready, transfers are served in this process.
+            self._pool = WorkerPool(self.workers)
+            try:
+                self._pool.spawn_all()
+            except OSError as exc:
+                log.error("TFTP: cannot start transfer workers, serving in one process: %s", exc)
+            for worker in list(self._pool.workers.values()):
+                self._watch_worker(worker)
+
+    def watch(self, fd: int, on_readable: Callable[[], None]) -> None:
+        """Call ``on_readable()`` from the loop whenever ``fd`` is readable."""
+        self._watched[fd] = on_readable
+        self._epoll.register(fd, select.EPOLLIN)
 
     def _bind_listener(self, host: str, port: int) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -233,9 +295,12 @@ class TftpServer:
             while True:
                 stop_at = self._stop_at
                 if stop_at is not None:
-                    self._close_listeners()
+                    if self._listeners:
+                        self._close_listeners()
+                        if self._pool is not None:
+                            self._pool.stop(max(0.0, stop_at - time.monotonic()))
                     now = time.monotonic()
-                    if not self._sessions or now >= stop_at:
+                    if not self._sessions and not self._remote or now >= stop_at + self._worker_grace():
                         break
                     self.step(min(0.05, stop_at - now))
                 else:
@@ -292,8 +357,19 @@ class TftpServer:
             current, self.stats = self.stats, TftpStats()
         else:
             current = self.stats
-        return replace(current, errors_sent=dict(current.errors_sent),
-                       sessions_active=len(self._sessions))
+        total = replace(current, errors_sent=dict(current.errors_sent),
+                        sessions_active=len(self._sessions) + len(self._remote))
+        _add_stats(total, self._retired_stats)
+        if self._pool is not None:
+            for worker in list(self._pool.workers.values()):
+                if worker.stats is not None:
+                    _add_stats(total, worker.stats)
+        return total
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the transfer workers that are ready to take transfers."""
+        pool = self._pool
+        return [w.proc.pid for w in list(pool.workers.values()) if w.ready] if pool is not None else []
 
     # -- the loop -------------------------------------------------------------
 
@@ -315,6 +391,8 @@ class TftpServer:
                 self._on_session_readable(session, now)
             elif fd in self._listeners:
                 self._on_listener_readable(fd)
+            elif fd in self._watched:
+                self._watched[fd]()
             elif fd == self._wake_r:
                 try:
                     os.read(self._wake_r, 512)
@@ -445,6 +523,10 @@ class TftpServer:
             if key in self._by_client:
                 self.stats.duplicate_requests += 1
                 return
+        if key in self._remote:
+            self.stats.duplicate_requests += 1
+            self._waiting[key] = (listener, request, addr, local_ip, scope, time.monotonic())
+            return
         if self._stop_at is not None:
             return
         stats = self.stats
@@ -459,7 +541,7 @@ class TftpServer:
         if request.mode not in ("octet", "netascii"):
             self._send_error(error_sock, addr, ERR_ILLEGAL_OP, "Unsupported mode")
             return
-        if len(self._sessions) >= self.max_sessions:
+        if len(self._sessions) + len(self._remote) >= self.max_sessions:
             stats.refused_busy += 1
             return
         try:
@@ -502,15 +584,17 @@ class TftpServer:
             sock = socket.socket(listener.family, socket.SOCK_DGRAM)
             sock.bind((local_ip, 0, 0, scope) if listener.family == socket.AF_INET6 else (local_ip, 0))
             sock.setblocking(False)
-            transfer = Transfer(content, client=client, path=path, blksize=negotiated.blksize,
-                                windowsize=negotiated.windowsize,
-                                timeout=negotiated.timeout or self.timeout,
-                                give_up_after=self.give_up_after, oack=negotiated.oack,
-                                netascii=netascii, adaptive=negotiated.timeout is None,
-                                min_timeout=self.min_timeout, max_timeout=self.max_timeout)
-            session = _Session(sock, addr, transfer, content)
-            now = time.monotonic()
-            out = transfer.start(now)
+            # Everything a Transfer needs besides its Content: plain values, so a
+            # worker process can build the same state machine.
+            transfer_args = dict(client=client, path=path, blksize=negotiated.blksize,
+                                 windowsize=negotiated.windowsize,
+                                 timeout=negotiated.timeout or self.timeout,
+                                 give_up_after=self.give_up_after, oack=negotiated.oack,
+                                 netascii=netascii, adaptive=negotiated.timeout is None,
+                                 min_timeout=self.min_timeout, max_timeout=self.max_timeout)
+            if self._pool is not None and self._hand_off(sock, addr, content, transfer_args):
+                return
+            self.adopt(sock, addr, content, transfer_args)
         except Exception as exc:  # socket exhaustion, a failing Content: this request only
             self.stats.internal_errors += 1
             if sock is not None:
@@ -518,12 +602,101 @@ class TftpServer:
             content.close()
             self._send_error(listener.error_sock, addr, ERR_UNDEFINED, "internal error")
             self._emit(TransferRecord(client, path, {}, 0, 0, 0.0, f"error: internal error: {exc!r}", 512, 1))
-            return
+
+    def adopt(self, sock: socket.socket, addr: tuple, content: Content, transfer_args: dict) -> None:
+        """Run a transfer on ``sock`` (bound, non-blocking; the server owns it from now on)."""
+        transfer = Transfer(content, **transfer_args)
+        session = _Session(sock, addr, transfer, content)
+        out = transfer.start(time.monotonic())
         self._sessions[session.fd] = session
         self._by_client[session.key] = session
         self._epoll.register(session.fd, select.EPOLLIN)
         _send(sock, out, addr)
         self._continue(session)
+
+    # -- transfer workers ---------------------------------------------------------------
+
+    def _hand_off(self, sock: socket.socket, addr: tuple, content: Content, transfer_args: dict) -> bool:
+        """Give the transfer to a worker; False when none can take it (serve it here)."""
+        worker = self._pool.pick()
+        if worker is None:
+            return False
+        if isinstance(content, FileContent):
+            data, fds = None, (sock.fileno(), content.fileno())
+        elif isinstance(content, BytesContent) and content.size <= INLINE_CONTENT_MAX:
+            data, fds = content.read_at(0, content.size), (sock.fileno(),)
+        else:
+            return False                       # a foreign Content cannot travel
+        key = (addr[0], addr[1])
+        message = {"op": "session", "key": key, "client": addr, "data": data,
+                   "transfer": dict(transfer_args, meta={})}
+        if not self._pool.hand_off(worker, message, fds):
+            return False
+        # The worker holds its own copies of the descriptors now.
+        sock.close()
+        content.close()
+        self._remote[key] = _Remote(worker, transfer_args["client"], transfer_args["path"], content.meta,
+                                    content.size, transfer_args["blksize"], transfer_args["windowsize"],
+                                    time.monotonic())
+        return True
+
+    def _watch_worker(self, worker: Worker) -> None:
+        self.watch(worker.fd, lambda: self._on_worker_readable(worker))
+
+    def _on_worker_readable(self, worker: Worker) -> None:
+        try:
+            messages = self._pool.read(worker)
+        except WorkerGone:
+            messages = None
+        for message in messages or ():
+            if message["op"] == "record":
+                self._on_worker_record(message["key"], message["record"])
+        if messages is None:
+            self._on_worker_gone(worker)
+
+    def _on_worker_record(self, key: tuple[str, int], record: TransferRecord) -> None:
+        remote = self._remote.pop(key, None)
+        if remote is not None:
+            record = replace(record, meta=remote.meta)
+        self._emit(record)
+        waiting = self._waiting.pop(key, None)
+        if waiting is not None and time.monotonic() - waiting[-1] <= _REQUEST_AFTER_RECORD_WINDOW:
+            self.stats.duplicate_requests -= 1
+            self._on_request(*waiting[:-1])
+
+    def _on_worker_gone(self, worker: Worker) -> None:
+        self._epoll_forget(worker.fd)
+        self._watched.pop(worker.fd, None)
+        if worker.stats is not None:
+            _add_stats(self._retired_stats, worker.stats)
+        status = self._pool.remove(worker)
+        lost = [key for key, remote in self._remote.items() if remote.worker is worker]
+        if self._stop_at is None or lost:
+            self.stats.worker_failures += 1
+            log.error("TFTP transfer worker %d exited (status %s); %d transfer(s) aborted%s",
+                      worker.proc.pid, status, len(lost), "" if self._stop_at is not None else ", restarting it")
+        now = time.monotonic()
+        for key in lost:
+            remote = self._remote.pop(key)
+            self.stats.transfers_aborted += 1
+            self._emit(TransferRecord(remote.client, remote.path, remote.meta, 0, remote.size,
+                                      now - remote.started, "error: transfer worker exited",
+                                      remote.blksize, remote.windowsize))
+        if self._stop_at is None:
+            try:
+                self._watch_worker(self._pool.spawn())
+            except OSError as exc:
+                log.error("TFTP: cannot restart a transfer worker: %s", exc)
+
+    def _worker_grace(self) -> float:
+        """After the drain time, how long workers get to report their aborted transfers."""
+        return 2.0 if self._remote else 0.0
+
+    def _epoll_forget(self, fd: int) -> None:
+        try:
+            self._epoll.unregister(fd)
+        except (OSError, ValueError):
+            pass
 
     def _max_blksize_for(self, family: int, client_ip: str) -> int:
         if self.max_blksize is not None:
@@ -620,7 +793,35 @@ class TftpServer:
             _send(session.sock, session.transfer.abort("server stopping", now, message="Server shutting down"),
                   session.client)
             self._end_session(session)
+        self._stop_workers()
         self._close_all()
+
+    def _stop_workers(self) -> None:
+        """Workers were asked to stop with the listeners; reap them, kill stragglers."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        pool.stop(0.0)
+        for worker in list(pool.workers.values()):
+            self._epoll_forget(worker.fd)
+            self._watched.pop(worker.fd, None)
+            try:
+                messages = pool.read(worker)
+            except WorkerGone:
+                messages = []
+            for message in messages:
+                if message["op"] == "record":
+                    self._on_worker_record(message["key"], message["record"])
+            if worker.stats is not None:
+                _add_stats(self._retired_stats, worker.stats)
+            pool.remove(worker, kill=worker.sessions > 0)
+        now = time.monotonic()
+        for key, remote in list(self._remote.items()):
+            del self._remote[key]
+            self.stats.transfers_aborted += 1
+            self._emit(TransferRecord(remote.client, remote.path, remote.meta, 0, remote.size,
+                                      now - remote.started, "error: server stopping", remote.blksize,
+                                      remote.windowsize))
 
     def _close_all(self) -> None:
         self._close_listeners()

@@ -49,6 +49,10 @@ def serving(files: dict, listen: tuple[str, ...] = ("127.0.0.1:0",), **options) 
     server = TftpServer(DictProvider(files), listen=listen, on_transfer=records.append, **options)
     server.run_in_thread()
     try:
+        deadline = time.monotonic() + 30
+        while len(server.worker_pids()) < server.workers and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(server.worker_pids()) == server.workers, "transfer workers did not start"
         yield Served(server, records)
     finally:
         server.stop(wait=10)

@@ -36,9 +36,10 @@ def tree(tmp_path_factory) -> dict[str, object]:
     return {"root": root, "files": files, "mapping": mapping}
 
 
-@pytest.fixture(scope="module")
-def server(tree):
-    with serving(tree["mapping"]) as s:
+@pytest.fixture(scope="module", params=[0, 2], ids=["one-process", "2-workers"])
+def server(tree, request):
+    """The same clients against the in-process loop and against transfer workers."""
+    with serving(tree["mapping"], workers=request.param) as s:
         yield s
 
 

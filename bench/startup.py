@@ -1,0 +1,159 @@
+"""Start-to-first-answer: ``python -m bench.startup`` (``--vm`` runs it in the QEMU lab's server VM).
+
+Starts ``netboot serve`` on a demo store (iSCSI enabled, so LIO support is
+loaded as on a real appliance) and, for comparison, a minimal script that
+imports the same libraries (tftpy, rtslib-fb) and serves a directory with
+tftpy's server.  Each run measures the wall time from process start to the
+first DATA packet for an existing file (an RRQ every 20 ms from a fresh
+port until one is answered).  Prints every run, the medians and the ratio.
+
+With ``--vm`` the same script runs inside the lab's server VM (TCG, the
+repository shared read-only over 9p, as the end-to-end suite runs the
+appliance); the VM is stopped by its PID at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+PROBE_INTERVAL = 0.02
+START_TIMEOUT = 120.0
+
+MINIMAL_SERVER = """
+import sys, rtslib_fb, tftpy
+tftpy.TftpServer(sys.argv[1]).listen(sys.argv[2], int(sys.argv[3]))
+"""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def answered(port: int, path: str) -> bool:
+    """One RRQ from a fresh port; True when DATA block 1 comes back (then the transfer is ended)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((HOST, 0))
+        s.settimeout(PROBE_INTERVAL)
+        s.sendto(b"\0\1" + path.encode() + b"\0octet\0", (HOST, port))
+        try:
+            data, addr = s.recvfrom(65536)
+        except OSError:
+            return False
+        if data[:4] != b"\0\3\0\1":
+            return False
+        s.sendto(b"\0\5\0\0done\0", addr)        # ERROR 0: end the transfer, nothing more wanted
+        return True
+
+
+def time_to_answer(argv: list[str], port: int, path: str, env: dict[str, str] | None = None) -> float:
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        while time.monotonic() - started < START_TIMEOUT:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode(errors="replace")[-800:]
+                raise RuntimeError(f"{argv[:4]} exited ({proc.returncode}) before answering: {err}")
+            if answered(port, path):
+                return time.monotonic() - started
+        raise RuntimeError(f"{argv[:4]} did not answer within {START_TIMEOUT:.0f} s")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def demo_setup(workdir: Path, port: int) -> tuple[Path, str, Path]:
+    """A demo store + config with iSCSI enabled; (config, a served path, its file in the store)."""
+    from appliance.config import load_config
+    from appliance.control.snapshot import build_snapshot
+    from appliance.control.state import StateStore
+    from appliance.demo import build_demo
+
+    layout = build_demo(workdir, port=port)
+    text = layout.config.read_text().replace("[iscsi]\nenable = false", "[iscsi]\nenable = true\nportals = [\"127.0.0.1:3260\"]")
+    layout.config.write_text(text)
+    config = load_config(layout.config)
+    snapshot = build_snapshot(config, StateStore(config.server.state_dir).load().choices())
+    for hs in snapshot.hosts.values():
+        for path, source in sorted(hs.tree.files.items()):
+            if path.endswith("/kernel") and isinstance(getattr(source, "path", None), (str, Path)):
+                return layout.config, path, Path(source.path)
+    raise RuntimeError("demo store has no kernel to fetch")
+
+
+def measure(repeat: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {"netboot serve": [], "tftpy + rtslib script": []}
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+    with tempfile.TemporaryDirectory(prefix="netboot-startup-") as tmp:
+        port = free_port()
+        config, path, source = demo_setup(Path(tmp) / "demo", port)
+        plain = Path(tmp) / "plain"
+        plain.mkdir()
+        (plain / "kernel").write_bytes(source.read_bytes())
+        for _ in range(repeat):             # interleaved: load drifts hit both alike
+            times["netboot serve"].append(time_to_answer(
+                [sys.executable, "-m", "appliance.cli.main", "-c", str(config), "serve"], port, path, env))
+            mport = free_port()
+            times["tftpy + rtslib script"].append(time_to_answer(
+                [sys.executable, "-c", MINIMAL_SERVER, str(plain), HOST, str(mport)], mport, "kernel", env))
+    return times
+
+
+def report(times: dict[str, list[float]], where: str) -> str:
+    lines = [f"start to first DATA ({where}), seconds:"]
+    medians = {}
+    for name, values in times.items():
+        medians[name] = statistics.median(values)
+        lines.append(f"  {name:24s} median {medians[name]:.2f}  runs " + " ".join(f"{v:.2f}" for v in values))
+    ours, ref = medians["netboot serve"], medians["tftpy + rtslib script"]
+    lines.append(f"  ratio netboot serve / minimal script: {ours / ref:.2f}×")
+    return "\n".join(lines)
+
+
+def run_in_vm(repeat: int) -> str:
+    sys.path.insert(0, str(REPO / "qemu-tests"))
+    from lab import project_vm
+
+    with project_vm(smp=1, memory_mb=1024) as vm:
+        # The repository is read-only in the VM: the demo goes to /tmp (tmpfs).
+        r = vm.run(f"cd /lab/repo && TMPDIR=/tmp python3 -m bench.startup --repeat {repeat} --where 'lab VM'",
+                   timeout=START_TIMEOUT * repeat * 3)
+        if not r.ok:
+            raise RuntimeError(f"in VM: exit {r.rc}\n{r.stdout}\n{r.stderr[-2000:]}")
+        return r.stdout.strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.startup", description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--vm", action="store_true", help="measure inside the QEMU lab's server VM")
+    parser.add_argument("--where", default="host", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.vm:
+        print(run_in_vm(max(1, args.repeat)))
+    else:
+        print(report(measure(max(1, args.repeat)), args.where))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

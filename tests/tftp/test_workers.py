@@ -1,0 +1,132 @@
+"""Transfer workers: many transfers at once are byte-identical, a dead worker is
+replaced and its transfers get records, SIGTERM leaves no process behind.
+
+(Single-client peers run against workers in test_peers.py as well.)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from appliance.tftp.packets import Data, OptionAck, encode_request
+
+from .helpers import RawPeer, require_binary, serving
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_until(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory) -> tuple[Path, bytes]:
+    data = os.urandom(3_000_000 + 77)
+    path = tmp_path_factory.mktemp("workers") / "big.bin"
+    path.write_bytes(data)
+    return path, data
+
+
+def test_concurrent_clients_on_workers_are_byte_identical(big, tmp_path):
+    curl, atftp = require_binary("curl"), require_binary("atftp")
+    path, data = big
+    generated = b"#!ipxe\nkernel tftp://x/kernel\nboot\n"
+    with serving({"big.bin": str(path), "boot.ipxe": generated}, workers=2) as s:
+        procs = []
+        for i in range(6):
+            procs.append(subprocess.Popen([curl, "-sS", "--max-time", "60", "--tftp-blksize", "1468", "-o",
+                                           str(tmp_path / f"curl{i}"), f"tftp://127.0.0.1:{s.port}/big.bin"]))
+        procs.append(subprocess.Popen([atftp, "--option", "blksize 1468", "--option", "windowsize 16", "-g",
+                                       "-r", "big.bin", "-l", str(tmp_path / "atftp"), "127.0.0.1", str(s.port)]))
+        procs.append(subprocess.Popen([curl, "-sS", "--max-time", "60", "-o", str(tmp_path / "gen"),
+                                       f"tftp://127.0.0.1:{s.port}/boot.ipxe"]))
+        assert [p.wait(90) for p in procs] == [0] * len(procs)
+        for i in range(6):
+            assert (tmp_path / f"curl{i}").read_bytes() == data
+        assert (tmp_path / "atftp").read_bytes() == data
+        assert (tmp_path / "gen").read_bytes() == generated
+        records = s.wait_records(8)
+        assert sorted(r.outcome for r in records) == ["complete"] * 8
+        assert {r.windowsize for r in records if r.path == "big.bin"} == {1, 16}
+        stats = s.server.read_stats()
+        assert stats.transfers_complete == 8
+        assert stats.bytes_sent == 7 * len(data) + len(generated)
+
+
+def test_a_killed_worker_is_replaced_and_its_transfer_gets_a_record(big, tmp_path):
+    curl = require_binary("curl")
+    path, data = big
+    with serving({"big.bin": str(path)}, workers=1) as s, RawPeer() as peer:
+        (victim,) = s.server.worker_pids()
+        # A client that takes the first block and then stays silent: its transfer
+        # sits in the worker, retransmitting.
+        peer.send(encode_request("big.bin", "octet", (("blksize", "1024"),)), s.address)
+        packet, _ = peer.recv()
+        assert isinstance(packet, OptionAck)
+        os.kill(victim, signal.SIGKILL)
+        (record,) = s.wait_records(1)
+        assert record.outcome == "error: transfer worker exited"
+        assert record.path == "big.bin" and record.client[1] == peer.port
+        assert wait_until(lambda: len(s.server.worker_pids()) == 1 and s.server.worker_pids() != [victim])
+        assert not alive(victim)
+        assert s.server.read_stats().worker_failures == 1
+        out = tmp_path / "after"
+        subprocess.run([curl, "-sS", "--max-time", "60", "-o", str(out), f"tftp://127.0.0.1:{s.port}/big.bin"],
+                       check=True, timeout=90)
+        assert out.read_bytes() == data
+        assert s.wait_records(2)[1].outcome == "complete"
+
+
+def test_sigterm_stops_server_and_workers(big):
+    path, _ = big
+    proc = subprocess.Popen([sys.executable, "-m", "appliance.tftp", "--root", str(path.parent),
+                             "--listen", "127.0.0.1:0", "--workers", "2", "-v"],
+                            cwd=REPO, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        port = int(proc.stdout.readline().rsplit(":", 1)[1])
+        assert wait_until(lambda: len(_children(proc.pid)) == 2)
+        workers = _children(proc.pid)
+        with RawPeer() as peer:
+            # A transfer in progress when SIGTERM arrives ends with a record and an ERROR.
+            peer.send(encode_request("big.bin", "octet"), ("127.0.0.1", port))
+            packet, tid = peer.recv()
+            assert isinstance(packet, Data) and packet.block == 1
+            time.sleep(0.3)     # let a worker (not the admitting process) hold it
+            os.kill(proc.pid, signal.SIGTERM)
+            assert proc.wait(15) == 0
+        out = proc.stdout.read()
+        assert "big.bin error: server stopping" in out or "big.bin error: server" in out, out
+        assert wait_until(lambda: not any(alive(pid) for pid in workers), 5)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except FileNotFoundError:
+        return []
