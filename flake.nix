@@ -23,7 +23,11 @@
 
       # The README's example, used verbatim below so the two cannot drift.
       exampleSettings = builtins.fromTOML (builtins.readFile ./examples/appliance.toml);
+      exampleKeys = import ./examples/ssh-host-keys.nix;
       applianceAddress = "10.0.4.3";
+      clientNames = builtins.filter (name: exampleSettings.hosts.${name} ? iscsi) (
+        builtins.attrNames exampleSettings.hosts
+      );
 
       # A Raspberry Pi 4 / 400 booting from the appliance; the initiator and
       # target prefix come from the appliance's TOML.
@@ -42,6 +46,8 @@
                 appliance.targetPrefix = exampleSettings.iscsi.target_prefix;
                 # The host key doubles as the key the appliance's clientKeys admits.
                 appliance.identityFile = "/etc/ssh/ssh_host_ed25519_key";
+                # Pinned, so the non-interactive publish can verify the appliance.
+                appliance.hostKey = exampleKeys.appliance;
                 iscsi.initiatorName = exampleSettings.hosts.${name}.iscsi.initiator;
                 initrdNetworkModules = [ "bcmgenet" ];
               };
@@ -58,20 +64,31 @@
         default = self.packages.${pkgs.stdenv.hostPlatform.system}.netboot-appliance;
       });
 
-      overlays.default = final: _prev: {
-        netboot-appliance = final.callPackage ./nixos/package.nix { };
-      };
+      overlays.default = import ./nixos/overlay.nix;
 
       nixosModules = {
-        appliance = ./nixos/appliance.nix;
+        # With the overlay, so services.netboot-appliance.package defaults
+        # to this flake's package (and follows further overlays).
+        appliance = {
+          imports = [ ./nixos/appliance.nix ];
+          nixpkgs.overlays = [ self.overlays.default ];
+        };
         client = ./nixos/client.nix;
         default = self.nixosModules.appliance;
       };
 
       # The generated appliance.toml of the example server, validated by
       # `netboot check` while it is built.
-      checks.x86_64-linux.example-appliance-config =
-        self.nixosConfigurations.netboot-server.config.environment.etc."netboot/appliance.toml".source;
+      checks.x86_64-linux = {
+        example-appliance-config =
+          self.nixosConfigurations.netboot-server.config.environment.etc."netboot/appliance.toml".source;
+        # An appliance VM and a client VM that boots from it over TFTP and iSCSI.
+        netboot-iscsi-root = nixpkgs.legacyPackages.x86_64-linux.testers.runNixOSTest {
+          imports = [ ./nixos/tests/netboot-iscsi-root.nix ];
+          defaults.nixpkgs.overlays = [ self.overlays.default ];
+          _module.args.netbootModules = { inherit (self.nixosModules) appliance client; };
+        };
+      };
 
       nixosConfigurations = {
         # The boot server: an x86_64 box next to the NAS, LUN files on NFS.
@@ -93,8 +110,8 @@
                     }
                   ];
                   # Each client's SSH host key, allowed to publish and confirm
-                  # its own generations only:
-                  # clientKeys.pi-desktop = [ "ssh-ed25519 AAAA… root@pi-desktop" ];
+                  # its own generations only.
+                  clientKeys = lib.genAttrs clientNames (name: [ exampleKeys.clients.${name} ]);
                 };
 
                 # The Pi firmware blobs are unfree (redistributable).
@@ -143,10 +160,10 @@
 
         # The Raspberry Pi 400: no SD card, root on its LUN.
         pi-desktop = mkPiClient "pi-desktop" {
-          # The appliance requires CHAP for this host (chap in the TOML): an
-          # iscsid.conf fragment with the same user and the secret, kept
-          # encrypted in a real repository:
-          # netboot.client.iscsi.chapConfigFile = ./secrets/pi-desktop-iscsi-chap.conf;
+          # The appliance requires CHAP for this host (chap in the TOML): the
+          # same user, and the secret its secret_file holds on the appliance.
+          # It is copied into the initrd and the store (nixos/README.md).
+          netboot.client.iscsi.chapConfigFile = ./examples/pi-desktop-iscsi-chap.conf;
           services.xserver.enable = true;
           services.xserver.desktopManager.xfce.enable = true;
         };

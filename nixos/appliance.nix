@@ -40,6 +40,8 @@ let
     pkgs.runCommand "netboot-appliance.toml"
       {
         preferLocalBuild = true;
+        # The document as JSON data, for whoever inspects the configuration.
+        passthru.document = builtins.toJSON settingsDocument;
       }
       ''
         cp ${settingsFormat.generate "appliance.toml" settingsDocument} $out
@@ -84,7 +86,10 @@ let
         description = "CHAP user name the initiator logs in with.";
       };
       secret_file = mkOption {
-        type = absolutePath;
+        # null only so that a missing file (or an inline `secret`) gets the
+        # module's own assertion rather than "used but not defined".
+        type = types.nullOr absolutePath;
+        default = null;
         example = "/run/secrets/netboot/pi-desktop-chap";
         description = ''
           File holding the CHAP secret (12–16 characters for most initiators).
@@ -133,7 +138,7 @@ let
   };
 
   hostType = types.submodule (
-    { name, ... }:
+    { name, config, ... }:
     {
       freeformType = settingsFormat.type;
       options = {
@@ -218,11 +223,16 @@ let
             "open"
             "strict"
           ];
-          default = "open";
+          # A CHAP host's initrd carries its iSCSI secret: serve it to
+          # nobody whose MAC cannot be checked.
+          default = if config.iscsi != null && config.iscsi.chap != null then "strict" else "open";
+          defaultText = literalExpression ''if iscsi.chap != null then "strict" else "open"'';
           description = ''
             For clients whose MAC address cannot be determined (routed
             networks): `open` serves the tree anyway, `strict` refuses. A
             known MAC asking for another host's tree is always refused.
+            Hosts with CHAP default to `strict`: their initrd holds the
+            CHAP secret (see `netboot.client.iscsi.chapConfigFile`).
           '';
         };
         menu_timeout = mkOption {
@@ -406,11 +416,16 @@ in
   options.services.netboot-appliance = {
     enable = mkEnableOption "the netboot appliance (TFTP from the Nix store, iSCSI root disks via LIO)";
 
-    package = mkOption {
+    # pkgs.netboot-appliance comes from nixos/overlay.nix, which the flake's
+    # nixosModules.appliance applies.
+    package = lib.mkPackageOption pkgs "netboot-appliance" { };
+
+    clientGate = mkOption {
       type = types.package;
-      default = pkgs.callPackage ./package.nix { };
-      defaultText = literalExpression "pkgs.callPackage ./nixos/package.nix { }";
-      description = "The netboot-appliance package providing the `netboot` command.";
+      readOnly = true;
+      internal = true;
+      default = clientGate;
+      description = "The forced command of every key in {option}`clientKeys`.";
     };
 
     settings = mkOption {
@@ -419,7 +434,7 @@ in
       example = literalExpression "builtins.fromTOML (builtins.readFile ./examples/appliance.toml)";
       description = ''
         The appliance configuration, written to `${configPath}` as TOML
-        (schema: SPEC §3). Options left at `null` are omitted, so the
+        (schema: README.md, "Configuration"). Options left at `null` are omitted, so the
         appliance's own defaults apply. Secrets are only ever file paths.
       '';
     };
@@ -460,6 +475,14 @@ in
   config = mkIf cfg.enable {
     assertions = [
       {
+        assertion = cfg.clientKeys != { } -> config.services.openssh.enable;
+        message = ''
+          services.netboot-appliance.clientKeys: clients publish over SSH
+          (nix copy --to ssh-ng://, netboot register), so the appliance needs
+          services.openssh.enable = true.
+        '';
+      }
+      {
         assertion = netbootLib.inlineSecretKeys cfg.settings == [ ];
         message = ''
           services.netboot-appliance.settings: CHAP secrets must not be written
@@ -484,6 +507,10 @@ in
     ++ mapAttrsToList (name: host: {
       assertion = host.iscsi == null || ((host.iscsi.lun.file == null) != (host.iscsi.lun.block == null));
       message = "services.netboot-appliance.settings.hosts.${name}.iscsi.lun needs exactly one of file or block.";
+    }) hosts
+    ++ mapAttrsToList (name: host: {
+      assertion = host.iscsi == null || host.iscsi.chap == null || host.iscsi.chap.secret_file != null;
+      message = "services.netboot-appliance.settings.hosts.${name}.iscsi.chap needs secret_file (a file outside the Nix store holding the CHAP secret).";
     }) hosts;
 
     services.netboot-appliance.settings.firmware = mkIf (netbootLib.rpiHosts cfg.settings != [ ]) {
@@ -493,14 +520,17 @@ in
     environment.etc."netboot/appliance.toml".source = configFile;
     environment.systemPackages = [ cfg.package ];
 
-    # LIO: loaded at boot so the service needs no CAP_SYS_MODULE; configfs
-    # is mounted by systemd's own sys-kernel-config.mount.
+    # LIO core and backstores are loaded at boot, so the service needs no
+    # CAP_SYS_MODULE; configfs is mounted by systemd's sys-kernel-config.mount.
+    # Not iscsi_target_mod: the kernel accepts a new database root
+    # (/sys/kernel/config/target/dbroot, which rtslib sets to /etc/target)
+    # only while no fabric is registered. The kernel loads the fabric module
+    # itself when the service first creates /sys/kernel/config/target/iscsi.
     boot.kernelModules = optionals iscsiEnabled [
       "configfs"
       "target_core_mod"
       "target_core_file"
       "target_core_iblock"
-      "iscsi_target_mod"
     ];
 
     systemd.tmpfiles.rules = [
@@ -509,7 +539,7 @@ in
     ++ optional (!stateInVarLib) "d ${stateDir} 0750 root root -"
     ++ map (dir: "d ${dir} 0755 root root -") (netbootLib.profileDirs cfg.settings)
     # rtslib keeps LIO's database root (persistent reservations) here.
-    ++ optional iscsiEnabled "d /etc/target 0755 root root -";
+    ++ optional iscsiEnabled "d /etc/target 0700 root root -";
 
     networking.firewall = mkIf cfg.openFirewall {
       allowedUDPPorts = netbootLib.tftpPorts cfg.settings ++ optionals dhcpEnabled [ 67 4011 ];
@@ -531,8 +561,6 @@ in
         "systemd-modules-load.service"
       ]
       ++ optional iscsiEnabled "sys-kernel-config.mount";
-      # `netboot register` (called by clients over SSH) uses nix-env.
-      path = [ config.nix.package ];
       # A new configuration is a SIGHUP: transfers and LIO sessions go on.
       reloadTriggers = [ configFile ];
 
@@ -559,13 +587,16 @@ in
         TimeoutStopSec = "30s";
 
         StateDirectory = mkIf stateInVarLib (lib.removePrefix "/var/lib/" stateDir);
-        StateDirectoryMode = "0750";
+        StateDirectoryMode = mkIf stateInVarLib "0750";
         UMask = "0027";
 
-        # Runs as root because LIO's configfs tree, the profiles and the GC
-        # roots are root-owned; every capability but binding :69 is dropped.
+        # Runs as root because LIO's configfs tree, /etc/target, the profiles
+        # and the GC roots are root-owned: as their owner it needs no
+        # CAP_DAC_OVERRIDE, so every capability but binding :69 (and, for the
+        # proxyDHCP, SO_BINDTODEVICE) is dropped. Ambient capabilities would
+        # only matter for a non-root user. qemu-tests/test_lio.py applies a
+        # plan in the LIO VM under exactly this bounding set.
         CapabilityBoundingSet = [ "CAP_NET_BIND_SERVICE" ] ++ optional dhcpEnabled "CAP_NET_RAW";
-        AmbientCapabilities = [ "cap_net_bind_service" ] ++ optional dhcpEnabled "cap_net_raw";
         NoNewPrivileges = true;
 
         ProtectSystem = "strict";

@@ -12,6 +12,7 @@ let
     escapeShellArg
     escapeShellArgs
     literalExpression
+    mkDefault
     mkEnableOption
     mkIf
     mkMerge
@@ -54,7 +55,11 @@ let
       echo "netboot: copying $toplevel to $appliance" >&2
       nix --extra-experimental-features nix-command copy --to "ssh-ng://$appliance" "$toplevel"
       echo "netboot: registering it as the next generation of $host" >&2
-      ssh "''${ssh_args[@]}" "$appliance" netboot register "$host" "$toplevel"
+      # ssh hands the remote shell one command line: quote it for that shell
+      # here, so a path with spaces or quotes stays one argument there.
+      remote=$(printf '%q ' netboot register "$host" "$toplevel")
+      # shellcheck disable=SC2029 # expanded here on purpose, escaped above
+      ssh "''${ssh_args[@]}" "$appliance" "$remote"
     '';
   };
 in
@@ -65,14 +70,11 @@ in
       TFTP, the root file system on an iSCSI LUN, no local boot loader.
 
       The iSCSI root uses NixOS's {option}`boot.iscsi-initiator`, which only
-      exists in the scripted initrd: {option}`boot.initrd.systemd.enable`
-      must stay false. nixpkgs is retiring the scripted initrd; the plan for
-      systemd stage 1 is a unit in {option}`boot.initrd.systemd.services`
-      that runs `iscsistart` (or `iscsid` + `iscsiadm`) after
-      `network-online.target` and before `sysroot.mount`, with networkd in
-      the initrd configured from the same settings, replacing the
-      {option}`boot.iscsi-initiator` call here once NixOS ships such support
-      itself (see nixos/README.md)'';
+      exists in the scripted initrd, so this module sets
+      {option}`boot.initrd.systemd.enable` to false (with `mkDefault`, over
+      the nixpkgs default) and refuses a configuration that forces it on.
+      nixpkgs is retiring the scripted initrd; the plan for systemd stage 1
+      is in nixos/README.md'';
 
     hostName = mkOption {
       type = types.strMatching "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?";
@@ -126,8 +128,10 @@ in
         default = null;
         example = "ssh-ed25519 AAAA…";
         description = ''
-          The appliance's SSH host key, added to the known hosts so the
-          non-interactive publish and confirm steps can verify it.
+          The appliance's SSH host key (`cat /etc/ssh/ssh_host_ed25519_key.pub`
+          on the appliance), added to the known hosts: publishing and
+          confirming run `ssh -o BatchMode=yes`, which cannot accept an
+          unknown host key. Required while publish or confirm is enabled.
         '';
       };
       sshOptions = mkOption {
@@ -164,11 +168,17 @@ in
               node.session.auth.username = pi-desktop
               node.session.auth.password = …
 
-          Without a boot loader there is nowhere to append initrd secrets at
-          install time, so this file is copied into the Nix store and the
-          initrd: it is readable by anyone who can read this host's store
-          or fetch its initrd. The appliance serves a host's files only to
-          that host's MAC address for this reason.
+          Where the secret lives: without a boot loader there is nowhere to
+          append initrd secrets at install time, so this file is copied into
+          this host's Nix store and its initrd — and, through `nix copy`
+          when publishing, into the appliance's Nix store. Anyone who can
+          read either store, or fetch this host's initrd, can read it. The
+          appliance therefore serves a host's files only to that host's MAC
+          address, and refuses clients whose MAC it cannot check for hosts
+          with CHAP (`tftp_access = "strict"`, the default for them).
+          Treat it as a credential that only stops other machines on the
+          LAN from mounting this LUN, not as a secret from the appliance's
+          or this host's users.
         '';
       };
     };
@@ -192,7 +202,10 @@ in
         Configure stage 2 networking with systemd-networkd (which
         {option}`boot.iscsi-initiator` switches on): DHCP on wired
         interfaces, keeping the address the initrd obtained, so the root
-        disk never loses its network while the lease is renewed.
+        disk never loses its network while the lease is renewed. Both
+        stages send the MAC address as DHCP client identifier (udhcpc in
+        the initrd does by default; networkd with `ClientIdentifier=mac`),
+        so the DHCP server sees one client and hands out one lease.
       '';
     };
 
@@ -206,19 +219,20 @@ in
     kernelParams = mkOption {
       type = types.listOf types.str;
       default = [
-        "ip=dhcp"
         "root=${cfg.rootDevice}"
         "rootfstype=${cfg.rootFsType}"
         "rootwait"
       ];
       defaultText = literalExpression ''
-        [ "ip=dhcp" "root=''${rootDevice}" "rootfstype=''${rootFsType}" "rootwait" ]
+        [ "root=''${rootDevice}" "rootfstype=''${rootFsType}" "rootwait" ]
       '';
       description = ''
-        Kernel parameters the netboot needs; `ip=dhcp` brings the network
-        up in the initrd. They end up in the generation's kernel-params,
-        which the appliance puts in `cmdline.txt`, so the appliance's
-        `cmdline` for this host should not repeat them.
+        Kernel parameters the netboot needs. They end up in the
+        generation's kernel-params, which the appliance puts in
+        `cmdline.txt`, so the appliance's `cmdline` for this host should
+        not repeat them. No `ip=dhcp`: the initrd's udhcpc brings the
+        network up (the kernel's and klibc's `ip=dhcp` send no client
+        identifier, so the DHCP server would see two clients).
       '';
     };
 
@@ -278,13 +292,29 @@ in
           assertion = !config.boot.initrd.systemd.enable;
           message = ''
             netboot.client: the iSCSI root uses boot.iscsi-initiator, which only
-            works in the scripted initrd. Set boot.initrd.systemd.enable = false.
-            (nixpkgs is retiring the scripted initrd; systemd stage 1 support —
-            iscsistart in an initrd unit before sysroot.mount — is planned, see
-            nixos/README.md.)
+            works in the scripted initrd, but boot.initrd.systemd.enable is set
+            to true. Remove that setting (netboot.client defaults it to false)
+            or set boot.initrd.systemd.enable = lib.mkForce false.
+          '';
+        }
+        {
+          assertion = (cfg.publish.enable || cfg.confirm.enable) -> cfg.appliance.hostKey != null;
+          message = ''
+            netboot.client: publishing and confirming run ssh -o BatchMode=yes
+            against ${cfg.appliance.address}, which fails on an unknown host key.
+            Set netboot.client.appliance.hostKey to the appliance's key
+            (cat /etc/ssh/ssh_host_ed25519_key.pub on the appliance), or turn
+            off netboot.client.publish.enable and netboot.client.confirm.enable.
           '';
         }
       ];
+
+      boot.initrd.systemd.enable = mkDefault false;
+
+      # DHCP in the initrd by udhcpc, which sends the MAC as client
+      # identifier, like networkd with ClientIdentifier=mac below.
+      boot.initrd.network.enable = true;
+      boot.initrd.network.udhcpc.enable = true;
 
       boot.iscsi-initiator = {
         name = cfg.iscsi.initiatorName;
@@ -321,6 +351,7 @@ in
           DHCP = "ipv4";
           KeepConfiguration = "yes";
         };
+        dhcpV4Config.ClientIdentifier = "mac";
       };
 
       programs.ssh.knownHosts = mkIf (cfg.appliance.hostKey != null) {

@@ -2,8 +2,8 @@
 #
 #   pkgs.callPackage ./nixos/package.nix { }
 #
-# By default the dependencies are nixpkgs' own builds (rtslib-fb is `rtslib`,
-# configshell-fb is `configshell`): that set is built and tested together, and
+# By default the dependencies are nixpkgs' own builds (attributes `rtslib-fb`
+# and `configshell-fb`, the names nixpkgs' targetcli-fb uses): that set is built and tested together, and
 # the exact pins in pyproject.toml are relaxed to it. With
 # `pinDependencies = true` the exact releases from pyproject.toml are used
 # instead (same PyPI sources, hashes recorded below).
@@ -20,12 +20,12 @@ let
       version = "0.8.7";
       hash = "sha256-6KWqCS2rLhy7m5Q5IDaCe4CNw362zxsaszyBlXs/X+I=";
     };
-    rtslib = {
+    rtslib-fb = {
       pname = "rtslib_fb";
       version = "2.2.4";
       hash = "sha256-AITaplGnKxys0OqvFicl32m5kfUBz/6H4PZ+mSJKcmc=";
     };
-    configshell = {
+    configshell-fb = {
       pname = "configshell_fb";
       version = "2.0.3";
       hash = "sha256-27CGwWwWA6Iw+QF++Fusyr/V2HQ5oB6WM3flDxAiD1M=";

@@ -15,7 +15,8 @@ APT_PACKAGES=(
   busybox-static cpio kmod e2fsprogs       # VM images
   libiscsi-bin open-iscsi                  # real iSCSI initiators
   dnsmasq-base iproute2                    # DHCP for the end-to-end lab
-  nix-bin                                  # nix-instantiate --parse for nixos/
+  nix-bin                                  # nix-instantiate, nix flake: evaluates nixos/ and flake.nix
+  shellcheck                               # the generated scripts, as writeShellApplication checks them
 )
 
 missing=()

@@ -63,3 +63,57 @@ def nix_eval() -> Callable[[str], Any]:
         return json.loads(_run(["--eval", "--strict", "--json", "-E", wrapped]))
 
     return evaluate
+
+
+# -- NixOS module evaluation ---------------------------------------------------------
+
+EVAL_DIR = REPO / "tests" / "nixos" / "eval"
+
+
+def nixpkgs_lib() -> Path:
+    """lib/ of nixpkgs: $NETBOOT_NIXPKGS_LIB, else the checkout's sibling ../shared/nixpkgs-lib/lib."""
+    override = os.environ.get("NETBOOT_NIXPKGS_LIB")
+    path = Path(override) if override else REPO.parent / "shared" / "nixpkgs-lib" / "lib"
+    if not (path / "default.nix").is_file():
+        message = (f"nixpkgs lib not found at {path} (set NETBOOT_NIXPKGS_LIB to a nixpkgs lib/ directory)")
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def full_nixpkgs() -> Path | None:
+    """A nixpkgs checkout with nixos/: $NETBOOT_NIXPKGS, else <nixpkgs> from NIX_PATH; None without one."""
+    override = os.environ.get("NETBOOT_NIXPKGS")
+    if override:
+        return Path(override)
+    proc = subprocess.run([nix_instantiate(), "--find-file", "nixpkgs"], capture_output=True, text=True, timeout=60)
+    path = Path(proc.stdout.strip()) if proc.returncode == 0 else None
+    return path if path is not None and (path / "nixos" / "lib" / "eval-config.nix").is_file() else None
+
+
+def nix_string(value: str) -> str:
+    """A Nix string literal (JSON string escapes are Nix's, but `${` must not interpolate)."""
+    return json.dumps(value).replace("${", "\\${")
+
+
+def eval_harness() -> str:
+    """Nix expression binding `lib`, `h` (tests/nixos/eval) and `repo`, to prefix an expression with."""
+    nixpkgs = full_nixpkgs()
+    return (f"let lib = import {nixpkgs / 'lib' if nixpkgs else nixpkgs_lib()}; "
+            f"h = import {EVAL_DIR} {{ inherit lib; nixpkgs = {nixpkgs if nixpkgs else 'null'}; }}; "
+            f"repo = {REPO}; in ")
+
+
+def nix_eval_json(expr: str) -> Any:
+    """Evaluate a self-contained expression strictly, as JSON data."""
+    return json.loads(_run(["--eval", "--strict", "--json", "-E", expr]))
+
+
+def nix_eval_error(expr: str) -> str:
+    """Evaluate an expression that must fail; returns nix's error output."""
+    proc = subprocess.run([nix_instantiate(), *_NIX_FLAGS, "--eval", "--strict", "--json", "-E", expr],
+                          capture_output=True, text=True, timeout=120)
+    if proc.returncode == 0:
+        raise AssertionError(f"evaluation succeeded but should have failed: {proc.stdout[:2000]}")
+    return proc.stderr

@@ -1,0 +1,343 @@
+"""nixos/appliance.nix and nixos/client.nix evaluated with the NixOS module system.
+
+Against a real nixpkgs (``NETBOOT_NIXPKGS`` or ``<nixpkgs>`` on NIX_PATH) when
+there is one; otherwise ``lib.evalModules`` from the nixpkgs lib with the NixOS
+options the modules use declared with their nixpkgs types
+(tests/nixos/eval/nixos-options.nix). Each scenario is a configuration a user
+would write; what it would build is checked as the build would: scripts with
+``bash -n`` and ``shellcheck`` as writeShellApplication runs them, every
+appliance.toml with ``netboot check --no-files``, and bad configurations must
+stop at the module's own assertion.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+from nix_helpers import REPO, eval_harness, nix_eval_error, nix_eval_json
+
+SERVER_BASE = """
+  imports = [ (repo + "/nixos/appliance.nix") ];
+  nixpkgs.overlays = [ (import (repo + "/nixos/overlay.nix")) ];
+  services.openssh.enable = true;
+"""
+
+# Pi 400 with CHAP, its LUN file on an NFS share, a key allowed to publish.
+PI_NFS_CHAP = SERVER_BASE + """
+  fileSystems."/mnt/nas/luns" = { device = "nas.lan:/volume1/luns"; fsType = "nfs"; options = [ "hard" "_netdev" ]; };
+  services.netboot-appliance = {
+    enable = true;
+    openFirewall = true;
+    settings = {
+      iscsi = { enable = true; portals = [ "10.0.4.3:3260" ]; target_prefix = "iqn.2026-04.net.ereslibre.netboot"; };
+      hosts.pi-desktop = {
+        boot = "rpi";
+        mac = "dc:a6:32:01:02:03";
+        tftp_prefix = "pi-desktop/";
+        iscsi = {
+          initiator = "iqn.2026-04.net.ereslibre:pi-desktop";
+          lun = { file = "/mnt/nas/luns/pi-desktop.img"; size = "128G"; };
+          chap = { user = "pi-desktop"; secret_file = "/run/secrets/netboot/pi-desktop-chap"; };
+        };
+      };
+    };
+    clientKeys.pi-desktop = [ "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDcJc0VsGqzqUFk9mpmGdRkVwD8nDbJ0H7s5SMh5L0vz root@pi-desktop" ];
+  };
+"""
+
+# x86 iPXE host on a block device, proxyDHCP for a router that cannot do PXE.
+IPXE_BLOCK_DHCP = SERVER_BASE + """
+  services.netboot-appliance = {
+    enable = true;
+    openFirewall = true;
+    settings = {
+      server.tftp_listen = [ "10.0.4.3:69" ];
+      iscsi = { enable = true; portals = [ "10.0.4.3:3260" "10.0.5.3:3261" ]; };
+      dhcp = { enable = true; interface = "eth0"; server_address = "10.0.4.3"; };
+      hosts.rack-1 = {
+        boot = "ipxe";
+        mac = "52:54:00:12:34:56";
+        iscsi = {
+          initiator = "iqn.2026-04.net.example:rack-1";
+          lun.block = "/dev/zvol/tank/rack-1";
+        };
+      };
+    };
+  };
+"""
+
+ISCSI_OFF = SERVER_BASE + """
+  services.netboot-appliance = {
+    enable = true;
+    settings.hosts.lab = { boot = "uboot"; mac = "52:54:00:aa:bb:cc"; };
+  };
+"""
+
+CLIENT_BASE = """
+  imports = [ (repo + "/nixos/client.nix") ];
+  networking.hostName = "pi-desktop";
+  services.openssh.enable = true;
+  netboot.client = {
+    enable = true;
+    appliance.address = "10.0.4.3";
+    appliance.targetPrefix = "iqn.2026-04.net.ereslibre.netboot";
+    appliance.identityFile = "/etc/ssh/ssh_host_ed25519_key";
+    appliance.hostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFx0xjqIsVZ0hj7tBvOZr0hdJrOrxOSqMRsb9dBCnFmJ root@netboot";
+    iscsi.initiatorName = "iqn.2026-04.net.ereslibre:pi-desktop";
+    initrdNetworkModules = [ "bcmgenet" ];
+  };
+"""
+
+CLIENT_CHAP = CLIENT_BASE + """
+  netboot.client.iscsi.chapConfigFile = repo + "/examples/pi-desktop-iscsi-chap.conf";
+"""
+
+
+def _evaluate(module_body: str, summary: str, system: str = "x86_64-linux"):
+    expr = (eval_harness()
+            + f'h.summarize h.{summary} (h.evalSystem {{ system = "{system}"; modules = [ ({{ pkgs, lib, ... }}: {{'
+            + module_body + "}) ]; }).config")
+    return nix_eval_json(expr)
+
+
+def appliance(module_body: str) -> dict:
+    out = _evaluate(module_body, "applianceSummary")
+    assert "failedAssertions" not in out, out["failedAssertions"]
+    return out
+
+
+def client(module_body: str) -> dict:
+    out = _evaluate(module_body, "clientSummary", system="aarch64-linux")
+    assert "failedAssertions" not in out, out["failedAssertions"]
+    return out
+
+
+def failed_assertions(module_body: str, summary: str = "applianceSummary") -> list[str]:
+    return _evaluate(module_body, summary).get("failedAssertions", [])
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} not found (scripts/install.sh installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def check_script(script: dict, tmp_path: Path) -> None:
+    """What writeShellApplication's build runs: `bash -n -O extglob`, then its shellcheck test."""
+    path = tmp_path / script["name"]
+    path.write_text(script["text"])
+    dry = subprocess.run(["bash", "-n", "-O", "extglob", str(path)], capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stderr
+    lint = subprocess.run([_tool("shellcheck"), *script["shellcheckFlags"], str(path)], capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def netboot_check(settings: dict, tmp_path: Path) -> None:
+    """The build's `netboot -c $out check --no-files` on the document pkgs.formats.toml writes."""
+    path = tmp_path / "appliance.toml"
+    path.write_bytes(tomli_w.dumps(settings).encode())
+    env = {k: v for k, v in os.environ.items() if k != "NETBOOT_CONFIG"}
+    proc = subprocess.run([sys.executable, "-m", "appliance.cli.main", "-c", str(path), "check", "--no-files"],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+
+
+# -- the appliance -------------------------------------------------------------------
+
+def test_pi_with_chap_on_nfs_and_publish_keys(tmp_path) -> None:
+    out = appliance(PI_NFS_CHAP)
+    netboot_check(out["settings"], tmp_path)
+    assert "/bin/netboot -c $out check --no-files" in out["buildCommand"]
+    host = out["settings"]["hosts"]["pi-desktop"]
+    # The initrd holds the CHAP secret: never served to a client whose MAC is unknown.
+    assert host["tftp_access"] == "strict"
+    assert host["iscsi"]["chap"] == {"user": "pi-desktop", "secret_file": "/run/secrets/netboot/pi-desktop-chap"}
+    assert out["settings"]["firmware"]["rpi"]["path"].endswith("-raspberrypi-firmware-1.20250430/share/raspberrypi/boot")
+    assert out["package"].startswith("netboot-appliance-")
+
+    service = out["serviceConfig"]
+    assert out["unitConfig"]["RequiresMountsFor"] == ["/mnt/nas/luns"]
+    assert "-/mnt/nas/luns" in service["ReadWritePaths"] and "/etc/target" in service["ReadWritePaths"]
+    assert service["CapabilityBoundingSet"] == ["CAP_NET_BIND_SERVICE"]
+    assert "AmbientCapabilities" not in service          # root: ambient capabilities do nothing
+    assert service["StateDirectory"] == "netboot" and service["StateDirectoryMode"] == "0750"
+    assert out["path"] == []
+    # No fabric at boot, so rtslib can still move LIO's database root to /etc/target.
+    assert out["kernelModules"] == ["configfs", "target_core_mod", "target_core_file", "target_core_iblock"]
+    assert "d /etc/target 0700 root root -" in out["tmpfiles"]
+    assert (out["udpPorts"], out["tcpPorts"]) == ([69], [3260])
+
+    [key] = out["rootKeys"]
+    gate = out["clientGate"]
+    assert key.startswith(f'restrict,command="/nix/store/') and f'/bin/{gate["name"]} pi-desktop" ssh-ed25519 ' in key
+    check_script(gate, tmp_path)
+
+
+def test_client_gate_allows_only_the_hosts_own_commands(tmp_path) -> None:
+    gate = appliance(PI_NFS_CHAP)["clientGate"]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("netboot", "nix-daemon"):
+        (bin_dir / tool).write_text(f'#!/bin/sh\necho "{tool} $*"\n')
+        (bin_dir / tool).chmod(0o755)
+    script = tmp_path / "gate"
+    script.write_text(gate["text"])
+
+    def run(command: str) -> subprocess.CompletedProcess:
+        env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "SSH_ORIGINAL_COMMAND": command}
+        return subprocess.run(["bash", str(script), "pi-desktop"], capture_output=True, text=True, env=env)
+
+    store_path = "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-nixos-system-pi-desktop"
+    assert run(f"netboot register pi-desktop {store_path}").stdout == f"netboot register pi-desktop {store_path}\n"
+    assert run("netboot confirm pi-desktop").stdout == "netboot confirm pi-desktop\n"
+    assert run("nix-daemon --stdio").stdout == "nix-daemon --stdio\n"
+    for refused in (f"netboot register pi-node-1 {store_path}", "netboot register pi-desktop /etc/passwd",
+                    "netboot pin pi-desktop 1", "netboot confirm pi-desktop; reboot", "sh -c id", ""):
+        proc = run(refused)
+        assert proc.returncode == 1 and proc.stdout == "", refused
+        assert "refused for client pi-desktop" in proc.stderr
+
+
+def test_ipxe_on_a_block_device_with_proxy_dhcp(tmp_path) -> None:
+    out = appliance(IPXE_BLOCK_DHCP)
+    netboot_check(out["settings"], tmp_path)
+    host = out["settings"]["hosts"]["rack-1"]
+    assert host["iscsi"]["lun"] == {"block": "/dev/zvol/tank/rack-1"}
+    assert host["tftp_access"] == "open"
+    assert out["settings"]["firmware"] == {}           # no rpi host, no Pi firmware
+    assert out["serviceConfig"]["CapabilityBoundingSet"] == ["CAP_NET_BIND_SERVICE", "CAP_NET_RAW"]
+    assert out["serviceConfig"]["PrivateDevices"] is False   # the block LUN is opened from /dev
+    assert out["unitConfig"]["RequiresMountsFor"] == []
+    assert sorted(out["udpPorts"]) == [67, 69, 4011]
+    assert out["tcpPorts"] == [3260, 3261]
+    assert out["rootKeys"] == []
+
+
+def test_iscsi_off_loads_no_lio_and_keeps_the_full_sandbox(tmp_path) -> None:
+    out = appliance(ISCSI_OFF)
+    netboot_check(out["settings"], tmp_path)
+    service = out["serviceConfig"]
+    assert out["kernelModules"] == []
+    assert not any("target" in p or "/sys/kernel/config" in p for p in service["ReadWritePaths"])
+    assert service["ProtectKernelTunables"] is True and service["PrivateDevices"] is True
+    assert not any("/etc/target" in rule for rule in out["tmpfiles"])
+    assert "sys-kernel-config.mount" not in out["after"]
+    assert out["udpPorts"] == [] and out["tcpPorts"] == []   # openFirewall is off
+
+
+def test_secret_file_in_the_store_fails_with_the_modules_assertion() -> None:
+    failed = failed_assertions(PI_NFS_CHAP.replace(
+        '"/run/secrets/netboot/pi-desktop-chap"', '"/nix/store/0123456789abcdfghijklmnpqrsvwxyz-chap"'))
+    assert len(failed) == 1 and "lie in the" in failed[0] and "hosts.pi-desktop.iscsi.chap.secret_file" in failed[0]
+
+
+def test_inline_secret_fails_with_the_modules_assertion() -> None:
+    failed = failed_assertions(PI_NFS_CHAP.replace(
+        'secret_file = "/run/secrets/netboot/pi-desktop-chap";', 'secret = "0123456789ab";'))
+    assert any("must not be written" in m and "hosts.pi-desktop.iscsi.chap.secret" in m for m in failed), failed
+
+
+def test_chap_without_any_secret_fails_with_the_modules_assertion() -> None:
+    failed = failed_assertions(PI_NFS_CHAP.replace('secret_file = "/run/secrets/netboot/pi-desktop-chap";', ""))
+    assert failed == ["services.netboot-appliance.settings.hosts.pi-desktop.iscsi.chap needs secret_file "
+                      "(a file outside the Nix store holding the CHAP secret)."]
+
+
+def test_missing_portal_fails_with_the_modules_assertion() -> None:
+    failed = failed_assertions(PI_NFS_CHAP.replace('portals = [ "10.0.4.3:3260" ];', ""))
+    assert failed == ["services.netboot-appliance.settings.iscsi.portals: iSCSI is enabled but no portal "
+                      "(ip:port) is listed."]
+
+
+def test_client_keys_without_sshd_fail_with_the_modules_assertion() -> None:
+    failed = failed_assertions(PI_NFS_CHAP.replace("services.openssh.enable = true;", ""))
+    assert len(failed) == 1 and "services.openssh.enable = true" in failed[0]
+
+
+def test_a_bad_settings_value_is_a_type_error_with_its_option_path() -> None:
+    error = nix_eval_error(eval_harness() + "h.summarize h.applianceSummary (h.evalSystem { modules = [ ({ ... }: {"
+                           + ISCSI_OFF.replace('boot = "uboot";', 'boot = "pxe";') + "}) ]; }).config")
+    assert "services.netboot-appliance.settings.hosts.lab.boot" in error and "pxe" in error
+
+
+# -- the client ----------------------------------------------------------------------
+
+def _check_client(out: dict, tmp_path: Path) -> None:
+    check_script(out["publish"], tmp_path)
+    assert out["installBootLoader"].endswith("/bin/netboot-publish")
+    assert out["iscsi"]["name"] == "iqn.2026-04.net.ereslibre:pi-desktop"
+    assert out["iscsi"]["discoverPortal"] == "10.0.4.3:3260"
+    assert out["iscsi"]["target"] == "iqn.2026-04.net.ereslibre.netboot:pi-desktop"
+    assert out["rootFs"] == {"device": "/dev/disk/by-label/PIROOT", "fsType": "ext4", "options": ["_netdev"]}
+    assert out["loaders"] == {"grub": False, "extlinux": False, "systemd-boot": False}
+    assert out["initrdSystemd"] is False
+    # One DHCP client identifier (the MAC) in both stages: udhcpc in the initrd, networkd after.
+    assert out["initrdNetwork"] == {"enable": True, "udhcpc": True}
+    assert not any(p.startswith("ip=") for p in out["kernelParams"])
+    assert out["kernelParams"] == ["root=/dev/disk/by-label/PIROOT", "rootfstype=ext4", "rootwait"]
+    [network] = out["networks"].values()
+    assert network["dhcpV4Config"] == {"ClientIdentifier": "mac"}
+    assert network["networkConfig"]["KeepConfiguration"] == "yes"
+    assert out["knownHosts"]["netboot-appliance"]["hostNames"] == ["10.0.4.3"]
+    assert out["knownHosts"]["netboot-appliance"]["publicKey"].startswith("ssh-ed25519 ")
+    confirm = out["confirm"]["ExecStart"]
+    assert "-o 'BatchMode=yes'" in confirm and confirm.endswith("root@10.0.4.3 netboot confirm pi-desktop")
+
+
+def test_client_with_chap(tmp_path) -> None:
+    out = client(CLIENT_CHAP)
+    _check_client(out, tmp_path)
+    assert out["iscsi"]["extraConfigFile"] == "/etc/iscsi/netboot-chap.conf"
+    assert "examples/pi-desktop-iscsi-chap.conf" in out["initrdFiles"]["/etc/iscsi/netboot-chap.conf"]["buildCommand"] \
+        or "-pi-desktop-iscsi-chap.conf" in out["initrdFiles"]["/etc/iscsi/netboot-chap.conf"]["buildCommand"]
+
+
+def test_client_without_chap(tmp_path) -> None:
+    out = client(CLIENT_BASE)
+    _check_client(out, tmp_path)
+    assert out["iscsi"]["extraConfigFile"] is None
+    assert out["initrdFiles"] == {}
+
+
+def test_publish_passes_a_path_with_spaces_as_one_remote_argument(tmp_path) -> None:
+    """netboot-publish quotes the remote command: ssh joins its arguments into one shell line."""
+    script = tmp_path / "netboot-publish"
+    script.write_text(client(CLIENT_BASE)["publish"]["text"])
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls"
+    # A fake ssh that runs the remote command line the way sshd does: through a shell.
+    (bin_dir / "ssh").write_text(f'#!/bin/bash\nfor last; do :; done\nbash -c "printf \'<%s>\' $last" > {log}\n')
+    (bin_dir / "nix").write_text("#!/bin/sh\nexit 0\n")
+    for tool in ("ssh", "nix"):
+        (bin_dir / tool).chmod(0o755)
+    toplevel = tmp_path / "a system with 'quotes'"
+    toplevel.mkdir()
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    proc = subprocess.run(["bash", str(script), str(toplevel)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert log.read_text() == f"<netboot><register><pi-desktop><{toplevel}>"
+
+
+def test_client_forcing_the_systemd_initrd_fails_with_what_to_set() -> None:
+    failed = failed_assertions(CLIENT_BASE + "boot.initrd.systemd.enable = true;", "clientSummary")
+    assert len(failed) == 1 and "boot.initrd.systemd.enable = lib.mkForce false" in failed[0]
+
+
+def test_client_without_the_appliance_host_key_fails_with_what_to_set() -> None:
+    body = CLIENT_BASE.replace('appliance.hostKey = "ssh-ed25519', 'appliance.sshOptions = [ ]; #')
+    failed = failed_assertions(body, "clientSummary")
+    assert len(failed) == 1 and "netboot.client.appliance.hostKey" in failed[0]
+    assert failed_assertions(body + "netboot.client.publish.enable = false; netboot.client.confirm.enable = false;",
+                             "clientSummary") == []
