@@ -54,8 +54,11 @@ class Problem:
     path: str
     message: str
 
+    MAX_MESSAGE = 400   # a value echoed back (a huge or deeply nested one) must not flood the line
+
     def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
+        message = self.message if len(self.message) <= self.MAX_MESSAGE else self.message[:self.MAX_MESSAGE] + "…"
+        return f"{self.path}: {message}" if self.path else message
 
 
 class ConfigError(ApplianceError):

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..boot import Generated, StoreFile
 from ..boot.gather import store_roots
 from ..config import Config, config_path_from, load_config
-from ..config.load import file_problems
+from ..config.load import config_warnings, file_problems
 from ..control import operations
 from ..control.snapshot import HostSnapshot, build_host_snapshot
 from ..control.state import HostState, State, StateStore
@@ -40,11 +40,13 @@ def _host_snapshot(config: Config, name: str, state: State | None = None, genera
 def check(args: argparse.Namespace) -> int:
     path = config_path_from(args.config)
     problems: list[str] = []
+    warnings: list[str] = []
     config = None
     try:
         config = load_config(path, check_files=False)
         if not args.no_files:
             problems += [str(p) for p in file_problems(config)]
+        warnings += [str(w) for w in config_warnings(config, check_files=not args.no_files)]
     except ConfigError as exc:
         problems += [str(p) for p in exc.problems]
     if config is not None and not args.no_files:
@@ -54,8 +56,11 @@ def check(args: argparse.Namespace) -> int:
         for corrupt in store.corrupt_files():
             problems.append(f"state: a damaged state file is kept as {corrupt} (inspect it, then delete it)")
     if args.json:
-        emit_json({"config": str(path), "ok": not problems, "problems": problems})
-    elif problems:
+        emit_json({"config": str(path), "ok": not problems, "problems": problems, "warnings": warnings})
+        return 2 if problems else 0
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if problems:
         print(f"{path}: {len(problems)} problem{'s' if len(problems) > 1 else ''}:", file=sys.stderr)
         for p in problems:
             print(f"  {p}", file=sys.stderr)

@@ -12,6 +12,7 @@ from .model import Config
 from .parse import parse_config
 
 DEFAULT_CONFIG_PATH = Path("/etc/netboot/appliance.toml")
+MAX_CONFIG_BYTES = 1 << 20      # hundreds of hosts fit in a few hundred KiB
 
 
 def config_path_from(option: str | None) -> Path:
@@ -24,23 +25,54 @@ def config_path_from(option: str | None) -> Path:
 
 def load_config(path: Path, check_files: bool = True) -> Config:
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError([Problem("", "file not found (use -c FILE or NETBOOT_CONFIG)")], str(path)) from None
     except OSError as exc:
         raise ConfigError([Problem("", f"cannot read: {exc.strerror}")], str(path)) from exc
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError([Problem("", f"larger than {MAX_CONFIG_BYTES} bytes: not a configuration file")], str(path))
     try:
         doc = tomllib.loads(data.decode("utf-8"))
+        config = parse_config(doc, source=path)
     except UnicodeDecodeError as exc:
-        raise ConfigError([Problem("", f"not UTF-8 text ({exc.reason} at byte {exc.start})")], str(path)) from exc
+        raise ConfigError([Problem("", f"not UTF-8 text ({exc.reason} at byte {exc.start})")], str(path)) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([Problem("", f"not valid TOML: {exc}")], str(path)) from exc
-    config = parse_config(doc, source=path)
+        raise ConfigError([Problem("", f"not valid TOML: {exc}")], str(path)) from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively.
+        raise ConfigError([Problem("", "not valid TOML: arrays or inline tables nested too deeply")], str(path)) from None
     if check_files:
         problems = file_problems(config)
         if problems:
             raise ConfigError(problems, str(path))
     return config
+
+
+def require_hosts(config: Config) -> None:
+    """``serve`` with nothing to serve is a mistake (an empty or wrong file), not a server."""
+    if not config.hosts:
+        raise ConfigError([Problem("hosts", "no hosts configured: nothing to serve (add a [hosts.NAME] table)")],
+                          str(config.source or ""))
+
+
+def config_warnings(config: Config, check_files: bool = True) -> list[Problem]:
+    """What is allowed but probably not meant: nothing to serve, secret files missing while iSCSI is off."""
+    warnings = []
+    if not config.hosts:
+        warnings.append(Problem("hosts", "no hosts configured: 'netboot serve' refuses to start"))
+    if check_files and not config.iscsi.enable:
+        for name, host in config.hosts.items():
+            chap = host.iscsi.chap if host.iscsi else None
+            if chap is None:
+                continue
+            for key, secret in (("secret_file", chap.secret_file), ("mutual_secret_file", chap.mutual_secret_file)):
+                if secret is not None and not secret.is_file():
+                    warnings.append(Problem(f"hosts.{name}.iscsi.chap.{key}",
+                                            f"{secret} does not exist (fine while iSCSI is disabled; "
+                                            "needed once [iscsi] enable = true)"))
+    return warnings
 
 
 def file_problems(config: Config) -> list[Problem]:

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from ..config import Config, load_config
+from ..config.load import config_warnings, require_hosts
 from ..content import TransferRecord
 from ..dhcp import ProxyDhcpServer
 from ..errors import ApplianceError, ConfigError, StateCorrupt
@@ -60,6 +61,9 @@ class Appliance:
     def __init__(self, config_path: Path) -> None:
         self.config_path = config_path.absolute()
         self.config: Config = load_config(config_path)
+        require_hosts(self.config)
+        for warning in config_warnings(self.config):
+            log.warning("config: %s", warning)
         self.store = StateStore(self.config.server.state_dir)
         self.state_problem: str | None = None     # set while state.json is corrupt: writes are refused
         self.state: State = self._load_state()
@@ -233,6 +237,7 @@ class Appliance:
     def reload_config(self) -> None:
         try:
             config = load_config(self.config_path)
+            require_hosts(config)
         except ConfigError as exc:
             log.error("config reload rejected, keeping the running configuration:")
             for p in exc.problems:
