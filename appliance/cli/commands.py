@@ -14,6 +14,7 @@ from ..boot.gather import store_roots
 from ..config import Config, config_path_from, load_config
 from ..config.load import config_warnings, file_problems
 from ..control import operations
+from ..control.iscsi_health import read_health
 from ..control.snapshot import HostSnapshot, build_host_snapshot
 from ..control.state import HostState, State, StateStore
 from ..errors import ConfigError, UsageError
@@ -227,8 +228,9 @@ def status(args: argparse.Namespace) -> int:
             },
         }
     corrupt = [str(p) for p in store.corrupt_files()]
+    health = read_health(config.server.state_dir) if config.iscsi.enable else None
     if args.json:
-        emit_json({"hosts": hosts, "corrupt_state_files": corrupt})
+        emit_json({"hosts": hosts, "corrupt_state_files": corrupt, "iscsi": health})
         return 0
     rows = []
     for name, h in hosts.items():
@@ -246,6 +248,11 @@ def status(args: argparse.Namespace) -> int:
             print(f"  {name}: {when(ev.get('time'))} {ev.get('event')} {ev.get('generation')}: {ev.get('reason')}")
     for c in corrupt:
         print(f"warning: corrupt state file set aside: {c}", file=sys.stderr)
+    if health is not None and health.get("state") == "degraded":
+        print(f"warning: iSCSI degraded, serving TFTP only: {health.get('error')} "
+              f"(the daemon retries every {health.get('retry_in'):.0f} s or so)", file=sys.stderr)
+    for why in (health or {}).get("withheld", []):
+        print(f"warning: iSCSI change withheld by the daemon: {why}", file=sys.stderr)
     return 0
 
 

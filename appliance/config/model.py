@@ -40,6 +40,9 @@ class IscsiConfig:
     enable: bool = False
     portals: tuple[ListenAddress, ...] = ()
     target_prefix: str = "iqn.2026-11.lan.netboot"
+    # When LIO cannot be opened or the plan applied at start: "fail" (serve exits)
+    # or "degraded" (serve TFTP only, report it, retry with backoff).
+    on_failure: str = "fail"
 
     def target_iqn(self, host: str) -> str:
         return f"{self.target_prefix}:{host}"

@@ -30,7 +30,7 @@ T = TypeVar("T")
 
 _TOP_KEYS = {"server", "iscsi", "firmware", "hosts", "dhcp"}
 _SERVER_KEYS = {"state_dir", "store_dir", "tftp_listen", "gcroots_dir", "metrics_listen", "tftp_give_up_after"}
-_ISCSI_KEYS = {"enable", "portals", "target_prefix"}
+_ISCSI_KEYS = {"enable", "portals", "target_prefix", "on_failure"}
 _DHCP_KEYS = {"enable", "interface", "server_address", "bios_bootfile", "efi_bootfile"}
 _FIRMWARE_KEYS = {"path"}
 _HOST_KEYS = {
@@ -166,7 +166,12 @@ def _parse_iscsi(p: _Problems, raw: Any) -> IscsiConfig:
         p.add("iscsi.target_prefix", f"{prefix!r} must not contain ':' (the host name is appended as ':<host>')")
     if enable and not portals:
         p.add("iscsi.portals", "iSCSI is enabled but no portal (ip:port) is listed")
-    return IscsiConfig(enable=enable, portals=portals, target_prefix=prefix)
+    on_failure = t.get("on_failure", d.on_failure)
+    if on_failure not in ("fail", "degraded"):
+        p.add("iscsi.on_failure", f"{on_failure!r} is not fail or degraded "
+                                  "(what serve does when LIO cannot be set up at start)")
+        on_failure = d.on_failure
+    return IscsiConfig(enable=enable, portals=portals, target_prefix=prefix, on_failure=on_failure)
 
 
 def _ifname(raw: Any) -> str:

@@ -22,13 +22,14 @@ from ..config import Config, load_config
 from ..config.load import config_warnings, require_hosts
 from ..content import TransferRecord
 from ..dhcp import ProxyDhcpServer
-from ..errors import ApplianceError, ConfigError, StateCorrupt
+from ..errors import ApplianceError, ConfigError, IscsiError, StateCorrupt
 from ..nix import StoreCache
 from ..tftp import TftpServer, TftpStats
 from ..tftp.worker import default_worker_count
 from . import operations
 from .gcroots import desired_roots, sync_roots
 from .inotify import Inotify
+from .iscsi_health import IscsiHealth, remove_health, write_health
 from .metrics import BootCounters, render_metrics, serve_metrics
 from .neighbours import NeighbourTable
 from .resolver import BootResolver, boot_event, is_boot_entry, kernel_paths
@@ -80,6 +81,9 @@ class Appliance:
         self.inotify = Inotify()
         self.session_since: dict[str, float] = {}
         self.boots = BootCounters()
+        self.iscsi_health = IscsiHealth()
+        self._iscsi_failures_in_a_row = 0
+        self._iscsi_retry_at: float | None = None     # monotonic
         self._stop = False
         self._reload = False
 
@@ -148,7 +152,7 @@ class Appliance:
         if self.state_problem is not None:
             log.warning("state file %s is readable again: state writes resume", self.store.path)
             self.state_problem = None
-            sd_notify("STATUS=serving")
+            sd_notify(f"STATUS={self._status_line()}")
 
     def _state_degraded(self, exc: StateCorrupt) -> None:
         """Report once per distinct damage (log, readiness status, metrics)."""
@@ -187,6 +191,8 @@ class Appliance:
     # -- periodic checks -------------------------------------------------------------------
 
     def tick(self, now: float) -> None:
+        if self._iscsi_retry_at is not None and time.monotonic() >= self._iscsi_retry_at:
+            self.apply_iscsi()
         for name, host in self.config.hosts.items():
             reason = operations.trial_due(self.state, name, host.trial_timeout, now)
             if reason:
@@ -230,7 +236,9 @@ class Appliance:
         sessions = {name: name in self.session_since for name, h in self.config.hosts.items() if h.iscsi}
         return render_metrics(self.tftp.read_stats() if self.tftp else TftpStats(), self.boots, served, sessions,
                               self.dhcp.read_stats() if self.dhcp else None,
-                              degraded={"state": self.state_problem is not None})
+                              degraded={"state": self.state_problem is not None,
+                                        "iscsi": self.iscsi_health.state == "degraded"},
+                              iscsi=self.iscsi_health if self.config.iscsi.enable else None)
 
     # -- config reload / iSCSI --------------------------------------------------------------
 
@@ -260,16 +268,59 @@ class Appliance:
         self.apply_iscsi()
         log.info("configuration reloaded (%d hosts)", len(config.hosts))
 
-    def apply_iscsi(self) -> None:
+    def apply_iscsi(self, at_start: bool = False) -> None:
+        """Converge LIO without any destructive step and report the outcome (log;
+        health for status, metrics and sd_notify); a failure is retried with backoff.
+
+        ``at_start``, before anything is served: a failure (LIO cannot be opened,
+        an action failed, changes had to be withheld) raises ``IscsiError`` and
+        stops ``serve``, unless the operator chose ``on_failure = "degraded"``."""
         if not self.config.iscsi.enable:
+            self._iscsi_retry_at = None
+            self._set_iscsi_health(IscsiHealth())
+            return
+        from ..iscsi import iscsi_apply
+
+        must_work = at_start and self.config.iscsi.on_failure == "fail"
+        try:
+            report = iscsi_apply(self.config, automatic=True)
+        except ApplianceError as exc:
+            if must_work:
+                raise IscsiError(_not_serving(str(exc))) from exc
+            self._iscsi_failures_in_a_row += 1
+            health = self.iscsi_health.failed(str(exc), self._iscsi_failures_in_a_row)
+            self._iscsi_retry_at = time.monotonic() + (health.retry_in or 0)
+            log.error("iSCSI: %s", exc)
+            log.warning("iSCSI: retrying in %.0f s (serving TFTP only meanwhile)", health.retry_in)
+            self._set_iscsi_health(health)
+            return
+        if report.withheld and must_work:
+            raise IscsiError(_not_serving(str(report)))
+        self._iscsi_failures_in_a_row = 0
+        self._iscsi_retry_at = None
+        withheld = tuple(str(r) for r in report.plan.refusals) if report.withheld else ()
+        (log.warning if withheld else log.info)("iSCSI: %s", report)
+        self._set_iscsi_health(self.iscsi_health.applied(withheld))
+
+    def _set_iscsi_health(self, health: IscsiHealth) -> None:
+        changed = health != self.iscsi_health
+        self.iscsi_health = health
+        if not self.config.iscsi.enable:
+            remove_health(self.config.server.state_dir)
             return
         try:
-            from ..iscsi import iscsi_apply
+            write_health(self.config.server.state_dir, health, os.getpid())
+        except OSError as exc:
+            log.warning("cannot publish the iSCSI state in %s: %s", self.config.server.state_dir, exc.strerror)
+        if changed and self.tftp is not None:   # at start, READY=1 carries the first STATUS
+            sd_notify(f"STATUS={self._status_line()}")
 
-            report = iscsi_apply(self.config, allow_destroy=False)
-            log.info("iSCSI: %s", report)
-        except ApplianceError as exc:
-            log.error("iSCSI: %s", exc)
+    def _status_line(self) -> str:
+        """The systemd STATUS= text: every degraded part, else "serving"."""
+        parts = ["degraded: state file corrupt; run 'netboot state repair'"] if self.state_problem else []
+        if self.iscsi_health.state != "ok" or not parts:
+            parts.append(self.iscsi_health.status_line())
+        return "; ".join(parts)
 
     # -- proxyDHCP ------------------------------------------------------------------------
 
@@ -340,6 +391,9 @@ class Appliance:
 
         for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, on_signal)
+        # LIO first: boot files whose root disk is not exported are not served silently.
+        self.store.ensure_dir()
+        self.apply_iscsi(at_start=True)
         listen = [str(a) for a in self.config.server.tftp_listen]
         # Transfers are pumped by one worker process per CPU; this process admits them.
         self.tftp = TftpServer(self.resolver, listen=listen, on_transfer=self.on_transfer,
@@ -347,7 +401,6 @@ class Appliance:
                                workers=default_worker_count())
         self.tftp.run_in_thread()
         self._watch()
-        self.apply_iscsi()
         log.info("serving TFTP on %s for %d hosts", ", ".join(f"{h}:{p}" for h, p in self.tftp.addresses),
                  len(self.config.hosts))
         metrics = None
@@ -358,8 +411,7 @@ class Appliance:
             except OSError as exc:
                 log.error("metrics: cannot listen on %s: %s", addr, exc.strerror)
         self._start_dhcp()
-        sd_notify("READY=1\nSTATUS=" + ("serving" if self.state_problem is None
-                                         else "degraded: state file corrupt; run 'netboot state repair'"))
+        sd_notify(f"READY=1\nSTATUS={self._status_line()}")
         next_tick = time.monotonic()
         try:
             while not self._stop:
@@ -391,9 +443,15 @@ class Appliance:
                 self.dhcp.stop()
             self.inotify.close()
             self.neighbours.close()
+            remove_health(self.config.server.state_dir)
             os.close(wake_r)
             os.close(wake_w)
         return 0
+
+
+def _not_serving(problem: str) -> str:
+    return (f"iSCSI: {problem}; not serving (set [iscsi] on_failure = \"degraded\" in the config "
+            "to serve TFTP without iSCSI meanwhile)")
 
 
 def run_daemon(config_path: Path) -> int:

@@ -8,6 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Mapping
 
 from ..tftp import TftpStats
+from .iscsi_health import IscsiHealth
 
 
 class BootCounters:
@@ -31,7 +32,7 @@ class BootCounters:
 
 def render_metrics(stats: TftpStats, boots: BootCounters, served: Mapping[str, int | None],
                    sessions: Mapping[str, bool], dhcp: object | None = None,
-                   degraded: Mapping[str, bool] | None = None) -> str:
+                   degraded: Mapping[str, bool] | None = None, iscsi: IscsiHealth | None = None) -> str:
     """Pure: counters in, Prometheus text format out."""
     lines = []
 
@@ -57,8 +58,17 @@ def render_metrics(stats: TftpStats, boots: BootCounters, served: Mapping[str, i
            [(f'{{host="{h}"}}', -1 if g is None else g) for h, g in sorted(served.items())])
     metric("netboot_iscsi_session_up", "gauge", "1 when the host's initiator is logged in",
            [(f'{{host="{h}"}}', int(up)) for h, up in sorted(sessions.items())])
-    metric("netboot_degraded", "gauge", "1 while a component runs degraded (state: state file corrupt)",
+    metric("netboot_degraded", "gauge",
+           "1 while a component runs degraded (state: state file corrupt; iscsi: TFTP only, retrying)",
            [(f'{{component="{c}"}}', int(on)) for c, on in sorted((degraded or {}).items())])
+    if iscsi is not None:
+        metric("netboot_iscsi_degraded", "gauge", "1 while LIO is unusable or the apply fails (TFTP only, retrying)",
+               [("", int(iscsi.state == "degraded"))])
+        metric("netboot_iscsi_apply_failures_total", "counter", "failed iSCSI applies (start, reload, retries)",
+               [("", iscsi.failures)])
+        metric("netboot_iscsi_withheld_changes", "gauge",
+               "destructive iSCSI changes the daemon held back (netboot iscsi plan shows them)",
+               [("", len(iscsi.withheld))])
     if dhcp is not None:  # DhcpStats: flat integer counters
         for key, value in asdict(dhcp).items():
             metric(f"netboot_dhcp_{key}_total", "counter", f"proxyDHCP {key.replace('_', ' ')}", [("", value)])

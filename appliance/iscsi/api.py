@@ -17,7 +17,7 @@ from ..config.model import Config
 from ..errors import DestructiveChange, IscsiError
 from .desired import LioDesired, SecretReader, desired_state, owns_backstore, read_secret_file
 from .lio import LioAdapter
-from .plan import Plan, plan
+from .plan import Action, Plan, plan
 
 __all__ = ["ApplyReport", "format_plan", "iscsi_apply", "iscsi_plan", "iscsi_status"]
 
@@ -42,12 +42,15 @@ def apply_lock(path: Path) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class ApplyReport:
-    """What ``iscsi_apply`` did.  ``disabled``: [iscsi] enable = false, LIO untouched."""
+    """What ``iscsi_apply`` did.  ``disabled``: [iscsi] enable = false, LIO untouched.
+    ``withheld``: what an automatic apply left undone (refused hosts' actions);
+    ``plan.refusals`` say why."""
 
     done: tuple[str, ...] = ()
     plan: Plan = field(default_factory=lambda: Plan(actions=()))
     remaining: Plan | None = None      # a fresh plan after applying: empty when converged
     disabled: bool = False
+    withheld: tuple[Action, ...] = ()
 
     @property
     def converged(self) -> bool:
@@ -56,6 +59,10 @@ class ApplyReport:
     def __str__(self) -> str:
         if self.disabled:
             return "iSCSI disabled ([iscsi] enable = false): LIO not touched"
+        if self.withheld:
+            applied = f"{len(self.done)} changes applied; " if self.done else ""
+            return (f"{applied}withheld {len(self.withheld)} changes, running objects kept "
+                    f"(netboot iscsi plan shows them): " + "; ".join(map(str, self.plan.refusals)))
         if not self.done:
             return "nothing to do (LIO matches the configuration)"
         tail = "" if self.converged else f"; {len(self.remaining.actions)} changes still pending"  # type: ignore[union-attr]
@@ -63,6 +70,7 @@ class ApplyReport:
 
     def as_json(self) -> dict[str, Any]:
         return {"disabled": self.disabled, "applied": list(self.done), "converged": self.converged,
+                "withheld": [a.as_json() for a in self.withheld],
                 "plan": self.plan.as_json(),
                 "remaining": self.remaining.as_json() if self.remaining is not None else None}
 
@@ -86,31 +94,36 @@ def iscsi_plan(config: Config, allow_destroy: bool = False, *, adapter: LioAdapt
 
 def iscsi_apply(config: Config, allow_destroy: bool = False, *, adapter: LioAdapter | None = None,
                 secrets: SecretReader = read_secret_file, save: bool = False,
-                lock_path: Path = APPLY_LOCK) -> ApplyReport:
+                lock_path: Path = APPLY_LOCK, automatic: bool = False) -> ApplyReport:
     """Converge LIO.  Raises ``DestructiveChange`` (nothing applied) when the
-    plan has refusals; its ``plan`` attribute holds the plan."""
+    plan has refusals; its ``plan`` attribute holds the plan.
+
+    ``automatic`` (the daemon): never destructive, whatever ``allow_destroy``
+    says; a refused host's actions are withheld (reported in the result) and
+    every other host is converged."""
     if not config.iscsi.enable:
         return ApplyReport(disabled=True)
     desired = desired_state(config, secrets)
     adapter = adapter or LioAdapter.open()
     with apply_lock(lock_path):   # the daemon and a CLI apply must not interleave
-        return _apply(desired, adapter, secrets, allow_destroy, save)
+        return _apply(desired, adapter, secrets, allow_destroy and not automatic, save, automatic)
 
 
 def _apply(desired: LioDesired, adapter: LioAdapter, secrets: SecretReader, allow_destroy: bool,
-           save: bool) -> ApplyReport:
+           save: bool, automatic: bool) -> ApplyReport:
     the_plan = plan(desired, adapter.observe(_backing_paths(desired)), allow_destroy)
-    if the_plan.refusals:
+    if the_plan.refusals and not automatic:
         exc = DestructiveChange("refused, nothing applied: " + "; ".join(map(str, the_plan.refusals)))
         exc.plan = the_plan  # type: ignore[attr-defined]
         raise exc
-    if not the_plan.actions:
-        return ApplyReport(plan=the_plan, remaining=the_plan)
-    done = adapter.execute(the_plan, secrets)
+    applicable, withheld = the_plan.split_refused()
+    if not applicable.actions:
+        return ApplyReport(plan=the_plan, remaining=the_plan, withheld=withheld)
+    done = adapter.execute(applicable, secrets)
     remaining = plan(desired, adapter.observe(_backing_paths(desired)), allow_destroy)
     if save:
         adapter.save()
-    return ApplyReport(done=tuple(done), plan=the_plan, remaining=remaining)
+    return ApplyReport(done=tuple(done), plan=the_plan, remaining=remaining, withheld=withheld)
 
 
 def iscsi_status(config: Config, *, adapter: LioAdapter | None = None,

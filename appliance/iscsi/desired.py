@@ -145,6 +145,14 @@ def backstore_name(host: str) -> str:
     return f"{BACKSTORE_PREFIX}{host}"
 
 
+def host_of(name: str) -> str:
+    """The host an owned object belongs to: ``<prefix>:<host>`` (a target) or
+    ``netboot-<host>`` (a backstore); anything else is its own group."""
+    if name.startswith(BACKSTORE_PREFIX):
+        return name[len(BACKSTORE_PREFIX):]
+    return name.rsplit(":", 1)[-1]
+
+
 def tpg_attributes(chap: bool) -> tuple[tuple[str, str], ...]:
     """TPG 1 attributes: explicit ACLs only, writable LUNs for them, CHAP iff configured."""
     return tuple(sorted({

@@ -6,7 +6,10 @@ a plan.
 
 Data safety: an action that detaches or replaces an existing LUN (host
 removed, backing path / kind / size changed, a foreign LUN in an owned TPG) is
-*destructive*.  Without ``allow_destroy`` every destructive action yields a
+*destructive*; so is any removal or change (ACL, mapped LUN, portal, CHAP,
+TPG attribute) on a target with a logged-in session, which could cut a
+running host off its root disk: such actions carry the ``session`` they
+would disturb, and show it.  Without ``allow_destroy`` every destructive action yields a
 ``Refusal`` and the plan must not be applied.  Even with it, only LIO objects
 are removed: no action ever deletes, truncates or shrinks a backing file.
 
@@ -38,9 +41,10 @@ from .desired import (
     Portal,
     Secret,
     TargetDesired,
+    host_of,
     owns_backstore,
 )
-from .observe import AclObserved, BackstoreObserved, FileObserved, LioObserved, TpgObserved
+from .observe import AclObserved, BackstoreObserved, FileObserved, LioObserved, TargetObserved, TpgObserved
 
 __all__ = [
     "Action",
@@ -68,6 +72,10 @@ __all__ = [
 
 
 _NO_SECRET = Secret("")
+
+
+def _while(session: str) -> str:
+    return f" while {session} is logged in" if session else ""
 
 
 def _size(n: int | None) -> str:
@@ -111,9 +119,14 @@ class DeleteMappedLun(Action):
     target: str
     initiator: str
     mapped_lun: int
+    session: str = ""
+
+    @property
+    def destructive(self) -> bool:
+        return bool(self.session)
 
     def describe(self) -> str:
-        return f"delete mapped LUN {self.mapped_lun} of ACL {self.initiator} on {self.target}"
+        return f"delete mapped LUN {self.mapped_lun} of ACL {self.initiator} on {self.target}{_while(self.session)}"
 
 
 @dataclass(frozen=True)
@@ -122,9 +135,14 @@ class DeleteAcl(Action):
     verb: ClassVar[str] = "delete-acl"
     target: str
     initiator: str
+    session: str = ""
+
+    @property
+    def destructive(self) -> bool:
+        return bool(self.session)
 
     def describe(self) -> str:
-        return f"delete ACL {self.initiator} on {self.target} (not in the configuration)"
+        return f"delete ACL {self.initiator} on {self.target} (not in the configuration){_while(self.session)}"
 
 
 @dataclass(frozen=True)
@@ -133,9 +151,14 @@ class DeletePortal(Action):
     verb: ClassVar[str] = "delete-portal"
     target: str
     portal: Portal
+    session: str = ""
+
+    @property
+    def destructive(self) -> bool:
+        return bool(self.session)
 
     def describe(self) -> str:
-        return f"delete portal {self.portal} on {self.target}"
+        return f"delete portal {self.portal} on {self.target}{_while(self.session)}"
 
 
 @dataclass(frozen=True)
@@ -147,13 +170,15 @@ class DeleteLun(Action):
     lun: int
     backstore: str     # "plugin/name" it exported, for the message
     reason: str
+    session: str = ""
 
     @property
     def destructive(self) -> bool:
         return True
 
     def describe(self) -> str:
-        return f"delete LUN {self.lun} ({self.backstore}) of {self.target} tpg {self.tpg}: {self.reason}"
+        return (f"delete LUN {self.lun} ({self.backstore}) of {self.target} tpg {self.tpg}: {self.reason}"
+                f"{_while(self.session)}")
 
 
 @dataclass(frozen=True)
@@ -163,13 +188,14 @@ class DeleteTpg(Action):
     target: str
     tpg: int
     has_luns: bool
+    session: str = ""
 
     @property
     def destructive(self) -> bool:
-        return self.has_luns
+        return self.has_luns or bool(self.session)
 
     def describe(self) -> str:
-        return f"delete tpg {self.tpg} of {self.target} (the appliance uses tpg {TPG_TAG} only)"
+        return f"delete tpg {self.tpg} of {self.target} (the appliance uses tpg {TPG_TAG} only){_while(self.session)}"
 
 
 @dataclass(frozen=True)
@@ -178,13 +204,14 @@ class DeleteTarget(Action):
     verb: ClassVar[str] = "delete-target"
     target: str
     has_luns: bool
+    session: str = ""
 
     @property
     def destructive(self) -> bool:
-        return self.has_luns
+        return self.has_luns or bool(self.session)
 
     def describe(self) -> str:
-        return f"delete target {self.target} (no host in the configuration)"
+        return f"delete target {self.target} (no host in the configuration){_while(self.session)}"
 
 
 @dataclass(frozen=True)
@@ -195,13 +222,14 @@ class DeleteBackstore(Action):
     name: str
     path: str | None
     reason: str
+    session: str = ""
 
     @property
     def destructive(self) -> bool:
         return True
 
     def describe(self) -> str:
-        return (f"delete {self.plugin} backstore {self.name} ({self.path}): {self.reason}; "
+        return (f"delete {self.plugin} backstore {self.name} ({self.path}): {self.reason}{_while(self.session)}; "
                 "the backing data is kept")
 
 
@@ -264,10 +292,15 @@ class SetTpgAttribute(Action):
     name: str
     value: str
     current: str | None = None
+    session: str = ""
+
+    @property
+    def destructive(self) -> bool:
+        return bool(self.session)
 
     def describe(self) -> str:
         was = f" (was {self.current})" if self.current is not None else ""
-        return f"set {self.target} tpg {TPG_TAG} attribute {self.name}={self.value}{was}"
+        return f"set {self.target} tpg {TPG_TAG} attribute {self.name}={self.value}{was}{_while(self.session)}"
 
 
 @dataclass(frozen=True)
@@ -332,13 +365,18 @@ class SetAclChap(Action):
     mutual_userid: str = ""
     mutual_password_file: Path | None = None
     reason: str = ""
+    session: str = ""
+
+    @property
+    def destructive(self) -> bool:
+        return bool(self.session)
 
     def describe(self) -> str:
         if not self.userid:
-            return f"clear CHAP of ACL {self.initiator} on {self.target}"
+            return f"clear CHAP of ACL {self.initiator} on {self.target}{_while(self.session)}"
         mutual = f", mutual CHAP user {self.mutual_userid}" if self.mutual_userid else ""
         why = f" ({self.reason})" if self.reason else ""
-        return f"set CHAP user {self.userid}{mutual} on ACL {self.initiator} of {self.target}{why}"
+        return f"set CHAP user {self.userid}{mutual} on ACL {self.initiator} of {self.target}{why}{_while(self.session)}"
 
 
 @dataclass(frozen=True)
@@ -383,6 +421,15 @@ class Plan:
     def refused(self) -> bool:
         return bool(self.refusals)
 
+    def split_refused(self) -> tuple["Plan", tuple[Action, ...]]:
+        """What an automatic apply may do: every action of hosts without a
+        refusal (a plan without refusals), and the actions it withholds —
+        all of a refused host's, so its running objects stay as they are."""
+        held = {host_of(r.subject) for r in self.refusals}
+        withheld = tuple(a for a in self.actions if host_of(_subject(a)) in held)
+        kept = tuple(a for a in self.actions if host_of(_subject(a)) not in held)
+        return Plan(actions=kept, allow_destroy=self.allow_destroy), withheld
+
     def as_json(self) -> dict[str, Any]:
         return {"actions": [a.as_json() for a in self.actions],
                 "refusals": [r.as_json() for r in self.refusals],
@@ -401,7 +448,8 @@ def plan(desired: LioDesired, observed: LioObserved, allow_destroy: bool = False
     # Owned objects no host asks for any more.
     for target in observed.targets:
         if desired.owns_target(target.iqn) and desired.target(target.iqn) is None:
-            actions.append(DeleteTarget(target.iqn, has_luns=any(tpg.luns for tpg in target.tpgs)))
+            actions.append(DeleteTarget(target.iqn, has_luns=any(tpg.luns for tpg in target.tpgs),
+                                        session=_sessions(target)))
     for bs in observed.backstores:
         if owns_backstore(bs.name) and bs.name not in wanted_backstores:
             actions.append(DeleteBackstore(bs.plugin, bs.name, bs.path, "no host in the configuration uses it"))
@@ -425,11 +473,18 @@ def _subject(action: Action) -> str:
     return action.verb
 
 
+def _sessions(target: TargetObserved | None) -> str:
+    """Who is logged in to ``target`` ("" if nobody): the initiators a change could cut off."""
+    found = [a.session for tpg in (target.tpgs if target else ()) for a in tpg.acls if a.session is not None]
+    return ", ".join(f"{s.initiator} ({'/'.join(s.addresses) or 'address unknown'})" for s in found)
+
+
 def _plan_target(t: TargetDesired, observed: LioObserved, actions: list[Action], conflicts: list[Refusal]) -> None:
     bs = t.backstore
-    kept_backstore = _plan_backstore(t, observed, actions, conflicts)
-
     target = observed.target(t.iqn)
+    live = _sessions(target)
+    kept_backstore = _plan_backstore(t, observed, actions, conflicts, live)
+
     tpg: TpgObserved | None = None
     if target is None:
         actions.append(CreateTarget(t.iqn))
@@ -437,7 +492,7 @@ def _plan_target(t: TargetDesired, observed: LioObserved, actions: list[Action],
         tpg = target.tpg(TPG_TAG)
         for other in target.tpgs:
             if other.tag != TPG_TAG:
-                actions.append(DeleteTpg(t.iqn, other.tag, has_luns=bool(other.luns)))
+                actions.append(DeleteTpg(t.iqn, other.tag, has_luns=bool(other.luns), session=live))
     if tpg is None:
         actions.append(CreateTpg(t.iqn))
 
@@ -445,12 +500,13 @@ def _plan_target(t: TargetDesired, observed: LioObserved, actions: list[Action],
     current_attrs = tpg.attribute_map if tpg else {}
     for name, value in t.attributes:
         if current_attrs.get(name) != value:
-            actions.append(SetTpgAttribute(t.iqn, name, value, current_attrs.get(name) if tpg else None))
+            actions.append(SetTpgAttribute(t.iqn, name, value, current_attrs.get(name), live) if tpg
+                           else SetTpgAttribute(t.iqn, name, value))
 
     # Portals.
     have_portals = set(tpg.portals) if tpg else set()
     for portal in sorted(have_portals - set(t.portals)):
-        actions.append(DeletePortal(t.iqn, portal))
+        actions.append(DeletePortal(t.iqn, portal, live))
     for portal in sorted(set(t.portals) - have_portals):
         actions.append(CreatePortal(t.iqn, portal))
 
@@ -463,9 +519,10 @@ def _plan_target(t: TargetDesired, observed: LioObserved, actions: list[Action],
             lun0_ok = True
             live_tpg_luns.add(lun.index)
         elif lun.index == LUN_INDEX and lun.backstore and lun.backstore[1] == bs.name:
-            actions.append(DeleteLun(t.iqn, TPG_TAG, lun.index, ref, "its backstore is replaced"))
+            actions.append(DeleteLun(t.iqn, TPG_TAG, lun.index, ref, "its backstore is replaced", live))
         else:
-            actions.append(DeleteLun(t.iqn, TPG_TAG, lun.index, ref, f"not {bs.plugin}/{bs.name} as LUN {LUN_INDEX}"))
+            actions.append(DeleteLun(t.iqn, TPG_TAG, lun.index, ref, f"not {bs.plugin}/{bs.name} as LUN {LUN_INDEX}",
+                                     live))
     if not lun0_ok:
         actions.append(CreateLun(t.iqn, LUN_INDEX, bs.plugin, bs.name))
 
@@ -475,29 +532,29 @@ def _plan_target(t: TargetDesired, observed: LioObserved, actions: list[Action],
         if a.initiator.lower() == t.initiator:
             acl = a
         else:
-            actions.append(DeleteAcl(t.iqn, a.initiator))
+            actions.append(DeleteAcl(t.iqn, a.initiator, live))
     if acl is None:
         actions.append(CreateAcl(t.iqn, t.initiator))
         actions.append(CreateMappedLun(t.iqn, t.initiator, LUN_INDEX, LUN_INDEX))
         if t.chap is not None:
             actions.append(_set_chap(t, t.chap, "new ACL"))
     else:
-        _plan_mapped_luns(t, acl, live_tpg_luns, actions)
-        _plan_chap(t, acl, actions)
+        _plan_mapped_luns(t, acl, live_tpg_luns, actions, live)
+        _plan_chap(t, acl, actions, live)
 
     if tpg is None or not tpg.enabled:
         actions.append(EnableTpg(t.iqn))
 
 
 def _plan_backstore(t: TargetDesired, observed: LioObserved, actions: list[Action],
-                    conflicts: list[Refusal]) -> bool:
+                    conflicts: list[Refusal], live: str) -> bool:
     """Plan the host's backstore; True when the existing one is kept as is."""
     bs = t.backstore
     same_name = observed.backstore(bs.name)
     kept = next((o for o in same_name if _backstore_matches(bs, o, observed)), None)
     for o in same_name:
         if o is not kept:
-            actions.append(DeleteBackstore(o.plugin, o.name, o.path, _replace_reason(bs, o, observed)))
+            actions.append(DeleteBackstore(o.plugin, o.name, o.path, _replace_reason(bs, o, observed), live))
 
     if kept is not None:
         return True
@@ -564,7 +621,8 @@ def _replace_reason(bs: BackstoreDesired, o: BackstoreObserved, observed: LioObs
     return f"size changes from {_size(o.size)} to {_size(bs.size)}"
 
 
-def _plan_mapped_luns(t: TargetDesired, acl: AclObserved, live_tpg_luns: set[int], actions: list[Action]) -> None:
+def _plan_mapped_luns(t: TargetDesired, acl: AclObserved, live_tpg_luns: set[int], actions: list[Action],
+                      live: str) -> None:
     ok = False
     for mapped, tpg_lun, write_protect in acl.mapped_luns:
         if tpg_lun not in live_tpg_luns:
@@ -572,16 +630,16 @@ def _plan_mapped_luns(t: TargetDesired, acl: AclObserved, live_tpg_luns: set[int
         if mapped == LUN_INDEX and tpg_lun == LUN_INDEX and not write_protect:
             ok = True
         else:
-            actions.append(DeleteMappedLun(t.iqn, acl.initiator, mapped))
+            actions.append(DeleteMappedLun(t.iqn, acl.initiator, mapped, live))
     if not ok:
         actions.append(CreateMappedLun(t.iqn, t.initiator, LUN_INDEX, LUN_INDEX))
 
 
-def _plan_chap(t: TargetDesired, acl: AclObserved, actions: list[Action]) -> None:
+def _plan_chap(t: TargetDesired, acl: AclObserved, actions: list[Action], live: str) -> None:
     c = t.chap
     if c is None:
         if acl.chap_userid or acl.chap_password or acl.chap_mutual_userid or acl.chap_mutual_password:
-            actions.append(SetAclChap(t.iqn, acl.initiator, "", None, reason="CHAP not configured"))
+            actions.append(SetAclChap(t.iqn, acl.initiator, "", None, reason="CHAP not configured", session=live))
         return
     reasons = []
     if acl.chap_userid != c.userid:
@@ -593,9 +651,9 @@ def _plan_chap(t: TargetDesired, acl: AclObserved, actions: list[Action]) -> Non
     if (c.mutual_password or _NO_SECRET) != acl.chap_mutual_password:
         reasons.append("mutual secret differs")
     if reasons:
-        actions.append(_set_chap(t, c, ", ".join(reasons)))
+        actions.append(_set_chap(t, c, ", ".join(reasons), live))
 
 
-def _set_chap(t: TargetDesired, c: ChapDesired, reason: str) -> SetAclChap:
+def _set_chap(t: TargetDesired, c: ChapDesired, reason: str, live: str = "") -> SetAclChap:
     return SetAclChap(t.iqn, t.initiator, c.userid, c.password_file,
-                      c.mutual_userid, c.mutual_password_file, reason)
+                      c.mutual_userid, c.mutual_password_file, reason, live)

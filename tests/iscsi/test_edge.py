@@ -197,3 +197,24 @@ def test_apply_then_status_through_the_api(tmp_path):
         iscsi.iscsi_apply(config(host("pi-desktop")), adapter=adapter, secrets=read_secret, lock_path=lock)
     assert err.value.plan.refusals and len(adapter.executed) == 1     # nothing applied
     assert iscsi.iscsi_plan(Config(), adapter=adapter).empty            # disabled: LIO not read
+
+
+def test_automatic_apply_withholds_a_logged_in_hosts_acl_and_converges_the_others(tmp_path):
+    from appliance.iscsi.observe import LioObserved
+
+    from .test_plan import CHAP, _logged_in, config, host, read_secret
+
+    adapter = FakeAdapter(LioObserved())
+    lock = tmp_path / "lock"
+    iscsi.iscsi_apply(TWO, adapter=adapter, secrets=read_secret, lock_path=lock)
+    adapter.observed = _logged_in(adapter.observed)
+    before = adapter.observed.target("iqn.2026-11.lan.netboot:pi-kitchen")
+    typo = config(host("pi-desktop", chap=CHAP), host("pi-kitchen", initiator="iqn.2026-04.net.exmaple:pi-kitchen"),
+                  host("pi-new"))
+    for allow in (False, True):   # the daemon's apply is never destructive, whatever it is asked
+        report = iscsi.iscsi_apply(typo, allow, adapter=adapter, secrets=read_secret, lock_path=lock, automatic=True)
+        assert adapter.observed.target("iqn.2026-11.lan.netboot:pi-kitchen") == before
+        assert {a.verb for a in report.withheld} >= {"delete-acl", "create-acl"}
+        assert "withheld" in str(report) and "is logged in" in str(report)
+        assert report.as_json()["withheld"]
+    assert adapter.observed.target("iqn.2026-11.lan.netboot:pi-new") is not None

@@ -452,3 +452,81 @@ def test_observe_gives_each_name_of_a_file_one_identity_and_reads_backstore_path
     missing = [tmp_path / "luns" / "new.img", tmp_path / "via" / "new.img"]
     observed = observe(Root(), missing)
     assert observed.identity(missing[0]) == observed.identity(missing[1])
+
+
+# -- never cut a running host off ------------------------------------------------------
+
+KITCHEN_INITIATOR = "iqn.2026-04.net.example:pi-kitchen"
+
+
+def _logged_in(observed: LioObserved, iqn: str = KITCHEN) -> LioObserved:
+    from appliance.iscsi.observe import SessionObserved
+
+    return _edit_tpg(observed, iqn, lambda t: replace(t, acls=tuple(
+        replace(a, session=SessionObserved(iqn, 1, a.initiator, "LOGGED_IN", ("10.0.4.7",))) for a in t.acls)))
+
+
+def test_initiator_typo_would_delete_a_logged_in_hosts_acl_so_it_is_refused_and_withheld():
+    observed = _logged_in(converge(TWO))
+    typo = config(host("pi-desktop", chap=CHAP), host("pi-kitchen", initiator="iqn.2026-04.net.exmaple:pi-kitchen"),
+                  host("pi-new"))
+    the_plan = plan(desired(typo), observed)
+    delete = next(a for a in the_plan.actions if isinstance(a, p.DeleteAcl))
+    assert delete.destructive and delete.initiator == KITCHEN_INITIATOR
+    assert f"while {KITCHEN_INITIATOR} (10.0.4.7) is logged in" in delete.describe()
+    assert any(KITCHEN_INITIATOR in str(r) and "needs --allow-destroy" in str(r) for r in the_plan.refusals)
+    assert "10.0.4.7" in format_plan(the_plan)
+
+    # What an automatic apply does: nothing for the refused host, everything for the others.
+    applicable, withheld = the_plan.split_refused()
+    assert not applicable.refusals
+    assert {a.target for a in withheld} == {KITCHEN}
+    assert {"delete-acl", "create-acl", "create-mapped-lun"} <= {a.verb for a in withheld}
+    assert all(getattr(a, "target", None) != KITCHEN for a in applicable.actions)
+    assert any(getattr(a, "target", "").endswith(":pi-new") for a in applicable.actions)
+    after = apply_actions(observed, applicable, read_secret)
+    assert after.target(KITCHEN) == observed.target(KITCHEN)          # the running objects are kept
+
+    # Without a session the same change is an ordinary fix.
+    assert not plan(desired(typo), converge(TWO)).refusals
+
+
+def test_portal_chap_and_mapped_lun_changes_on_a_logged_in_target_are_destructive():
+    observed = _logged_in(converge(TWO))
+    moved = config(host("pi-desktop", chap=CHAP), host("pi-kitchen"), portals=(ListenAddress("10.0.4.3", 3260),))
+    portal = plan(desired(moved), observed)
+    deletes = [a for a in portal.actions if isinstance(a, p.DeletePortal)]
+    assert [a.target for a in deletes if a.destructive] == [KITCHEN]
+    assert [r.subject for r in portal.refusals] == [KITCHEN]          # pi-desktop has no session
+
+    chap = config(host("pi-desktop", chap=CHAP), host("pi-kitchen", chap=CHAP))
+    refused = plan(desired(chap), observed)
+    assert any(isinstance(a, p.SetAclChap) and a.destructive for a in refused.actions)
+    assert any(isinstance(a, p.SetTpgAttribute) and a.destructive for a in refused.actions)
+    assert {r.subject for r in refused.refusals} == {KITCHEN}
+
+    protected = _edit_tpg(observed, KITCHEN, lambda t: replace(
+        t, acls=tuple(replace(a, mapped_luns=((0, 0, True),)) for a in t.acls)))
+    mapped = plan(desired(TWO), protected)
+    assert [a.verb for a in mapped.actions if a.destructive] == ["delete-mapped-lun"]
+    assert plan(desired(TWO), protected, allow_destroy=True).refusals == ()
+
+
+def test_removing_a_logged_in_host_names_its_session():
+    observed = _logged_in(converge(TWO))
+    the_plan = plan(desired(config(host("pi-desktop", chap=CHAP))), observed, allow_destroy=True)
+    assert "while iqn.2026-04.net.example:pi-kitchen (10.0.4.7) is logged in" in format_plan(the_plan)
+
+
+def test_a_smaller_size_is_refused_and_with_allow_destroy_never_truncates():
+    observed = converge(TWO)
+    smaller = config(host("pi-desktop", chap=CHAP),
+                     host("pi-kitchen", LunSpec("file", Path("/srv/luns/pi-kitchen.img"), 32 * MiB)))
+    refused = plan(desired(smaller), observed)
+    assert any("size changes from 64 MiB to 32 MiB" in str(r) for r in refused.refusals)
+    assert any("never shrunk" in str(r) for r in refused.refusals)
+    applicable, withheld = refused.split_refused()
+    assert applicable.empty and {a.verb for a in withheld} >= {"delete-backstore", "create-backstore"}
+    allowed = plan(desired(smaller), observed, allow_destroy=True)
+    creates = [a for a in allowed.actions if isinstance(a, p.CreateBackstore)]
+    assert [a.file_action for a in creates] == ["use"] and creates[0].current_size == 64 * MiB

@@ -1,0 +1,85 @@
+"""``serve`` with iSCSI enabled where LIO cannot be opened (this host has no configfs):
+it fails loudly, or — when the operator chose ``on_failure = "degraded"`` — serves
+TFTP only, says so (sd_notify STATUS, ``status``, metrics) and keeps retrying."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .control_harness import PI, PI_PREFIX, cli, eventually, get, status
+from appliance.iscsi.sessions import ISCSI_FABRIC
+
+pytestmark = pytest.mark.skipif(ISCSI_FABRIC.parent.is_dir(), reason="needs a host without kernel LIO")
+
+
+def _iscsi_config(store, tmp_path: Path, on_failure: str | None, metrics_port: int | None = None) -> str:
+    (tmp_path / "luns").mkdir(exist_ok=True)
+    text = store.read_config().replace(
+        "[iscsi]\nenable = false\n",
+        '[iscsi]\nenable = true\nportals = ["127.0.0.1:3260"]\n'
+        + (f'on_failure = "{on_failure}"\n' if on_failure else ""))
+    if metrics_port:
+        text = text.replace("[server]\n", f'[server]\nmetrics_listen = "127.0.0.1:{metrics_port}"\n', 1)
+    return text + f"""
+[hosts.{PI}.iscsi]
+initiator = "iqn.2026-04.net.example:{PI}"
+lun = {{ file = "{tmp_path}/luns/{PI}.img", size = "64M" }}
+"""
+
+
+def _free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_fails_with_one_clear_line_when_lio_cannot_be_opened(store, tmp_path):
+    store.write_config(_iscsi_config(store, tmp_path, None))
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "appliance.cli.main", "-c", str(store.config), "serve"],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert time.monotonic() - started < 30
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("netboot: iSCSI: ") and "LIO" in last and 'on_failure = "degraded"' in last, last
+    assert "Traceback" not in proc.stderr
+    assert "serving TFTP" not in proc.stderr
+    # Nothing listens: a boot file request gets no answer.
+    fetched = subprocess.run(["curl", "-s", "--max-time", "2", f"tftp://127.0.0.1:{store.port}/{PI_PREFIX}cmdline.txt"],
+                             capture_output=True)
+    assert fetched.returncode != 0
+
+
+def test_degraded_mode_serves_tftp_says_so_and_retries(store, tmp_path, make_daemon):
+    port = _free_tcp_port()
+    store.write_config(_iscsi_config(store, tmp_path, "degraded", port))
+    d = make_daemon(store.config).start()
+    ready = next(m for m in d.messages if "READY=1" in m.splitlines())
+    assert "STATUS=degraded: iSCSI unavailable" in ready and "TFTP only" in ready, ready
+    assert get(store.port, PI_PREFIX + "cmdline.txt")       # boot files are still served
+
+    health = status(store.config)["iscsi"]
+    assert health["state"] == "degraded" and "LIO" in health["error"], health
+    text = cli(store.config, "status")
+    assert "iSCSI degraded" in text.stdout + text.stderr
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert "netboot_iscsi_degraded 1" in metrics and "netboot_iscsi_apply_failures_total 1" in metrics
+
+    # It retries with backoff: a second failed attempt shows up without any operator action.
+    eventually(lambda: "netboot_iscsi_apply_failures_total 2" in
+               urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode(),
+               deadline=15, what="a retry", interval=0.5)
+    assert "iSCSI: retrying in" in d.log()
+
+
+def test_on_failure_must_be_fail_or_degraded(store, tmp_path):
+    store.write_config(_iscsi_config(store, tmp_path, "ignore"))
+    r = cli(store.config, "check", "--no-files")
+    assert r.returncode == 2 and "iscsi.on_failure" in r.stderr and "fail or degraded" in r.stderr
