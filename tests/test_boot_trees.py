@@ -462,3 +462,31 @@ def test_ipxe_default_follows_the_profile(env_factory):
 def test_ipxe_without_generation_serves_nothing(env_factory):
     env = ipxe_env(env_factory)
     assert env.tree().files == {}
+
+
+# -- menu_timeout = 0: the default boots at once ------------------------------------------
+
+
+def test_ipxe_menu_timeout_zero_boots_the_default_without_a_menu(env_factory):
+    # iPXE's ``choose --timeout 0`` waits for a key forever: no menu at all.
+    env = env_factory("ipxe", mac=IPXE_MAC, cmdline="ip=dhcp", menu_timeout=0)
+    for v in ("1", "2", "3"):
+        env.add(v)
+    lines = data(env.tree(HostChoice(pin=2)).files["boot.ipxe"]).decode().splitlines()
+    commands = [line for line in lines if line and not line.startswith("#")]
+    assert not [line for line in commands if line.split()[0] in ("menu", "item", "choose")]
+    assert commands[0] == "goto nixos-2"
+    for n in (1, 2, 3):                      # every generation stays addressable by label
+        assert f":nixos-{n}" in lines
+
+
+def test_uboot_menu_timeout_zero_never_renders_timeout_zero(env_factory):
+    # TIMEOUT 0 means "wait forever" to syslinux and to U-Boot's pxe menu.
+    env = env_factory("uboot", mac=UBOOT_MAC, cmdline="ip=dhcp", menu_timeout=0)
+    env.add("1")
+    env.add("2")
+    header, entries = menu_entries(data(env.tree().files[MENU]).decode())
+    assert header["TIMEOUT"] == "1"
+    assert header["DEFAULT"] == "nixos-2"
+    assert "PROMPT" not in header or header["PROMPT"] == "0"
+    assert [label for label, _ in entries] == ["nixos-2", "nixos-1"]

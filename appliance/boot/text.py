@@ -31,12 +31,18 @@ def entry_title(gen: Generation) -> str:
     return f"generation {gen.number}:{label} ({date})"
 
 
+def pxelinux_timeout(seconds: int) -> int:
+    """``TIMEOUT`` in tenths of a second; never 0, which syslinux and U-Boot's ``pxe`` read as
+    "wait for a key forever" (U-Boot's menu_create(): a zero timeout disables it)."""
+    return seconds * 10 if seconds > 0 else 1
+
+
 def pxelinux_menu(host: Host, selected: Generation, kept: tuple[Generation, ...], host_dir: str) -> bytes:
     """An extlinux/PXE menu for U-Boot's ``pxe`` command, newest first."""
     lines = [
         f"# netboot-appliance: host {host.name}",
         f"MENU TITLE netboot {host.name}",
-        f"TIMEOUT {host.menu_timeout * 10}",  # tenths of a second
+        f"TIMEOUT {pxelinux_timeout(host.menu_timeout)}",
         f"DEFAULT nixos-{selected.number}",
         "",
     ]
@@ -67,20 +73,21 @@ def uboot_script(host: Host) -> str:
 
 
 def ipxe_script(host: Host, selected: Generation, kept: tuple[Generation, ...], host_dir: str) -> bytes:
-    """A ``#!ipxe`` menu of kept generations with a timeout; paths are root-relative URIs."""
-    lines = [
-        "#!ipxe",
-        f"# netboot-appliance: host {host.name}",
-        f"menu netboot {host.name}",
-        "item --gap Generations (newest first):",
-    ]
-    for gen in kept:
-        lines.append(f"item nixos-{gen.number} {entry_title(gen)}")
-    lines += [
-        f"choose --default nixos-{selected.number} --timeout {host.menu_timeout * 1000} target || goto nixos-{selected.number}",
-        "goto ${target}",
-        "",
-    ]
+    """A ``#!ipxe`` menu of kept generations with a timeout (none for ``menu_timeout = 0``: the
+    default boots at once); paths are root-relative URIs."""
+    lines = ["#!ipxe", f"# netboot-appliance: host {host.name}"]
+    if host.menu_timeout == 0:
+        # No menu: iPXE's ``choose --timeout 0`` waits for a key forever.
+        lines += [f"goto nixos-{selected.number}", ""]
+    else:
+        lines += [f"menu netboot {host.name}", "item --gap Generations (newest first):"]
+        lines += [f"item nixos-{gen.number} {entry_title(gen)}" for gen in kept]
+        lines += [
+            f"choose --default nixos-{selected.number} --timeout {host.menu_timeout * 1000} target"
+            f" || goto nixos-{selected.number}",
+            "goto ${target}",
+            "",
+        ]
     for gen in kept:
         gdir = f"/{host_dir}generations/{gen.number}"
         lines += [
