@@ -350,6 +350,20 @@ def state_repair(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- doctor ---------------------------------------------------------------------------
+
+def doctor(args: argparse.Namespace) -> int:
+    from ..doctor import diagnose, gather, render_text
+
+    findings = diagnose(gather(config_path_from(args.config), args.host))
+    ok = not any(f.status == "error" for f in findings)
+    if args.json:
+        emit_json({"ok": ok, "findings": [f.as_json() for f in findings]})
+    else:
+        print(render_text(findings))
+    return 0 if ok else 1
+
+
 # -- iscsi / serve / demo / shell -----------------------------------------------------
 
 def iscsi(args: argparse.Namespace) -> int:

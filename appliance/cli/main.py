@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("register", commands.register, "add a NixOS toplevel as the host's next generation")
     p.add_argument("host")
     p.add_argument("storepath")
+    p = cmd("doctor", commands.doctor, "what keeps a host from booting, and how to fix it", json_flag=True)
+    p.add_argument("host", nargs="?", help="only this host (default: every host)")
     p = cmd("serve", commands.serve, "run the appliance: TFTP, control loop, iSCSI reconcile")
     p = cmd("demo", commands.demo, "serve a throw-away demo store on a loopback port (no root, Nix or LIO needed)")
     p.add_argument("--port", type=int, default=6969, help="TFTP port on 127.0.0.1 (default 6969)")

@@ -1,0 +1,171 @@
+"""``netboot doctor``: a real served demo store, then broken variants of it.
+
+The served case runs ``netboot serve`` and fetches with curl (a real TFTP
+client), so the doctor's port probes, boot events and stage analysis see a
+real boot sequence; each broken variant breaks one thing an operator could
+get wrong and checks that the doctor names it with its fix.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from appliance.doctor import Facts, HostFacts, diagnose
+from appliance.doctor.facts import Generation, LioFacts, PortFacts
+
+from .control_harness import PI, PI_PREFIX, curl, eventually
+
+
+def doctor(config, *args: str) -> tuple[int, dict]:
+    proc = subprocess.run([sys.executable, "-m", "appliance.cli.main", "-c", str(config), "doctor", "--json", *args],
+                          capture_output=True, text=True, timeout=60)
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def problems(report: dict, check: str | None = None) -> list[dict]:
+    return [f for f in report["findings"] if f["status"] == "error" and (check is None or f["check"] == check)]
+
+
+def test_a_served_pi_that_fetched_kernel_and_initrd_is_healthy(store, daemon) -> None:
+    for name in ("start4.elf", "config.txt", "kernel8.img", "initrd"):
+        assert curl(store.port, PI_PREFIX + name).ok, name
+    eventually(lambda: len(json.loads(subprocess.run(
+        [sys.executable, "-m", "appliance.cli.main", "-c", str(store.config), "status", PI, "--json"],
+        capture_output=True, text=True).stdout)["hosts"][PI]["last_boot_events"]) >= 4)
+    code, report = doctor(store.config, PI)
+    assert code == 0, report
+    assert problems(report) == []
+    [port] = [f for f in report["findings"] if f["check"].startswith("port:")]
+    assert port["status"] == "ok" and "answering" in port["message"]
+    host = [f["message"] for f in report["findings"] if f["check"] == f"host:{PI}"]
+    assert any(m.startswith("serves generation 2 (follow)") for m in host)
+    assert any("last boot fetched kernel and initrd" in m for m in host)
+
+
+def test_nothing_listening_is_named_with_how_to_start_it(store) -> None:
+    code, report = doctor(store.config, PI)
+    assert code == 1
+    [port] = problems(report, f"port:udp/{store.port}")
+    assert "nothing listens on UDP port" in port["message"] and "netboot serve" in port["fix"]
+
+
+def test_a_boot_that_stopped_after_the_firmware_is_located(store, daemon) -> None:
+    for name in ("start4.elf", "config.txt"):
+        assert curl(store.port, PI_PREFIX + name).ok
+    events = store.layout.state / "events.jsonl"
+    eventually(lambda: events.exists() and len(events.read_text().splitlines()) >= 2)
+    code, report = doctor(store.config, PI)
+    assert code == 1
+    [stop] = problems(report, f"host:{PI}")
+    assert "boot stopped before the kernel" in stop["message"] and "config.txt" in stop["message"]
+    assert f"netboot cat {PI} {PI_PREFIX}config.txt" in stop["fix"]
+
+
+def test_incomplete_firmware_is_named(store) -> None:
+    (store.layout.firmware / "start4.elf").unlink()
+    _, report = doctor(store.config, PI)
+    found = [f for f in problems(report, f"host:{PI}") if "lacks start4.elf" in f["message"]]
+    assert found and "[firmware.rpi] path" in found[0]["fix"]
+
+
+def test_a_host_without_generations_is_told_how_to_publish(store) -> None:
+    for link in store.layout.profiles.glob(f"{PI}*"):
+        link.unlink()
+    _, report = doctor(store.config, PI)
+    [missing] = problems(report, f"host:{PI}")
+    assert "no generation in profile" in missing["message"] and f"netboot register {PI}" in missing["fix"]
+
+
+def test_a_bad_config_is_the_only_finding_and_points_at_check(store) -> None:
+    text = store.config.read_text().replace('mac = "dc:a6:32:01:02:03"', 'mac = "dc:a6:32:1:2"')
+    store.config.write_text(text)
+    code, report = doctor(store.config)
+    assert code == 1
+    assert all(f["check"] == "config" for f in report["findings"])
+    assert any("is not a MAC address" in f["message"] for f in report["findings"])
+
+
+def test_text_output_gives_each_problem_its_fix(store) -> None:
+    proc = subprocess.run([sys.executable, "-m", "appliance.cli.main", "-c", str(store.config), "doctor", PI],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines()
+    fail = next(i for i, line in enumerate(lines) if line.startswith("FAIL port:udp/"))
+    assert lines[fail + 1].lstrip().startswith("fix: ")
+    assert lines[-1].startswith("1 problem")
+
+
+# -- the rules on hand-made facts (pure) ---------------------------------------------
+
+def _pi(**kw) -> HostFacts:
+    base = dict(name="pi", boot="rpi", tftp_prefix="pi/", profile="/p/pi", prefix_kind="literal",
+                generations=(Generation(1, True),), served=1, reason="follow",
+                tree_paths=frozenset(f"pi/{f}" for f in ("start4.elf", "fixup4.dat", "kernel8.img", "initrd",
+                                                         "config.txt", "cmdline.txt", "bcm2711-rpi-400.dtb")),
+                firmware_path="/fw", firmware_files=frozenset({"start4.elf", "fixup4.dat"}),
+                iscsi=True, target="iqn.2026-11.lan.netboot:pi", sessions=0)
+    base.update(kw)
+    return HostFacts(**base)
+
+
+def _events(*paths: str, outcome: str = "complete") -> tuple[dict, ...]:
+    return tuple({"path": f"pi/{p}", "outcome": outcome, "client": "10.0.4.20:1234", "bytes": 10, "size": 10}
+                 for p in paths)
+
+
+def _facts(host: HostFacts, **kw) -> Facts:
+    lio = LioFacts(True, True, frozenset({"configfs", "target_core_mod", "iscsi_target_mod"}), True,
+                   "/etc/target", ())
+    return Facts(config_path="/etc/netboot/appliance.toml", iscsi_enabled=True, server_address="10.0.4.3",
+                 ports=(PortFacts("udp", "0.0.0.0:69", 69, True, True),), lio=lio, hosts=(host,), **kw)
+
+
+def _errors(facts: Facts) -> list[str]:
+    return [f"{f.message} | {f.fix}" for f in diagnose(facts) if f.status == "error"]
+
+
+def test_rule_kernel_and_initrd_served_but_no_iscsi_login() -> None:
+    [e] = _errors(_facts(_pi(events=_events("start4.elf", "kernel8.img", "initrd"))))
+    assert "no iSCSI session" in e and "initiator IQN and CHAP" in e
+
+
+def test_rule_aborted_initrd_transfer() -> None:
+    events = _events("kernel8.img") + _events("initrd", outcome="timeout")
+    [e] = _errors(_facts(_pi(events=events)))
+    assert "initrd ended timeout" in e
+
+
+def test_rule_no_request_gives_the_eeprom_settings() -> None:
+    [w] = [f for f in diagnose(_facts(_pi(events=()))) if f.status == "warning"]
+    assert "TFTP_IP=10.0.4.3" in w.fix and "TFTP_PREFIX=1, TFTP_PREFIX_STR=pi/" in w.fix and "BOOT_ORDER" in w.fix
+
+
+def test_rule_lio_pending_changes_missing_module_and_dbroot() -> None:
+    lio = LioFacts(True, True, frozenset({"configfs", "target_core_mod"}), True, "/var/target",
+                   ("create backstore netboot-pi",))
+    facts = _facts(_pi(events=_events("kernel8.img", "initrd"), sessions=1))
+    facts = Facts(**{**facts.__dict__, "lio": lio})
+    findings = {f.message: f for f in diagnose(facts) if f.check == "lio"}
+    assert any("1 pending change" in m and f.fix == "netboot iscsi apply" for m, f in findings.items())
+    assert any("iscsi_target_mod is not loaded" in m for m in findings)
+    assert any("database root is /var/target" in m for m in findings)
+
+
+def test_rule_unreadable_secret_and_port_not_answering() -> None:
+    facts = _facts(_pi(events=_events("kernel8.img", "initrd"), sessions=1,
+                       secret_problems=(("hosts.pi.iscsi.chap.secret_file", "/run/s cannot be read"),)))
+    facts = Facts(**{**facts.__dict__, "ports": (PortFacts("udp", "0.0.0.0:69", 69, True, False, "probe: timed out"),)})
+    errors = _errors(facts)
+    assert any("cannot be read" in e and "mode 0400" in e for e in errors)
+    assert any("a probe got no answer" in e and "openFirewall" in e for e in errors)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl missing")
+def test_doctor_is_in_the_help() -> None:
+    proc = subprocess.run([sys.executable, "-m", "appliance.cli.main", "--help"], capture_output=True, text=True)
+    assert "doctor" in proc.stdout
