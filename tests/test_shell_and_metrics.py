@@ -69,6 +69,14 @@ def test_render_metrics_counts_per_host():
     assert "netboot_tftp_requests_total 3" in text
 
 
+def test_metrics_count_retransmits_reclaims_give_ups_and_fd_exhaustion():
+    stats = TftpStats(retransmits=7, sessions_reclaimed=2, transfers_given_up=1, fd_exhausted=3)
+    text = render_metrics(stats, BootCounters(), {}, {})
+    for line in ("netboot_tftp_retransmits_total 7", "netboot_tftp_sessions_reclaimed_total 2",
+                 "netboot_tftp_transfers_given_up_total 1", "netboot_tftp_fd_exhausted_total 3"):
+        assert line in text
+
+
 def test_daemon_metrics_endpoint(demo):
     mport = free_port(socket.SOCK_STREAM)
     text = demo.config.read_text().replace("[iscsi]", f'metrics_listen = "127.0.0.1:{mport}"\n\n[iscsi]', 1)

@@ -15,9 +15,20 @@ Policies implemented here:
 - WRQ → ERROR 2 (read-only); an unknown mode → ERROR 4;
 - a datagram on a listening socket that does not parse → ERROR 4; stray
   DATA/ACK/OACK/ERROR there are dropped; all of them are counted;
-- at ``max_sessions`` concurrent transfers new requests are dropped (counted
-  as ``refused_busy``): clients retransmit their RRQ and get served once a
-  slot is free, rather than failing a boot on an error;
+- at ``max_sessions`` concurrent transfers, or ``max_sessions_per_client``
+  from one client address (enough for the Raspberry Pi's parallel duplicate
+  requests), the session that has gone longest without progress is reclaimed
+  if it has been stalled for ``reclaim_after`` seconds — whatever ``timeout``
+  it negotiated — so never-ACKing clients cannot hold the server; the new
+  request is served at once if that session ran here, otherwise (it runs in
+  a worker, which is told to reclaim it) it is dropped (counted as
+  ``refused_busy``) like any request that finds no room: clients retransmit
+  their RRQ and get served once a slot is free, rather than failing a boot on
+  an error;
+- running out of file descriptors is never "file not found": a stalled
+  session is reclaimed to make room and the request is dropped so the client
+  retries; it is counted (``fd_exhausted``) and logged once (then at most
+  every 10 minutes);
 - errors answering a request are sent from a per-listener ephemeral socket
   (a TID other than the listening port, as RFC 1350 asks);
 - nothing is logged per packet; every transfer ends in one ``TransferRecord``
@@ -45,7 +56,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from ..content import (MAX_FILENAME_BYTES, AccessDenied, BytesContent, Content, ContentProvider, FileContent,
-                       FileNotFound, RequestRefused, TransferRecord, clean_path)
+                       FileNotFound, OutOfResources, RequestRefused, TransferRecord, clean_path)
 from ..errors import TftpError
 from .options import MAX_OPTIONS, WINDOWSIZE_MAX, OptionRefused, negotiate
 from .packets import (
@@ -69,6 +80,12 @@ _ETHERNET_MAX_BLKSIZE = {socket.AF_INET: 1468, socket.AF_INET6: 1448}   # MTU 15
 # read the final ACK of the previous transfer: such an RRQ is kept this long
 # and served when that transfer's record arrives.
 _REQUEST_AFTER_RECORD_WINDOW = 0.25
+_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+_FD_WARNING_INTERVAL = 600.0   # seconds between repeated "out of file descriptors" warnings
+
+
+def _out_of_fds(exc: BaseException) -> bool:
+    return isinstance(exc, OutOfResources) or (isinstance(exc, OSError) and exc.errno in _EXHAUSTED)
 
 
 @dataclass
@@ -86,7 +103,9 @@ class TftpStats:
     malformed: int = 0              # datagrams that did not parse
     stray: int = 0                  # DATA/ACK/... on a listening socket
     foreign_packets: int = 0        # datagrams on a session socket from another TID
-    refused_busy: int = 0           # requests dropped at max_sessions
+    refused_busy: int = 0           # requests dropped at max_sessions (or the per-client cap)
+    sessions_reclaimed: int = 0     # stalled sessions ended to make room
+    fd_exhausted: int = 0           # requests dropped: out of file descriptors
     internal_errors: int = 0        # provider/content/callback exceptions
     worker_failures: int = 0        # transfer worker processes that died and were replaced
     errors_sent: dict[int, int] = field(default_factory=dict)   # TFTP code → count
@@ -182,6 +201,7 @@ class TftpServer:
                  on_transfer: Callable[[TransferRecord], None] | None = None, *,
                  timeout: float = 1.0, min_timeout: float = 0.05, max_timeout: float = 2.0,
                  give_up_after: float = 30.0, max_sessions: int = 512,
+                 max_sessions_per_client: int = 64, reclaim_after: float = 1.0,
                  max_blksize: int | None = None, max_windowsize: int = WINDOWSIZE_MAX,
                  max_filename_bytes: int = MAX_FILENAME_BYTES, max_options: int = MAX_OPTIONS,
                  workers: int = 0) -> None:
@@ -193,6 +213,8 @@ class TftpServer:
         self.max_timeout = float(max_timeout)
         self.give_up_after = float(give_up_after)
         self.max_sessions = max_sessions
+        self.max_sessions_per_client = max_sessions_per_client
+        self.reclaim_after = float(reclaim_after)
         self.max_blksize = max_blksize
         self.max_windowsize = max_windowsize
         self.max_filename_bytes = max_filename_bytes
@@ -203,11 +225,15 @@ class TftpServer:
         self._listeners: dict[int, _Listener] = {}
         self._sessions: dict[int, _Session] = {}
         self._by_client: dict[tuple[str, int], _Session] = {}
+        self._by_address: dict[str, set[_Session]] = {}    # sessions run here, by client address
+        self._fd_warned_at: float | None = None
+        self._fd_exhausted_since_warning = 0
         self._timers: list[tuple[float, int, _Session]] = []
         self._timer_seq = 0
         self._watched: dict[int, Callable[[], None]] = {}
         self._pool: WorkerPool | None = None
         self._remote: dict[tuple[str, int], _Remote] = {}
+        self._remote_by_address: dict[str, int] = {}       # transfers in workers, by client address
         self._waiting: dict[tuple[str, int], tuple] = {}   # RRQs waiting for a worker's record
         self._retired_stats = TftpStats()                  # final counters of workers that are gone
         self._epoll: select.epoll | None = None
@@ -541,7 +567,7 @@ class TftpServer:
         if request.mode not in ("octet", "netascii"):
             self._send_error(error_sock, addr, ERR_ILLEGAL_OP, "Unsupported mode")
             return
-        if len(self._sessions) + len(self._remote) >= self.max_sessions:
+        if not self._make_room(addr[0]):
             stats.refused_busy += 1
             return
         try:
@@ -550,11 +576,14 @@ class TftpServer:
             self._refuse(error_sock, addr, client, request.filename.decode("utf-8", "replace"), exc)
             return
         try:
-            content = self.provider.open(client, path)
-        except RequestRefused as exc:
-            self._refuse(error_sock, addr, client, path, exc)
-            return
+            content = self._with_fds(lambda: self.provider.open(client, path))
         except Exception as exc:  # the provider is foreign code; it must not stop the server
+            if _out_of_fds(exc):
+                self._on_fd_exhausted()
+                return
+            if isinstance(exc, RequestRefused):
+                self._refuse(error_sock, addr, client, path, exc)
+                return
             stats.internal_errors += 1
             self._send_error(error_sock, addr, ERR_UNDEFINED, "internal error")
             self._emit(TransferRecord(client, path, {}, 0, 0, 0.0,
@@ -581,7 +610,7 @@ class TftpServer:
                 self._emit(TransferRecord(client, path, content.meta, 0, content.size, 0.0,
                                           f"error: option negotiation failed: {exc}", 512, 1))
                 return
-            sock = socket.socket(listener.family, socket.SOCK_DGRAM)
+            sock = self._with_fds(lambda: socket.socket(listener.family, socket.SOCK_DGRAM))
             sock.bind((local_ip, 0, 0, scope) if listener.family == socket.AF_INET6 else (local_ip, 0))
             sock.setblocking(False)
             # Everything a Transfer needs besides its Content: plain values, so a
@@ -596,10 +625,13 @@ class TftpServer:
                 return
             self.adopt(sock, addr, content, transfer_args)
         except Exception as exc:  # socket exhaustion, a failing Content: this request only
-            self.stats.internal_errors += 1
             if sock is not None:
                 sock.close()
             content.close()
+            if _out_of_fds(exc):
+                self._on_fd_exhausted()
+                return
+            self.stats.internal_errors += 1
             self._send_error(listener.error_sock, addr, ERR_UNDEFINED, "internal error")
             self._emit(TransferRecord(client, path, {}, 0, 0, 0.0, f"error: internal error: {exc!r}", 512, 1))
 
@@ -610,6 +642,7 @@ class TftpServer:
         out = transfer.start(time.monotonic())
         self._sessions[session.fd] = session
         self._by_client[session.key] = session
+        self._by_address.setdefault(addr[0], set()).add(session)
         self._epoll.register(session.fd, select.EPOLLIN)
         _send(sock, out, addr)
         self._continue(session)
@@ -635,6 +668,7 @@ class TftpServer:
         # The worker holds its own copies of the descriptors now.
         sock.close()
         content.close()
+        self._remote_by_address[addr[0]] = self._remote_by_address.get(addr[0], 0) + 1
         self._remote[key] = _Remote(worker, transfer_args["client"], transfer_args["path"], content.meta,
                                     content.size, transfer_args["blksize"], transfer_args["windowsize"],
                                     time.monotonic())
@@ -651,11 +685,17 @@ class TftpServer:
         for message in messages or ():
             if message["op"] == "record":
                 self._on_worker_record(message["key"], message["record"])
+            elif message["op"] == "exhausted":
+                # The worker could not take the transfer's descriptors: as if
+                # the request had been dropped here; the client retries.
+                self._pop_remote(message["key"])
+                self._on_fd_exhausted()
+                self._pool.reclaim(worker, None, self.reclaim_after)
         if messages is None:
             self._on_worker_gone(worker)
 
     def _on_worker_record(self, key: tuple[str, int], record: TransferRecord) -> None:
-        remote = self._remote.pop(key, None)
+        remote = self._pop_remote(key)
         if remote is not None:
             record = replace(record, meta=remote.meta)
         self._emit(record)
@@ -677,7 +717,7 @@ class TftpServer:
                       worker.proc.pid, status, len(lost), "" if self._stop_at is not None else ", restarting it")
         now = time.monotonic()
         for key in lost:
-            remote = self._remote.pop(key)
+            remote = self._pop_remote(key)
             self.stats.transfers_aborted += 1
             self._emit(TransferRecord(remote.client, remote.path, remote.meta, 0, remote.size,
                                       now - remote.started, "error: transfer worker exited",
@@ -687,6 +727,78 @@ class TftpServer:
                 self._watch_worker(self._pool.spawn())
             except OSError as exc:
                 log.error("TFTP: cannot restart a transfer worker: %s", exc)
+
+    def _pop_remote(self, key: tuple[str, int]) -> _Remote | None:
+        remote = self._remote.pop(key, None)
+        if remote is not None:
+            left = self._remote_by_address[key[0]] - 1
+            if left:
+                self._remote_by_address[key[0]] = left
+            else:
+                del self._remote_by_address[key[0]]
+        return remote
+
+    # -- pressure ------------------------------------------------------------------------
+
+    def _make_room(self, address: str) -> bool:
+        """Whether a new session for ``address`` fits now, reclaiming a stalled one if needed."""
+        mine = self._by_address.get(address, ())
+        if len(mine) + self._remote_by_address.get(address, 0) >= self.max_sessions_per_client:
+            return self._reclaim(mine, address)
+        if len(self._sessions) + len(self._remote) >= self.max_sessions:
+            return self._reclaim(self._sessions.values(), None)
+        return True
+
+    def _reclaim(self, candidates: Iterable[_Session], address: str | None) -> bool:
+        """Make room: True when a stalled session here was ended; otherwise the
+        busiest worker is told to reclaim one of its own (room arrives later)."""
+        if self.reclaim_stalled(candidates):
+            return True
+        if self._pool is not None:
+            worker = self._pool.busiest(address)
+            if worker is not None:
+                self._pool.reclaim(worker, address, self.reclaim_after)
+        return False
+
+    def reclaim_stalled(self, candidates: Iterable[_Session] | None = None, address: str | None = None,
+                        stalled_for: float | None = None) -> bool:
+        """End the session longest without progress among ``candidates`` (default:
+        those of ``address``, or all), if it has been stalled ``stalled_for`` seconds.
+        A scan, done only under pressure."""
+        if candidates is None:
+            candidates = self._sessions.values() if address is None else self._by_address.get(address, ())
+        stalled = min(candidates, key=lambda s: s.transfer.progress_at, default=None)
+        now = time.monotonic()
+        limit = self.reclaim_after if stalled_for is None else stalled_for
+        if stalled is None or now - stalled.transfer.progress_at < limit:
+            return False
+        _send(stalled.sock, stalled.transfer.reclaim(now), stalled.client)
+        self.stats.sessions_reclaimed += 1
+        self._end_session(stalled)
+        return True
+
+    def _with_fds(self, action: Callable[[], object]):
+        """``action()``; out of file descriptors, reclaim a stalled session here and try once more."""
+        try:
+            return action()
+        except Exception as exc:
+            if not _out_of_fds(exc) or not self._reclaim(self._sessions.values(), None):
+                raise
+        return action()
+
+    def _on_fd_exhausted(self) -> None:
+        self.stats.fd_exhausted += 1
+        self._fd_exhausted_since_warning += 1
+        now = time.monotonic()
+        if self._fd_warned_at is None or now - self._fd_warned_at >= _FD_WARNING_INTERVAL:
+            import resource   # only here: a rare path
+
+            limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            log.warning("TFTP: out of file descriptors (limit %d, %d transfers): %d request(s) dropped so "
+                        "clients retry; raise the open-file limit (LimitNOFILE=) or lower max_sessions",
+                        limit, len(self._sessions) + len(self._remote), self._fd_exhausted_since_warning)
+            self._fd_warned_at = now
+            self._fd_exhausted_since_warning = 0
 
     def _worker_grace(self) -> float:
         """After the drain time, how long workers get to report their aborted transfers."""
@@ -737,6 +849,11 @@ class TftpServer:
         session.closed = True
         self._sessions.pop(session.fd, None)
         self._by_client.pop(session.key, None)
+        mine = self._by_address.get(session.client[0])
+        if mine is not None:
+            mine.discard(session)
+            if not mine:
+                del self._by_address[session.client[0]]
         try:
             self._epoll.unregister(session.fd)
         except (OSError, ValueError):
@@ -816,8 +933,8 @@ class TftpServer:
                 _add_stats(self._retired_stats, worker.stats)
             pool.remove(worker, kill=worker.sessions > 0)
         now = time.monotonic()
-        for key, remote in list(self._remote.items()):
-            del self._remote[key]
+        for key in list(self._remote):
+            remote = self._pop_remote(key)
             self.stats.transfers_aborted += 1
             self._emit(TransferRecord(remote.client, remote.path, remote.meta, 0, remote.size,
                                       now - remote.started, "error: server stopping", remote.blksize,

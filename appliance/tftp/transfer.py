@@ -55,7 +55,10 @@ __all__ = ["Transfer", "netascii_size", "to_netascii"]
 
 _NETASCII_CHUNK = 16384
 _READ_AHEAD = 65536
-_NETASCII_SIZE_LIMIT = 64 * 1024 * 1024
+# netascii's tsize needs a pass over the file: bounded so it never stalls the
+# loop (about a millisecond); above it tsize is left out of the OACK (RFC 2347
+# lets a server ignore an option).  Boot files are octet anyway.
+_NETASCII_SIZE_LIMIT = 1024 * 1024
 
 
 def to_netascii(data: bytes) -> bytes:
@@ -273,6 +276,13 @@ class Transfer:
         else:
             outcome = f"error: client error {code}: {message}"
         self._finish(outcome, now)
+
+    def reclaim(self, now: float) -> list[bytes]:
+        """End a stalled transfer to make room under load; returns the ERROR to send."""
+        if self.done:
+            return []
+        self._finish("reclaimed", now)
+        return [encode_error(0, "Server busy: stalled transfer ended")]
 
     def abort(self, reason: str, now: float, *, code: int = 0,
               message: str = "transfer aborted") -> list[bytes]:

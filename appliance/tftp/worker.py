@@ -112,6 +112,22 @@ class WorkerPool:
         for _ in range(self.count - len(self.workers)):
             self.spawn()
 
+    def busiest(self, address: str | None = None) -> Worker | None:
+        """The worker with the most transfers (of clients at ``address``, if given)."""
+        def load(w: Worker) -> int:
+            return w.sessions if address is None else sum(1 for key in w.keys if key[0] == address)
+
+        worker = max(self.workers.values(), key=load, default=None)
+        return worker if worker is not None and load(worker) > 0 else None
+
+    def reclaim(self, worker: Worker, address: str | None, stalled_for: float) -> None:
+        """Ask ``worker`` to end its transfer longest without progress (of ``address``),
+        if stalled for ``stalled_for`` seconds; its record tells when room is made."""
+        try:
+            _send(worker.sock, {"op": "reclaim", "address": address, "stalled_for": stalled_for})
+        except OSError:
+            pass
+
     def pick(self) -> Worker | None:
         ready = [w for w in self.workers.values() if w.ready]
         return min(ready, key=lambda w: w.sessions) if ready else None
@@ -143,7 +159,7 @@ class WorkerPool:
                 os.close(fd)
             if message["op"] == "ready":
                 worker.ready = True
-            elif message["op"] == "record":
+            elif message["op"] in ("record", "exhausted"):
                 worker.sessions -= 1
                 worker.keys.discard(message["key"])
             if "stats" in message:
@@ -203,7 +219,15 @@ def run_worker(control_fd: int) -> int:
             server.stop(0.0, wait=0)
             return
         message, fds = got
-        if message["op"] == "session":
+        if message["op"] == "session" and len(fds) < (1 if message["data"] is not None else 2):
+            # Out of file descriptors: the kernel dropped what did not fit.
+            for fd in fds:
+                os.close(fd)
+            try:
+                _send(control, {"op": "exhausted", "key": message["key"]})
+            except OSError:
+                pass
+        elif message["op"] == "session":
             sock = socket.socket(fileno=fds[0])
             sock.setblocking(False)
             try:
@@ -214,6 +238,8 @@ def run_worker(control_fd: int) -> int:
                     os.close(fd)
                 raise
             server.adopt(sock, message["client"], content, message["transfer"])
+        elif message["op"] == "reclaim":
+            server.reclaim_stalled(address=message["address"], stalled_for=message["stalled_for"])
         elif message["op"] == "stop":
             server.stop(message["drain"], wait=0)
 
