@@ -58,9 +58,13 @@ def wait_sessions(s, count: int, timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
+WORKERS = pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "2-workers"])
+
+
+@WORKERS
 @pytest.mark.parametrize("client_source", ["127.0.0.1", "127.0.0.2"])
-def test_one_address_flooding_with_timeout_255_cannot_lock_others_out(client_source):
-    with serving({"f.bin": PAYLOAD}) as s, ExitStack() as stack:
+def test_one_address_flooding_with_timeout_255_cannot_lock_others_out(client_source, workers):
+    with serving({"f.bin": PAYLOAD}, workers=workers) as s, ExitStack() as stack:
         flood(stack, s.address, ["127.0.0.1"], 520, timeout=255)
         wait_sessions(s, 64)
         assert served_within(s.address, client_source, 5.0) < 5.0
@@ -69,9 +73,10 @@ def test_one_address_flooding_with_timeout_255_cannot_lock_others_out(client_sou
         assert stats.refused_busy > 0
 
 
-def test_full_server_reclaims_the_oldest_stalled_session():
+@WORKERS
+def test_full_server_reclaims_the_oldest_stalled_session(workers):
     sources = [f"127.0.1.{i}" for i in range(1, 27)]
-    with serving({"f.bin": PAYLOAD}) as s, ExitStack() as stack:
+    with serving({"f.bin": PAYLOAD}, workers=workers) as s, ExitStack() as stack:
         socks = flood(stack, s.address, sources, 520, timeout=255)
         wait_sessions(s, 512)
         assert s.server.read_stats().sessions_active == 512
@@ -86,8 +91,9 @@ def test_full_server_reclaims_the_oldest_stalled_session():
         assert first in ended or last not in ended
 
 
-def test_busy_sessions_that_make_progress_are_not_reclaimed():
-    with serving({"f.bin": PAYLOAD}, max_sessions=1) as s, ExitStack() as stack:
+@WORKERS
+def test_busy_sessions_that_make_progress_are_not_reclaimed(workers):
+    with serving({"f.bin": PAYLOAD}, max_sessions=1, workers=workers) as s, ExitStack() as stack:
         sock = bound(stack, "127.0.0.1")
         sock.setblocking(True)
         sock.settimeout(2)
