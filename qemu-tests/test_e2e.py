@@ -23,7 +23,7 @@ from e2e.artifacts import build_arch                      # noqa: E402
 from e2e.clients import (Boot, arm64_uboot_argv, format_timeline, raspi3b_argv, run_client,  # noqa: E402
                          x86_ipxe_argv, UBOOT_BIOS)
 from e2e.net import Client, Lab                           # noqa: E402
-from e2e.server import Appliance, initiator_iqn, target_iqn  # noqa: E402
+from e2e.server import CONFIG, Appliance, initiator_iqn, target_iqn  # noqa: E402
 from e2e.store import HostSpec, build_store               # noqa: E402
 
 pytestmark = pytest.mark.vm
@@ -295,3 +295,42 @@ def test_raspi_tree_fetched_like_the_eeprom_then_raspi3b_boots_it(e2e: E2E) -> N
     boot = e2e.boot("3b raspi3b (fetched files)", PI, "marker generation 1", argv=argv)
     assert boot.outcome == "marker", boot.text()[-4000:]
     assert boot.generations() == ["1"]
+
+
+# -- 7. menu_timeout = 0: real iPXE and real U-Boot boot the default at once -------------------
+
+def _set_menu_timeout(e2e: E2E, seconds: int) -> None:
+    """Edit every host's menu_timeout in the server's config and wait for the daemon's reload."""
+    before = e2e.appliance.log().count("configuration reloaded")
+    e2e.appliance.sh(f"sed -i 's/^menu_timeout = .*/menu_timeout = {seconds}/' {CONFIG}")
+    deadline = time.monotonic() + 30
+    while e2e.appliance.log().count("configuration reloaded") <= before:
+        if time.monotonic() > deadline:
+            raise AssertionError("the appliance did not reload its config:\n" + e2e.appliance.log()[-3000:])
+        time.sleep(0.5)
+
+
+def test_menu_timeout_zero_boots_the_default_at_once(e2e: E2E) -> None:
+    _set_menu_timeout(e2e, 0)
+    try:
+        script = _boot_ipxe_text(e2e, PC)
+        assert "choose" not in script and "\nmenu " not in script, script
+        served = e2e.appliance.status(PC.name)["hosts"][PC.name]["served"]
+        boot = e2e.boot("7a menu_timeout=0 iPXE", PC, f"marker generation {served}")
+        text = boot.text()
+        assert boot.outcome == "marker", text[-3000:]          # a 'choose --timeout 0' waits forever
+        assert boot.generations() == [str(served)]
+        assert "Generations (newest first)" not in text          # no menu was drawn
+
+        if not UBOOT_BIOS.exists():
+            pytest.skip(f"{UBOOT_BIOS} missing (u-boot-qemu)")
+        menu = e2e.appliance.netboot("cat", ARM.name, f"pxelinux.cfg/01-{ARM.mac.replace(':', '-')}")
+        assert "TIMEOUT 1\n" in menu, menu
+        served = e2e.appliance.status(ARM.name)["hosts"][ARM.name]["served"]
+        boot = e2e.boot("7b menu_timeout=0 U-Boot", ARM, f"marker generation {served}")
+        text = boot.text()
+        assert boot.outcome == "marker", text[-4000:]
+        assert boot.generations() == [str(served)]
+        assert "Enter choice" not in text                       # U-Boot did not stop at its menu prompt
+    finally:
+        _set_menu_timeout(e2e, 1)
