@@ -189,3 +189,18 @@ def test_store_refuses_and_keeps_the_last_good_copy(tmp_path):
     assert info.value.copy is not None and info.value.copy.read_bytes() == b"{"
     assert (tmp_path / "state.json").read_bytes() == b"{"
     assert store.readable().state.host("a").pin == 4     # from the last-good copy
+
+
+def test_a_host_entry_cut_short_is_completed_from_the_last_good_copy(tmp_path):
+    from appliance.control.state import Trial
+
+    store = StateStore(tmp_path)
+    store.update(lambda s: s.with_host("a", s.host("a").__class__(pin=4)).with_host(
+        "b", s.host("b").__class__(trial=Trial(generation=7, previous=6, started=1.0))))
+    data = (tmp_path / "state.json").read_bytes()
+    (tmp_path / "state.json").write_bytes(data[: data.index(b'"trial"') + 12])     # cut inside b's trial
+    readable = store.readable()
+    assert readable.state.host("a").pin == 4 and readable.sources["a"] == "file"
+    assert readable.state.host("b").trial.generation == 7
+    assert readable.sources["b"] == "last-good"
+    assert "hosts.b: cut short" in readable.salvage.dropped

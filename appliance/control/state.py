@@ -242,7 +242,6 @@ class StateStore:
                                  "nothing was changed") from exc
             readable = self.readable()
             self.save(readable.state)
-            log.info("state file %s repaired; the damaged one is kept as %s", self.path, copy)
             return readable, copy
 
     def append_event(self, event: dict) -> None:

@@ -87,11 +87,13 @@ class Salvage:
 def salvage_state(data: bytes) -> Salvage:
     """Every host entry and history entry that can be read, and a list of what cannot."""
     dropped: list[str] = []
+    cut: set[tuple[str, ...]] = set()
     try:
         doc: object = _parse_json(data)
         complete = True
     except StateFormatError as exc:
-        doc, complete = _partial_document(data)
+        doc, cut = _partial_document(data)
+        complete = False
         dropped.append(str(exc))
     if not isinstance(doc, dict):
         why = dropped[0] if dropped else f"the file holds a JSON {_kind(doc)}"
@@ -107,6 +109,8 @@ def salvage_state(data: bytes) -> Salvage:
     if isinstance(hosts_raw, dict):
         for name, raw in hosts_raw.items():
             hs, problems = _salvage_host(f"hosts.{name}", raw)
+            if ("hosts", name) in cut:
+                problems.append(f"hosts.{name}: cut short")
             dropped += problems
             if problems:
                 unreadable.add(name)
@@ -142,20 +146,19 @@ def _salvage_host(at: str, raw: object) -> tuple[HostState, list[str]]:
     return HostState(**values), problems
 
 
-def _partial_document(data: bytes) -> tuple[object, bool]:
-    """The leading complete members of a top-level object that breaks off (truncation, junk, nesting)."""
-    try:
-        text = data[:MAX_STATE_BYTES].decode("utf-8", errors="replace")
-    except Exception:  # noqa: BLE001 — decode with errors="replace" cannot fail; belt and braces
-        return None, False
+def _partial_document(data: bytes) -> tuple[object, set[tuple[str, ...]]]:
+    """The leading complete members of a top-level object that breaks off (truncation, junk, nesting),
+    and the key paths of the objects that were cut short inside it."""
+    text = data[:MAX_STATE_BYTES].decode("utf-8", errors="replace")
     pos = _skip_space(text, 0)
     if pos >= len(text) or text[pos] != "{":
-        return None, False
-    obj, _ = _partial_object(text, pos, _SALVAGE_DEPTH)
-    return obj, False
+        return None, set()
+    cut: set[tuple[str, ...]] = set()
+    obj = _partial_object(text, pos, _SALVAGE_DEPTH, (), cut)
+    return obj, cut
 
 
-def _partial_object(text: str, pos: int, depth: int) -> tuple[dict, bool]:
+def _partial_object(text: str, pos: int, depth: int, at: tuple[str, ...], cut: set[tuple[str, ...]]) -> dict:
     """Members of the object at ``text[pos] == '{'`` up to the first that cannot be read."""
     decoder = json.JSONDecoder(parse_constant=_reject_constant)
     out: dict = {}
@@ -163,26 +166,27 @@ def _partial_object(text: str, pos: int, depth: int) -> tuple[dict, bool]:
     while True:
         pos = _skip_space(text, pos)
         if pos >= len(text):
-            return out, False
+            return out
         if text[pos] == "}":
-            return out, True
+            return out
         if text[pos] == ",":
             pos += 1
             continue
         try:
             key, pos = decoder.raw_decode(text, pos)
         except (ValueError, RecursionError):
-            return out, False
+            return out
         pos = _skip_space(text, pos)
         if not isinstance(key, str) or pos >= len(text) or text[pos] != ":":
-            return out, False
+            return out
         pos = _skip_space(text, pos + 1)
         try:
             out[key], pos = decoder.raw_decode(text, pos)
         except (ValueError, RecursionError):
             if depth > 0 and pos < len(text) and text[pos] == "{":
-                out[key], _ = _partial_object(text, pos, depth - 1)
-            return out, False
+                cut.add((*at, key))
+                out[key] = _partial_object(text, pos, depth - 1, (*at, key), cut)
+            return out
 
 
 def _skip_space(text: str, pos: int) -> int:
