@@ -62,8 +62,6 @@ def render_metrics(stats: TftpStats, boots: BootCounters, served: Mapping[str, i
            "1 while a component runs degraded (state: state file corrupt; iscsi: TFTP only, retrying)",
            [(f'{{component="{c}"}}', int(on)) for c, on in sorted((degraded or {}).items())])
     if iscsi is not None:
-        metric("netboot_iscsi_degraded", "gauge", "1 while LIO is unusable or the apply fails (TFTP only, retrying)",
-               [("", int(iscsi.state == "degraded"))])
         metric("netboot_iscsi_apply_failures_total", "counter", "failed iSCSI applies (start, reload, retries)",
                [("", iscsi.failures)])
         metric("netboot_iscsi_withheld_changes", "gauge",
