@@ -354,3 +354,78 @@ def test_block_device_lun(lab: Lab):
     assert io.ok and "Pattern verification failed" not in io.output, io.output
     again = lab.netboot("iscsi", "plan", config="/tmp/lab/block.toml")
     assert again.ok and "nothing to do" in again.stdout, again.stdout
+
+
+# 7 -------------------------------------------------------------------------------------
+
+SERVE_CONF = "/tmp/lab/serve.toml"
+SERVE_HEADER = HEADER.replace('state_dir = "/tmp/lab/state"', 'state_dir = "/tmp/lab/serve-state"\ngcroots_dir = ""')
+
+
+def _serve_log(lab: Lab) -> str:
+    return lab.vm.run("cat /tmp/lab/serve.log").stdout
+
+
+def test_config_typo_never_cuts_off_a_writing_host(lab: Lab):
+    """The daemon applies a config save on its own: an IQN typo must not delete the ACL
+    of a host that is writing to its LUN; the change is withheld and reported."""
+    lab.vm.write_file(SERVE_CONF, SERVE_HEADER + HOST_DESK)
+    # Start from LIO as this config wants it (earlier scenarios leave other hosts).
+    assert lab.netboot("iscsi", "apply", "--allow-destroy", config=SERVE_CONF).ok
+    pid = lab.vm.run(["sh", "-c", f"{' '.join(lab.cli)} -c {SERVE_CONF} serve >/tmp/lab/serve.log 2>&1 & echo $!"]
+                     ).check().stdout.strip()
+    writer = None
+    try:
+        deadline = time.monotonic() + 120
+        while "serving TFTP" not in _serve_log(lab):
+            assert time.monotonic() < deadline, _serve_log(lab)
+            time.sleep(1)
+
+        writes = 600
+        commands: list[str] = []
+        for i in range(writes):
+            commands += ["-c", f"write -P 0x6b {(i % 256) * 65536} 64k", "-c", "sleep 50"]
+        writer = subprocess.Popen(
+            ["qemu-io", "--image-opts",
+             f"driver=iscsi,transport=tcp,portal=127.0.0.1:{lab.initiator.port},target={DESK},lun=0,"
+             f"initiator-name={DESK_INITIATOR}", *commands],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 60
+        while not json.loads(lab.netboot("iscsi", "status", "--json", config=SERVE_CONF).stdout
+                             )["hosts"]["pi-desktop"]["sessions"]:
+            assert time.monotonic() < deadline and writer.poll() is None, "the writer never logged in"
+
+        typo = (SERVE_HEADER + HOST_DESK).replace(DESK_INITIATOR, DESK_INITIATOR.replace("desktop", "destkop"))
+        lab.vm.write_file(SERVE_CONF + ".new", typo)
+        lab.vm.run(["mv", SERVE_CONF + ".new", SERVE_CONF]).check()     # a save, as an editor does it
+        deadline = time.monotonic() + 120
+        while "withheld" not in _serve_log(lab):
+            assert time.monotonic() < deadline, f"the daemon did not report withholding:\n{_serve_log(lab)}"
+            time.sleep(1)
+        assert writer.poll() is None, "the writer finished before the config was applied; the test proves nothing"
+        _say(*[l for l in _serve_log(lab).splitlines() if "withheld" in l or "reloaded" in l])
+
+        output, _ = writer.communicate(timeout=300)
+        wrote = output.count("wrote 65536/65536 bytes")
+        _say(f"writer: rc={writer.returncode}, {wrote}/{writes} writes of 64 KiB, "
+             f"{sum('error' in l.lower() or 'fail' in l.lower() for l in output.splitlines())} error lines")
+        assert writer.returncode == 0 and wrote == writes, output[-2000:]
+        assert "error" not in output.lower() and "fail" not in output.lower(), output[-2000:]
+
+        # The running objects were kept: the host's ACL is still there, a new login works.
+        acls = lab.rtslib(f"tpg = r.TPG(r.Target(fm, '{DESK}', mode='lookup'), 1, mode='lookup')\n"
+                          "print(sorted(a.node_wwn for a in tpg.node_acls))\n").check().stdout
+        assert DESK_INITIATOR in acls, acls
+        io = lab.initiator.qemu_io(DESK, DESK_INITIATOR, ["read -P 0x6b 0 1M"])
+        assert io.ok and "Pattern verification failed" not in io.output, io.output
+
+        # And the daemon says what it withheld: status (and the log above).
+        status = json.loads(lab.netboot("status", "--json", config=SERVE_CONF).check().stdout)
+        _say(f"status iscsi: {json.dumps(status['iscsi'])[:300]}")
+        assert status["iscsi"]["state"] == "withheld"
+        assert any(DESK_INITIATOR in w and "is logged in" in w for w in status["iscsi"]["withheld"])
+    finally:
+        if writer is not None and writer.poll() is None:
+            writer.kill()       # our own qemu-io, by its Popen handle
+            writer.wait(timeout=10)
+        lab.vm.run(["kill", pid])
