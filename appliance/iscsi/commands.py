@@ -65,8 +65,8 @@ def cmd_apply(config: Config, args: Any) -> int:
         else:
             if the_plan is not None:
                 print(format_plan(the_plan))
-        print("netboot iscsi apply: refused, nothing applied; re-run with --allow-destroy to remove "
-              "these LIO objects (backing files are never deleted)", file=sys.stderr)
+        print("netboot iscsi apply: refused, nothing applied; re-run with --allow-destroy to make these "
+              "changes (LIO objects only: backing files are never deleted or truncated)", file=sys.stderr)
         return exc.exit_code
     except ApplianceError as exc:
         return _fail("apply", exc, as_json)

@@ -9,8 +9,9 @@ removed, backing path / kind / size changed, a foreign LUN in an owned TPG) is
 *destructive*; so is any removal or change (ACL, mapped LUN, portal, CHAP,
 TPG attribute) on a target with a logged-in session, which could cut a
 running host off its root disk: such actions carry the ``session`` they
-would disturb, and show it.  Without ``allow_destroy`` every destructive action yields a
-``Refusal`` and the plan must not be applied.  Even with it, only LIO objects
+would disturb, and show it.  Without ``allow_destroy`` every destructive
+action yields a ``Refusal`` and the plan must not be applied (an automatic
+apply uses ``Plan.split_refused``: refused hosts are left as they run).  Even with it, only LIO objects
 are removed: no action ever deletes, truncates or shrinks a backing file.
 
 Backing files (fileio):
