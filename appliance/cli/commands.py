@@ -15,6 +15,7 @@ from ..config import Config, config_path_from, load_config
 from ..config.load import config_warnings, file_problems
 from ..control import operations
 from ..control.iscsi_health import read_health
+from ..control.health import read_health_file
 from ..control.snapshot import HostSnapshot, build_host_snapshot
 from ..control.state import HostState, State, StateStore
 from ..errors import ConfigError, UsageError
@@ -229,8 +230,9 @@ def status(args: argparse.Namespace) -> int:
         }
     corrupt = [str(p) for p in store.corrupt_files()]
     health = read_health(config.server.state_dir) if config.iscsi.enable else None
+    degraded = read_health_file(store.dir) or {}
     if args.json:
-        emit_json({"hosts": hosts, "corrupt_state_files": corrupt, "iscsi": health})
+        emit_json({"hosts": hosts, "corrupt_state_files": corrupt, "iscsi": health, "degraded": degraded})
         return 0
     rows = []
     for name, h in hosts.items():
@@ -253,6 +255,8 @@ def status(args: argparse.Namespace) -> int:
               f"(the daemon retries every {health.get('retry_in'):.0f} s or so)", file=sys.stderr)
     for why in (health or {}).get("withheld", []):
         print(f"warning: iSCSI change withheld by the daemon: {why}", file=sys.stderr)
+    for component, reason in sorted(degraded.items()):
+        print(f"degraded: {component}: {reason}")
     return 0
 
 

@@ -100,7 +100,7 @@ class Host:
     config_txt: tuple[str, ...] = ()
     firmware: str | None = None     # name of a [firmware.*] table (rpi hosts)
     allow_eeprom_update: bool = False
-    tftp_access: str = "open"       # "open" | "strict": for clients whose MAC is unknown
+    tftp_access: str = "open"       # "open" | "strict": for routed clients (MAC unknown); CHAP hosts: "strict"
     menu_timeout: int = 5           # seconds, U-Boot / iPXE menus
     trial_confirm_after: float = 120.0
     trial_timeout: float = 900.0

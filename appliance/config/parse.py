@@ -280,14 +280,16 @@ def _parse_host(p: _Problems, name: str, raw: Any, firmware: dict[str, Firmware]
     cmdline = p.value(f"{at}.cmdline", t.get("cmdline", ""), _typed(str, "a string"), "")
     if "\n" in cmdline:
         p.add(f"{at}.cmdline", "must be a single line")
-    access = t.get("tftp_access", "open")
+    host_iscsi = _parse_host_iscsi(p, at, t["iscsi"], iscsi) if "iscsi" in t else None
+    # A CHAP host's initrd carries its secret: unless told otherwise, never hand it to a client
+    # whose MAC cannot be checked.
+    access = t.get("tftp_access", "strict" if host_iscsi is not None and host_iscsi.chap is not None else "open")
     if access not in ("open", "strict"):
         p.add(f"{at}.tftp_access", f"{access!r} is not open or strict")
     menu_timeout = p.value(f"{at}.menu_timeout", t.get("menu_timeout", 5), _typed(int, "a whole number of seconds"), 5)
     if isinstance(menu_timeout, int) and not 0 <= menu_timeout <= 3600:
         p.add(f"{at}.menu_timeout", f"{menu_timeout} is not in 0–3600 seconds")
 
-    host_iscsi = _parse_host_iscsi(p, at, t["iscsi"], iscsi) if "iscsi" in t else None
     if boot is None:
         return None
     return Host(

@@ -19,6 +19,7 @@ from .provider import (
     FileNotFound,
     OutOfResources,
     RequestRefused,
+    RetryLater,
     TransferRecord,
 )
 
@@ -34,6 +35,7 @@ __all__ = [
     "FileNotFound",
     "OutOfResources",
     "RequestRefused",
+    "RetryLater",
     "TransferRecord",
     "clean_path",
 ]

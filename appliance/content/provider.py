@@ -11,6 +11,8 @@ HTTP 403); any other exception is an internal error, counted by the transport.
     ├── AccessDenied          the file exists but not for this client
     └── OutOfResources        the file cannot be opened right now (no file
                               descriptors left): the client should retry
+    RetryLater                no answer yet: the transport asks again after
+                              ``after`` seconds, serving other clients meanwhile
 
 ``FileContent``, ``BytesContent``, ``DictProvider`` and ``DirectoryProvider``
 are small ready-made implementations (tests, the demo, the benchmark).
@@ -37,6 +39,7 @@ __all__ = [
     "FileNotFound",
     "OutOfResources",
     "RequestRefused",
+    "RetryLater",
     "TransferRecord",
 ]
 
@@ -58,6 +61,19 @@ class AccessDenied(RequestRefused):
 class OutOfResources(RequestRefused):
     """Out of file descriptors (or kernel memory): not the client's fault, and
     never "file not found" — a transport answers with something retryable."""
+
+
+class RetryLater(Exception):
+    """The provider cannot decide yet (e.g. it is still learning who the client is).
+
+    The transport keeps the request, answers nothing, and calls ``open``
+    again after ``after`` seconds; the provider must end the wait itself
+    (answer or refuse) within a bounded time.
+    """
+
+    def __init__(self, after: float) -> None:
+        super().__init__(f"retry after {after:g} s")
+        self.after = after
 
 
 _EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})

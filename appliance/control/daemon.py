@@ -2,19 +2,24 @@
 
 Threads: the TFTP engine runs its own loop in a thread; this module's loop
 waits on inotify (profiles, config, state directory), signals (SIGHUP
-reload, SIGTERM/SIGINT stop) and a tick for trial timeouts and iSCSI
-sessions.  Changes build a new immutable ``Snapshot`` that is swapped into
-the resolver in one assignment.
+reload, SIGTERM/SIGINT stop), the control queue and a tick for trial
+timeouts and iSCSI sessions.  Changes build a new immutable ``Snapshot``
+that is swapped into the resolver in one assignment.
+
+The TFTP thread never waits on control I/O: it decides from the snapshot
+(trial reverts included, precomputed as ``TrialGuard``), and hands boot
+events and its decisions to this loop through a queue; state writes,
+fsyncs, rebuilds and GC-root syncs all happen here.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import select
 import signal
 import socket
-import threading
 import time
 from pathlib import Path
 
@@ -27,19 +32,22 @@ from ..nix import StoreCache
 from ..tftp import TftpServer, TftpStats
 from ..tftp.worker import default_worker_count
 from . import operations
+from .frames import FrameSources
 from .gcroots import desired_roots, sync_roots
+from .health import Health, remove_health_file, write_health_file
 from .inotify import Inotify
 from .iscsi_health import IscsiHealth, remove_health, write_health
 from .metrics import BootCounters, render_metrics, serve_metrics
 from .neighbours import NeighbourTable
-from .resolver import BootResolver, boot_event, is_boot_entry, kernel_paths
-from .snapshot import HostSnapshot, Snapshot, build_host_snapshot, build_snapshot
+from .resolver import BootResolver, Decision, KernelServed, TrialReverted, boot_event
+from .snapshot import HostSnapshot, Snapshot, TrialGuard, build_host_snapshot, build_snapshot
 from .state import State, StateStore
 
 log = logging.getLogger("netboot")
 
 TICK = 1.0            # seconds between trial / session checks
 DEBOUNCE = 0.01       # gather a burst of inotify events (nix-env makes several)
+QUEUED_EVENTS_MAX = 10000   # boot events waiting for the state directory before new ones are dropped
 
 
 def sd_notify(message: str) -> None:
@@ -68,14 +76,21 @@ class Appliance:
         self.store = StateStore(self.config.server.state_dir)
         self.state_problem: str | None = None     # set while state.json is corrupt: writes are refused
         self.state: State = self._load_state()
-        self.mutex = threading.RLock()        # state + snapshot, shared with the TFTP thread
-        self.neighbours = NeighbourTable()
+        self.health = Health()
+        self.neighbours = NeighbourTable(health=self.health)
         self.cache = StoreCache()
         snapshot = build_snapshot(self.config, self.state.choices(), self.cache)
+        snapshot = Snapshot(snapshot.config, snapshot.hosts, self._trial_guards(snapshot.hosts, snapshot.hosts))
         # Nothing is served yet: make the roots, and drop those left over from an
         # earlier run (a removed host, an old pin), in one pass.
         sync_roots(self.config.server.gcroots_dir, desired_roots(snapshot.hosts, self.state), prune=True)
-        self.resolver = BootResolver(snapshot, self.neighbours, before_open=self._before_open)
+        # From the TFTP thread to this loop: boot events and TFTP-side decisions.
+        self.control: queue.SimpleQueue = queue.SimpleQueue()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._unpersisted: list[Decision] = []     # decisions whose state write failed: retried each tick
+        self.events_dropped = 0
+        self._events_failing = False
+        self.resolver = BootResolver(snapshot, self.neighbours, on_decision=self._post)
         self.tftp: TftpServer | None = None
         self.dhcp: ProxyDhcpServer | None = None
         self.inotify = Inotify()
@@ -89,27 +104,41 @@ class Appliance:
 
     # -- snapshots ---------------------------------------------------------------------
 
-    def refresh(self, hosts: set[str] | None = None) -> None:
+    def refresh(self, hosts: set[str] | None = None, settled: tuple[Decision, ...] = ()) -> None:
         """Rebuild the snapshot (all hosts, or some) and swap it in; GC roots first."""
-        with self.mutex:
-            old = self.resolver.snapshot
-            if hosts is None or old.config is not self.config:
-                snapshot = build_snapshot(self.config, self.state.choices(), self.cache)
-            else:
-                new_hosts = dict(old.hosts)
-                for name in hosts:
-                    new_hosts[name] = build_host_snapshot(self.config, self.config.hosts[name],
-                                                          self.state.host(name).choice(), cache=self.cache)
-                snapshot = Snapshot(self.config, new_hosts)
-            roots = desired_roots(snapshot.hosts, self.state)
-            sync_roots(self.config.server.gcroots_dir, roots, prune=False)   # before the tree is offered
-            self.resolver.set_snapshot(snapshot)
-            sync_roots(self.config.server.gcroots_dir, roots, prune=True)    # after: old ones can go
-            for name, hs in snapshot.hosts.items():
-                before = old.hosts.get(name)
-                if before is None or before.selection.number != hs.selection.number:
-                    log.info("%s: serving generation %s (%s)%s", name, hs.selection.number, hs.selection.reason,
-                             f" — {hs.selection.note}" if hs.selection.note else "")
+        old = self.resolver.published
+        if hosts is None or old.config is not self.config:
+            built = build_snapshot(self.config, self.state.choices(), self.cache)
+            snapshot = Snapshot(self.config, built.hosts, self._trial_guards(built.hosts, built.hosts))
+        else:
+            new_hosts = dict(old.hosts)
+            for name in hosts:
+                new_hosts[name] = build_host_snapshot(self.config, self.config.hosts[name],
+                                                      self.state.host(name).choice(), cache=self.cache)
+            trials = {n: g for n, g in old.trials.items() if n not in hosts}
+            trials.update(self._trial_guards(new_hosts, {n: new_hosts[n] for n in hosts}))
+            snapshot = Snapshot(self.config, new_hosts, trials)
+        roots = desired_roots(snapshot.hosts, self.state)
+        sync_roots(self.config.server.gcroots_dir, roots, prune=False)   # before the tree is offered
+        self.resolver.set_snapshot(snapshot, settled)
+        sync_roots(self.config.server.gcroots_dir, roots, prune=True)    # after: old ones can go
+        for name, hs in snapshot.hosts.items():
+            before = old.hosts.get(name)
+            if before is None or before.selection.number != hs.selection.number:
+                log.info("%s: serving generation %s (%s)%s", name, hs.selection.number, hs.selection.reason,
+                         f" — {hs.selection.note}" if hs.selection.note else "")
+
+    def _trial_guards(self, all_hosts: dict[str, HostSnapshot], hosts: dict[str, HostSnapshot]) -> dict[str, TrialGuard]:
+        """For each of ``hosts`` serving a trial: the host snapshot it gets once the trial is reverted."""
+        guards = {}
+        for name, hs in hosts.items():
+            trial = self.state.host(name).trial
+            if trial is None or hs.selection.reason != "trial" or hs.selection.number != trial.generation:
+                continue
+            after = operations.revert_trial(self.state, name, "", 0.0).host(name)
+            fallback = build_host_snapshot(self.config, hs.host, after.choice(), cache=self.cache)
+            guards[name] = TrialGuard(trial.generation, trial.kernel_served_at is not None, fallback)
+        return guards
 
     def _update_state(self, change) -> None:
         """Persist a state change (under the file lock) and adopt the result.
@@ -118,12 +147,11 @@ class Appliance:
         applied to the state in memory (what is served stays right) and the
         daemon reports itself degraded until the file is repaired.
         """
-        with self.mutex:
-            try:
-                self.state = self.store.update(change)
-            except StateCorrupt as exc:
-                self._state_degraded(exc)
-                self.state = change(self.state)
+        try:
+            self.state = self.store.update(change)
+        except StateCorrupt as exc:
+            self._state_degraded(exc)
+            self.state = change(self.state)
 
     def _load_state(self) -> State:
         """The state at start: a corrupt file does not stop the daemon (no crash loop under systemd).
@@ -147,8 +175,7 @@ class Appliance:
         except StateCorrupt as exc:
             self._state_degraded(exc)
             return
-        with self.mutex:
-            self.state = state
+        self.state = state
         if self.state_problem is not None:
             log.warning("state file %s is readable again: state writes resume", self.store.path)
             self.state_problem = None
@@ -162,37 +189,84 @@ class Appliance:
         log.error("degraded: %s; serving the last good state, not writing state until repaired", exc)
         sd_notify(f"STATUS=degraded: {exc.path} is corrupt; run 'netboot state repair'")
 
-    # -- TFTP callbacks (TFTP thread) ----------------------------------------------------
+    # -- from the TFTP thread ------------------------------------------------------------
 
-    def _before_open(self, hs: HostSnapshot, path: str) -> None:
-        trial = self.state.host(hs.host.name).trial
-        if trial is None or trial.kernel_served_at is None:
-            return
-        if is_boot_entry(hs, path) or path in kernel_paths(hs):
-            name = hs.host.name
-            why = f"host fetched {path} again before the trial of generation {trial.generation} was confirmed"
-            log.warning("%s: %s: reverting", name, why)
-            self._update_state(lambda st: operations.revert_trial(st, name, why, time.time()))
-            self.refresh({name})
+    def _post(self, item: Decision | dict) -> None:
+        """Queue work for the control loop and wake it (any thread)."""
+        self.control.put(item)
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass   # the pipe is full: the loop is awake already
 
     def on_transfer(self, record: TransferRecord) -> None:
-        now = time.time()
-        event = boot_event(record, now)
-        if event["host"] is not None:
-            self.store.append_event(event)
-            self.boots.record(event["host"], record.outcome, record.bytes_sent)
+        """TFTP thread: count, and queue the boot event; never touches the state directory."""
+        self.resolver.transfer_finished(record)
         name = record.meta.get("host")
-        if not (record.meta.get("kernel") and record.outcome == "complete" and isinstance(name, str)):
+        if name is None:
             return
-        trial = self.state.host(name).trial
-        if trial is not None and trial.kernel_served_at is None and record.meta.get("generation") == trial.generation:
-            self._update_state(lambda st: operations.trial_kernel_served(st, name, now))
+        self.boots.record(name, record.outcome, record.bytes_sent)
+        if self.control.qsize() >= QUEUED_EVENTS_MAX:
+            self.events_dropped += 1
+            if not self._events_failing:
+                self._events_failing = True
+                self.health.fail("boot-events", f"{QUEUED_EVENTS_MAX} boot events waiting for the state "
+                                                "directory; newer ones are dropped")
+            return
+        self._post(boot_event(record, time.time()))
+
+    # -- the control queue (this loop) -------------------------------------------------------
+
+    def drain_control(self) -> None:
+        while True:
+            try:
+                item = self.control.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, dict):
+                self._append_event(item)
+            else:
+                self._persist(item)
+
+    def _append_event(self, event: dict) -> None:
+        try:
+            self.store.append_event(event)
+        except ApplianceError as exc:
+            self.events_dropped += 1
+            if not self._events_failing:
+                self._events_failing = True
+                self.health.fail("boot-events", f"{exc}; boot events are dropped")
+            return
+        if self._events_failing:
+            self._events_failing = False
+            self.health.ok("boot-events")
+
+    def _persist(self, decision: Decision) -> None:
+        """Write a TFTP-side decision to the state file, then serve from the new state."""
+        name = decision.host
+        if isinstance(decision, TrialReverted):
+            log.warning("%s: %s: reverting", name, decision.why)
+            change = lambda st: operations.revert_trial(st, name, decision.why, decision.at)  # noqa: E731
+        else:
+            change = lambda st: operations.trial_kernel_served(st, name, decision.at)  # noqa: E731
+        try:
+            self._update_state(change)
+        except ApplianceError as exc:
+            # Still served as decided (the resolver keeps it applied); retried each tick.
+            self.health.fail("state", f"{exc}; retrying")
+            self._unpersisted.append(decision)
+            return
+        self.health.ok("state")
+        self.refresh({name} if name in self.config.hosts else None, settled=(decision,))
 
     # -- periodic checks -------------------------------------------------------------------
 
     def tick(self, now: float) -> None:
         if self._iscsi_retry_at is not None and time.monotonic() >= self._iscsi_retry_at:
             self.apply_iscsi()
+        retry, self._unpersisted = self._unpersisted, []
+        for decision in retry:
+            self._persist(decision)
         for name, host in self.config.hosts.items():
             reason = operations.trial_due(self.state, name, host.trial_timeout, now)
             if reason:
@@ -209,9 +283,12 @@ class Appliance:
             from ..iscsi.sessions import read_sessions
 
             sessions = read_sessions()
-        except Exception:
+        except Exception as exc:  # configfs contents, a missing module: sessions cannot confirm now
+            self.health.fail("iscsi-sessions", f"cannot read iSCSI sessions ({exc!r}): trials are not "
+                                               "confirmed by sessions")
             return
-        snapshot = self.resolver.snapshot
+        self.health.ok("iscsi-sessions")
+        snapshot = self.resolver.published
         for name, host in self.config.hosts.items():
             if host.iscsi is None:
                 continue
@@ -238,7 +315,8 @@ class Appliance:
                               self.dhcp.read_stats() if self.dhcp else None,
                               degraded={"state": self.state_problem is not None,
                                         "iscsi": self.iscsi_health.state == "degraded"},
-                              iscsi=self.iscsi_health if self.config.iscsi.enable else None)
+                              iscsi=self.iscsi_health if self.config.iscsi.enable else None,
+                              health=self.health, events_dropped=self.events_dropped)
 
     # -- config reload / iSCSI --------------------------------------------------------------
 
@@ -257,13 +335,12 @@ class Appliance:
             log.warning("[dhcp] changed: takes effect after a restart (host changes apply now)")
         if self.tftp is not None:
             self.tftp.give_up_after = config.server.tftp_give_up_after   # for transfers starting from now
-        with self.mutex:
-            self.config = config
-            if config.server.state_dir != self.store.dir:
-                self.store = StateStore(config.server.state_dir)
-                self.state_problem = None
-                self.state = self._load_state()
-            self.refresh()
+        self.config = config
+        if config.server.state_dir != self.store.dir:
+            self.store = StateStore(config.server.state_dir)
+            self.state_problem = None
+            self.state = self._load_state()
+        self.refresh()
         self._watch()
         self.apply_iscsi()
         log.info("configuration reloaded (%d hosts)", len(config.hosts))
@@ -376,8 +453,22 @@ class Appliance:
         elif hosts:
             self.refresh(hosts)
 
+    def _watch_frames(self, ports: set[int]) -> None:
+        """Learn clients' MACs from their request frames (needs CAP_NET_RAW)."""
+        try:
+            self.neighbours.use_frames(FrameSources(ports))
+            self.health.ok("frame-capture")
+        except OSError as exc:
+            self.health.fail("frame-capture", f"cannot read request frames ({exc.strerror or exc}): client MACs "
+                                              "come from the neighbour table and solicitations only")
+
+    def _publish_health(self) -> None:
+        if self.health.changed.is_set():
+            self.health.changed.clear()
+            write_health_file(self.store.dir, self.health.problems())
+
     def run(self) -> int:
-        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        wake_r, wake_w = self._wake_r, self._wake_w
 
         def on_signal(signum: int, _frame: object) -> None:
             if signum == signal.SIGHUP:
@@ -399,6 +490,8 @@ class Appliance:
         self.tftp = TftpServer(self.resolver, listen=listen, on_transfer=self.on_transfer,
                                give_up_after=self.config.server.tftp_give_up_after,
                                workers=default_worker_count())
+        self.tftp.start()
+        self._watch_frames({port for _, port in self.tftp.addresses})
         self.tftp.run_in_thread()
         self._watch()
         log.info("serving TFTP on %s for %d hosts", ", ".join(f"{h}:{p}" for h, p in self.tftp.addresses),
@@ -422,6 +515,7 @@ class Appliance:
                         os.read(wake_r, 512)
                     except OSError:
                         pass
+                self.drain_control()
                 if self._reload:
                     self._reload = False
                     sd_notify("RELOADING=1")
@@ -433,10 +527,13 @@ class Appliance:
                 if time.monotonic() >= next_tick:
                     self.tick(time.time())
                     next_tick = time.monotonic() + TICK
+                self._publish_health()
         finally:
             sd_notify("STOPPING=1")
             log.info("stopping: finishing transfers")
             self.tftp.stop(drain=2.0)
+            self.drain_control()
+            remove_health_file(self.store.dir)
             if metrics is not None:
                 metrics.shutdown()
             if self.dhcp is not None:

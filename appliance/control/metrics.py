@@ -9,6 +9,7 @@ from typing import Callable, Mapping
 
 from ..tftp import TftpStats
 from .iscsi_health import IscsiHealth
+from .health import Health
 
 
 class BootCounters:
@@ -32,7 +33,8 @@ class BootCounters:
 
 def render_metrics(stats: TftpStats, boots: BootCounters, served: Mapping[str, int | None],
                    sessions: Mapping[str, bool], dhcp: object | None = None,
-                   degraded: Mapping[str, bool] | None = None, iscsi: IscsiHealth | None = None) -> str:
+                   degraded: Mapping[str, bool] | None = None, iscsi: IscsiHealth | None = None,
+                   health: Health | None = None, events_dropped: int = 0) -> str:
     """Pure: counters in, Prometheus text format out."""
     lines = []
 
@@ -58,9 +60,19 @@ def render_metrics(stats: TftpStats, boots: BootCounters, served: Mapping[str, i
            [(f'{{host="{h}"}}', -1 if g is None else g) for h, g in sorted(served.items())])
     metric("netboot_iscsi_session_up", "gauge", "1 when the host's initiator is logged in",
            [(f'{{host="{h}"}}', int(up)) for h, up in sorted(sessions.items())])
+    down = dict(degraded or {})
+    failures = health.failures() if health is not None else {}
+    if health is not None:
+        problems = health.problems()
+        down.update({c: c in problems for c in set(problems) | set(failures)})
     metric("netboot_degraded", "gauge",
-           "1 while a component runs degraded (state: state file corrupt; iscsi: TFTP only, retrying)",
-           [(f'{{component="{c}"}}', int(on)) for c, on in sorted((degraded or {}).items())])
+           "1 while a component runs degraded (state: state file corrupt; iscsi: TFTP only, retrying; "
+           "others: see the log and status)",
+           [(f'{{component="{c}"}}', int(on)) for c, on in sorted(down.items())])
+    metric("netboot_component_failures_total", "counter", "failures per component",
+           [(f'{{component="{c}"}}', n) for c, n in sorted(failures.items())])
+    metric("netboot_boot_events_dropped_total", "counter", "boot events that could not be recorded",
+           [("", events_dropped)])
     if iscsi is not None:
         metric("netboot_iscsi_apply_failures_total", "counter", "failed iSCSI applies (start, reload, retries)",
                [("", iscsi.failures)])

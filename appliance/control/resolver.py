@@ -2,20 +2,23 @@
 
 Implements ``appliance.content.ContentProvider`` for every transport.  Lookups read one
 ``Snapshot`` reference per request, so a transfer keeps the files it
-started with while the control loop swaps in new snapshots.
+started with while the control loop swaps in new snapshots; nothing here
+touches the state file or rebuilds anything (the TFTP loop never waits).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Callable, Mapping
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Callable, Iterable, Mapping
 
 from ..boot import Generated, StoreFile
 from ..boot.render import IPXE_SCRIPT, UBOOT_SCRIPT
 from ..config import BootStyle, Host
 from ..content import AccessDenied, BytesContent, Content, FileContent, FileNotFound, TransferRecord
-from .neighbours import NeighbourTable, canonical_ip
+from .neighbours import ClientLink, NeighbourTable, canonical_ip
 from .snapshot import HostSnapshot, Snapshot
 
 log = logging.getLogger(__name__)
@@ -58,44 +61,120 @@ def is_boot_entry(hs: HostSnapshot, path: str) -> bool:
     return path in names or any(path == hs.host.tftp_prefix + n for n in names)
 
 
+@dataclass(frozen=True, eq=False)
+class KernelServed:
+    """A trial host was served its trial kernel: its next boot entry or kernel fetch is a new boot."""
+
+    host: str
+    generation: int
+    at: float
+
+
+@dataclass(frozen=True, eq=False)
+class TrialReverted:
+    """A trial host booted again before its trial was confirmed: it now gets its fallback."""
+
+    host: str
+    generation: int
+    why: str
+    at: float
+
+
+Decision = KernelServed | TrialReverted
+
+
+def apply_decision(snapshot: Snapshot, decision: Decision) -> Snapshot:
+    """The snapshot with a TFTP-side decision taken (pure); unchanged if it no longer applies."""
+    guard = snapshot.trials.get(decision.host)
+    if guard is None or guard.generation != decision.generation:
+        return snapshot
+    trials = dict(snapshot.trials)
+    if isinstance(decision, KernelServed):
+        if guard.kernel_served:
+            return snapshot
+        trials[decision.host] = replace(guard, kernel_served=True)
+        return replace(snapshot, trials=trials)
+    del trials[decision.host]
+    hosts = dict(snapshot.hosts)
+    hosts[decision.host] = guard.fallback
+    return replace(snapshot, hosts=hosts, trials=trials)
+
+
 class BootResolver:
     """The ``ContentProvider`` of the appliance.
 
-    ``before_open(host, path)`` lets the control loop react to a request
-    before it is served (a trial host booting again); it may swap the
-    snapshot, which is then re-read.
+    Decides from the snapshot the control loop published, never waiting on
+    it: what the TFTP side learns (a trial kernel served, a trial host
+    booting again) is applied to the served snapshot at once, and passed to
+    ``on_decision`` for the control loop to persist.  Once it has, it
+    publishes a snapshot built from the new state and ``settles`` the
+    decision; until then every snapshot it publishes gets the decision
+    applied on top.
     """
 
     def __init__(self, snapshot: Snapshot, neighbours: NeighbourTable,
-                 before_open: Callable[[HostSnapshot, str], None] | None = None) -> None:
+                 on_decision: Callable[[Decision], None] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.neighbours = neighbours
-        self.before_open = before_open
-        self.set_snapshot(snapshot)
-
-    def set_snapshot(self, snapshot: Snapshot) -> None:
-        # One tuple assignment: readers see either the old pair or the new one.
+        self.on_decision = on_decision
+        self._clock = clock
+        self._swap = threading.Lock()            # held for dictionary work only, never for I/O
+        self._decisions: dict[str, Decision] = {}
+        self._published = snapshot
         self._current = (snapshot, PathIndex.of(snapshot))
+
+    def set_snapshot(self, snapshot: Snapshot, settled: Iterable[Decision] = ()) -> None:
+        index = PathIndex.of(snapshot)
+        with self._swap:
+            for decision in settled:
+                if self._decisions.get(decision.host) is decision:
+                    del self._decisions[decision.host]
+            self._published = snapshot
+            # One tuple assignment: readers see either the old pair or the new one.
+            self._current = self._derive(snapshot, index)
+
+    def _derive(self, published: Snapshot, index: PathIndex | None = None) -> tuple[Snapshot, PathIndex]:
+        """Caller holds ``_swap``."""
+        served = published
+        for decision in self._decisions.values():
+            served = apply_decision(served, decision)
+        if index is None or served.hosts is not published.hosts:
+            index = PathIndex.of(served)
+        return served, index
+
+    def _decide(self, decision: Decision) -> None:
+        with self._swap:
+            self._decisions[decision.host] = decision
+            self._current = self._derive(self._published)
+        if self.on_decision is not None:
+            self.on_decision(decision)
 
     @property
     def snapshot(self) -> Snapshot:
+        """What is served now (the published snapshot with pending decisions applied)."""
         return self._current[0]
 
-    def locate(self, client_ip: str, path: str) -> tuple[HostSnapshot, str, str | None]:
-        """(host snapshot, full path, client MAC) or FileNotFound / AccessDenied."""
-        snapshot, index = self._current
-        mac: str | None = None
-        mac_known = False
+    @property
+    def published(self) -> Snapshot:
+        return self._published
 
-        def client_mac() -> str | None:
-            nonlocal mac, mac_known
-            if not mac_known:
-                mac, mac_known = self.neighbours.mac_of(client_ip), True
-            return mac
+    def locate(self, client: tuple[str, int], path: str,
+               current: tuple[Snapshot, PathIndex] | None = None) -> tuple[HostSnapshot, str, str | None]:
+        """(host snapshot, full path, client MAC) or FileNotFound / AccessDenied / RetryLater."""
+        snapshot, index = current or self._current
+        client_ip = canonical_ip(client[0])
+        link: ClientLink | None = None
+
+        def client_link() -> ClientLink:
+            nonlocal link
+            if link is None:
+                link = self.neighbours.link_of(client_ip, client[1])
+            return link
 
         owners = index.owners.get(path, ())
         full = path
         if len(owners) != 1:
-            m = client_mac()
+            m = client_link().mac
             host = snapshot.config.host_by_mac(m) if m else None
             if host is None:
                 if owners:
@@ -109,25 +188,32 @@ class BootResolver:
         else:
             owner = owners[0]
         hs = snapshot.hosts[owner]
-        self._check_access(hs.host, client_ip, client_mac())
-        return hs, full, mac
+        self._check_access(hs.host, client_ip, client_link())
+        return hs, full, client_link().mac
 
     @staticmethod
-    def _check_access(host: Host, client_ip: str, mac: str | None) -> None:
-        if mac is not None and host.mac is not None:
-            if mac != host.mac:
-                log.warning("denied %s (%s) access to host %s's files", client_ip, mac, host.name)
-                raise AccessDenied(f"files of host {host.name} are not for {mac}")
-            return
+    def _check_access(host: Host, client_ip: str, link: ClientLink) -> None:
+        if host.mac is not None:
+            if link.mac is not None:
+                if link.mac != host.mac:
+                    log.warning("denied %s (%s) access to host %s's files", client_ip, link.mac, host.name)
+                    raise AccessDenied(f"files of host {host.name} are not for {link.mac}")
+                return
+            if link.must_know:
+                log.warning("denied %s access to host %s's files: its MAC could not be learned", client_ip,
+                            host.name)
+                raise AccessDenied(f"host {host.name}: the MAC of {client_ip} could not be learned")
         if host.tftp_access == "strict":
             raise AccessDenied(f"host {host.name} is strict and the client's MAC is unknown")
 
     def open(self, client: tuple[str, int], path: str) -> Content:
-        client_ip = canonical_ip(client[0])
-        hs, full, mac = self.locate(client_ip, path)
-        if self.before_open is not None:
-            self.before_open(hs, full)
-            hs, full, mac = self.locate(client_ip, path)   # the snapshot may have changed
+        current = self._current
+        hs, full, mac = self.locate(client, path, current)
+        guard = current[0].trials.get(hs.host.name)
+        if guard is not None and guard.kernel_served and (is_boot_entry(hs, full) or full in kernel_paths(hs)):
+            why = f"host fetched {full} again before the trial of generation {guard.generation} was confirmed"
+            self._decide(TrialReverted(hs.host.name, guard.generation, why, self._clock()))
+            hs, full, mac = self.locate(client, path)   # the same request, from the fallback
         source = hs.tree.get(full)
         if source is None:
             raise FileNotFound(f"{path}: no such file")
@@ -140,8 +226,17 @@ class BootResolver:
             # following symlinks so nothing swapped in since can escape the store.
             return FileContent.resolved(source.path, meta)
         except AccessDenied as exc:
-            log.warning("refused %s to %s: %s", full, client_ip, exc)
+            log.warning("refused %s to %s: %s", full, canonical_ip(client[0]), exc)
             raise
+
+    def transfer_finished(self, record: TransferRecord) -> None:
+        """A trial kernel served completely arms the revert on the host's next boot."""
+        name = record.meta.get("host")
+        if not (record.meta.get("kernel") and record.outcome == "complete" and isinstance(name, str)):
+            return
+        guard = self._current[0].trials.get(name)
+        if guard is not None and not guard.kernel_served and record.meta.get("generation") == guard.generation:
+            self._decide(KernelServed(name, guard.generation, self._clock()))
 
 
 def boot_event(record: TransferRecord, now: float) -> dict:

@@ -28,9 +28,23 @@ class HostSnapshot:
 
 
 @dataclass(frozen=True)
+class TrialGuard:
+    """A host serving a trial generation, and what it gets once the trial is reverted.
+
+    Precomputed so the TFTP side can revert at the request that shows a new
+    boot, without waiting for the state file or a rebuild.
+    """
+
+    generation: int
+    kernel_served: bool           # armed: the next boot entry or kernel fetch is a new boot
+    fallback: HostSnapshot
+
+
+@dataclass(frozen=True)
 class Snapshot:
     config: Config
     hosts: Mapping[str, HostSnapshot] = field(default_factory=dict)
+    trials: Mapping[str, TrialGuard] = field(default_factory=dict)
 
     def host(self, name: str) -> HostSnapshot:
         self.config.host(name)  # raises UnknownHost with the list of hosts

@@ -245,7 +245,10 @@ class StateStore:
             return readable, copy
 
     def append_event(self, event: dict) -> None:
-        """Boot events: one JSON line each, the file rotated once past a few MiB."""
+        """Boot events: one JSON line each, the file rotated once past a few MiB.
+
+        Raises StateError when the line cannot be written (the caller counts and reports it).
+        """
         self.ensure_dir()
         line = (json.dumps(event, sort_keys=True) + "\n").encode()
         try:
@@ -256,8 +259,8 @@ class StateStore:
                 os.write(fd, line)
             finally:
                 os.close(fd)
-        except OSError:
-            pass  # boot events are informational; never fail a transfer over them
+        except OSError as exc:
+            raise StateError(f"cannot append to {self.events_path}: {exc.strerror}") from exc
 
     def recent_events(self, host: str | None = None, limit: int = 10) -> list[dict]:
         try:

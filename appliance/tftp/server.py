@@ -29,6 +29,9 @@ Policies implemented here:
   session is reclaimed to make room and the request is dropped so the client
   retries; it is counted (``fd_exhausted``) and logged once (then at most
   every 10 minutes);
+- a provider that answers ``RetryLater`` gets the request again after the
+  delay it asked for; the loop serves everyone else meanwhile, and the
+  client's retransmissions of that request are ignored;
 - errors answering a request are sent from a per-listener ephemeral socket
   (a TID other than the listening port, as RFC 1350 asks);
 - nothing is logged per packet; every transfer ends in one ``TransferRecord``
@@ -56,7 +59,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from ..content import (MAX_FILENAME_BYTES, AccessDenied, BytesContent, Content, ContentProvider, FileContent,
-                       FileNotFound, OutOfResources, RequestRefused, TransferRecord, clean_path)
+                       FileNotFound, OutOfResources, RequestRefused, RetryLater, TransferRecord, clean_path)
 from ..errors import TftpError
 from .options import MAX_OPTIONS, WINDOWSIZE_MAX, OptionRefused, negotiate
 from .packets import (
@@ -180,6 +183,22 @@ class _Session:
         self.timer_at = float("inf")   # deadline of this session's live timer-heap entry
 
 
+class _Deferred:
+    """A request whose provider asked to be asked again at ``at``."""
+
+    __slots__ = ("at", "listener", "request", "addr", "path", "local_ip", "scope")
+
+    def __init__(self, at: float, listener: _Listener, request: Request, addr: tuple, path: str,
+                 local_ip: str, scope: int) -> None:
+        self.at = at
+        self.listener = listener
+        self.request = request
+        self.addr = addr
+        self.path = path
+        self.local_ip = local_ip
+        self.scope = scope
+
+
 def _send(sock: socket.socket, datagrams: Iterable[bytes], addr: tuple) -> None:
     for datagram in datagrams:
         try:
@@ -235,6 +254,7 @@ class TftpServer:
         self._remote: dict[tuple[str, int], _Remote] = {}
         self._remote_by_address: dict[str, int] = {}       # transfers in workers, by client address
         self._waiting: dict[tuple[str, int], tuple] = {}   # RRQs waiting for a worker's record
+        self._deferred: dict[tuple[str, int], _Deferred] = {}   # RRQs the provider asked to retry
         self._retired_stats = TftpStats()                  # final counters of workers that are gone
         self._epoll: select.epoll | None = None
         self._wake_r = self._wake_w = -1
@@ -405,6 +425,9 @@ class TftpServer:
         wait = max_wait
         if timers:
             wait = max(0.0, min(wait, timers[0][0] - time.monotonic()))
+        deferred = self._deferred
+        if deferred:
+            wait = max(0.0, min(wait, min(d.at for d in deferred.values()) - time.monotonic()))
         try:
             events = self._epoll.poll(wait)
         except InterruptedError:
@@ -426,6 +449,8 @@ class TftpServer:
                     pass
         if timers and timers[0][0] <= now:
             self._run_timers(now)
+        if deferred:
+            self._run_deferred(now)
 
     def _on_session_readable(self, session: _Session, now: float) -> None:
         sock = session.sock
@@ -535,6 +560,9 @@ class TftpServer:
     def _on_request(self, listener: _Listener, request: Request, addr: tuple,
                     local_ip: str, scope: int) -> None:
         key = (addr[0], addr[1])
+        if key in self._deferred:
+            self.stats.duplicate_requests += 1
+            return
         session = self._by_client.get(key)
         if session is not None:
             # A client that reuses its port may send its next RRQ right after the
@@ -567,7 +595,7 @@ class TftpServer:
         if request.mode not in ("octet", "netascii"):
             self._send_error(error_sock, addr, ERR_ILLEGAL_OP, "Unsupported mode")
             return
-        if not self._make_room(addr[0]):
+        if len(self._deferred) >= self.max_sessions or not self._make_room(addr[0]):
             stats.refused_busy += 1
             return
         try:
@@ -575,8 +603,20 @@ class TftpServer:
         except RequestRefused as exc:
             self._refuse(error_sock, addr, client, request.filename.decode("utf-8", "replace"), exc)
             return
+        self._open(listener, request, addr, path, local_ip, scope)
+
+    def _open(self, listener: _Listener, request: Request, addr: tuple, path: str, local_ip: str,
+              scope: int) -> None:
+        """Ask the provider for the file and start the transfer, refuse, or defer the request."""
+        client = (addr[0], addr[1])
+        error_sock = listener.error_sock
+        stats = self.stats
         try:
             content = self._with_fds(lambda: self.provider.open(client, path))
+        except RetryLater as exc:
+            self._deferred[client] = _Deferred(time.monotonic() + max(0.0, exc.after), listener, request, addr,
+                                               path, local_ip, scope)
+            return
         except Exception as exc:  # the provider is foreign code; it must not stop the server
             if _out_of_fds(exc):
                 self._on_fd_exhausted()
@@ -810,6 +850,13 @@ class TftpServer:
         except (OSError, ValueError):
             pass
 
+    def _run_deferred(self, now: float) -> None:
+        for key, d in list(self._deferred.items()):
+            if d.at <= now:
+                del self._deferred[key]
+                if self._stop_at is None:
+                    self._open(d.listener, d.request, d.addr, d.path, d.local_ip, d.scope)
+
     def _max_blksize_for(self, family: int, client_ip: str) -> int:
         if self.max_blksize is not None:
             return self.max_blksize
@@ -910,6 +957,7 @@ class TftpServer:
             _send(session.sock, session.transfer.abort("server stopping", now, message="Server shutting down"),
                   session.client)
             self._end_session(session)
+        self._deferred.clear()
         self._stop_workers()
         self._close_all()
 

@@ -39,33 +39,83 @@ def _free_subnet() -> int:
 
 
 class Clients:
-    """Network namespaces, one per client MAC, each behind a veth /30."""
+    """Network namespaces, one per client MAC, each behind a veth pair.
+
+    Client ``i`` sits on its own /26 (IPv4) and /64 (IPv6) so it can be given
+    fresh addresses, ones the server has never seen (``renumber``).
+    """
 
     def __init__(self) -> None:
         self.tag = f"{os.getpid() % 10000}{secrets.token_hex(2)}"
         self.subnet = _free_subnet()
+        self.v6 = f"fd{secrets.token_hex(1)}:{secrets.token_hex(2)}:{secrets.token_hex(2)}"
         self.namespaces: list[str] = []
         self.links: list[str] = []
         self.clients: dict[str, tuple[str, str, str]] = {}   # label → (netns, server ip, client ip)
+        self.ifaces: dict[str, tuple[str, str]] = {}           # label → (root side, namespace side)
+        self.v6_clients: dict[str, tuple[str, str]] = {}       # label → (server ip, client ip)
+        self.fresh: dict[str, int] = {}
 
     def add(self, label: str, mac: str) -> tuple[str, str, str]:
         i = len(self.clients)
+        assert i < 4, "four /26 per test"
         ns = f"nb-{self.tag}-{i}"
         root_if, ns_if = f"nb{self.tag}{i}r", f"nb{self.tag}{i}n"
-        server_ip, client_ip = f"10.254.{self.subnet}.{4 * i + 1}", f"10.254.{self.subnet}.{4 * i + 2}"
+        server_ip, client_ip = f"10.254.{self.subnet}.{64 * i + 1}", f"10.254.{self.subnet}.{64 * i + 2}"
+        server6, client6 = f"{self.v6}:{i}::1", f"{self.v6}:{i}::2"
         _ip("netns", "add", ns)
         self.namespaces.append(ns)
         _ip("link", "add", root_if, "type", "veth", "peer", "name", ns_if)
         self.links.append(root_if)
         _ip("link", "set", ns_if, "netns", ns)
-        _ip("addr", "add", f"{server_ip}/30", "dev", root_if)
+        _ip("addr", "add", f"{server_ip}/26", "dev", root_if)
+        _ip("addr", "add", f"{server6}/64", "dev", root_if, "nodad")
         _ip("link", "set", root_if, "up")
         _ip("-n", ns, "link", "set", ns_if, "address", mac)
-        _ip("-n", ns, "addr", "add", f"{client_ip}/30", "dev", ns_if)
+        # renumber: removing the primary address must keep (promote) the new secondary one
+        subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv4.conf.{ns_if}.promote_secondaries=1"],
+                       check=True)
+        _ip("-n", ns, "addr", "add", f"{client_ip}/26", "dev", ns_if)
+        _ip("-n", ns, "addr", "add", f"{client6}/64", "dev", ns_if, "nodad")
         _ip("-n", ns, "link", "set", ns_if, "up")
         _ip("-n", ns, "link", "set", "lo", "up")
         self.clients[label] = (ns, server_ip, client_ip)
+        self.ifaces[label] = (root_if, ns_if)
+        self.v6_clients[label] = (server6, client6)
+        self.fresh[label] = 2
         return self.clients[label]
+
+    def silent(self, label: str) -> None:
+        """The client knows the server's MAC already (a static entry): it sends no ARP request or
+        neighbour solicitation, so the server's kernel learns nothing about it before its request."""
+        ns, server_ip, _ = self.clients[label]
+        root_if, ns_if = self.ifaces[label]
+        server_mac = _ip("-j", "link", "show", root_if).stdout.split('"address":"', 1)[1].split('"', 1)[0]
+        for addr in (server_ip, self.v6_clients[label][0]):
+            _ip("-n", ns, "neigh", "replace", addr, "lladdr", server_mac, "nud", "permanent", "dev", ns_if)
+
+    def renumber(self, label: str) -> tuple[str, str]:
+        """Give the client fresh IPv4 and IPv6 addresses and forget it on the server side:
+        the server's neighbour table has no entry for either (first contact)."""
+        ns, _, _ = self.clients[label]
+        root_if, ns_if = self.ifaces[label]
+        i = list(self.clients).index(label)
+        self.fresh[label] += 1
+        n = self.fresh[label]
+        assert n < 63
+        ip4, ip6 = f"10.254.{self.subnet}.{64 * i + n}", f"{self.v6}:{i}::{n:x}"
+        old4, old6 = f"10.254.{self.subnet}.{64 * i + n - 1}", f"{self.v6}:{i}::{n - 1:x}"
+        # new before old: removing a link's last IPv4 address flushes its neighbour entries
+        _ip("-n", ns, "addr", "add", f"{ip4}/26", "dev", ns_if)
+        _ip("-n", ns, "addr", "add", f"{ip6}/64", "dev", ns_if, "nodad")
+        _ip("-n", ns, "addr", "del", f"{old4}/26", "dev", ns_if)
+        _ip("-n", ns, "addr", "del", f"{old6}/64", "dev", ns_if)
+        self.silent(label)
+        _ip("neigh", "flush", "dev", root_if, check=False)
+        _ip("-6", "neigh", "flush", "dev", root_if, check=False)
+        assert ip4 not in _ip("neigh", "show", "dev", root_if).stdout
+        assert ip6 not in _ip("-6", "neigh", "show", "dev", root_if).stdout
+        return ip4, ip6
 
     def cleanup(self) -> None:
         for ns in self.namespaces:
@@ -128,3 +178,63 @@ def test_hosts_are_resolved_by_client_mac_and_other_hosts_files_refused(store, m
     eventually(lambda: curl(store.port, PC_PREFIX + "boot.ipxe").rc == CURL_ACCESS, what="strict for unknown MACs")
     # strict does not affect the host itself, whose MAC is known
     assert get(store.port, "boot.ipxe", host=pc_server, netns=pc_ns) == script
+
+
+def _listen_everywhere(store, clients) -> None:
+    addrs = [f'"127.0.0.1:{store.port}"']
+    for _, server_ip, _ in clients.clients.values():
+        addrs.append(f'"{server_ip}:{store.port}"')
+    for server6, _ in clients.v6_clients.values():
+        addrs.append(f'"[{server6}]:{store.port}"')
+    store.write_config(store.read_config().replace(f'tftp_listen = ["127.0.0.1:{store.port}"]',
+                                                   f"tftp_listen = [{', '.join(addrs)}]"))
+
+
+def _first_contact_tries(store, clients, label: str, path: str, tries: int) -> dict[str, list[int]]:
+    """``tries`` requests per address family, each from a fresh address: curl's exit codes."""
+    ns = clients.clients[label][0]
+    server_ip = clients.clients[label][1]
+    server6 = clients.v6_clients[label][0]
+    codes: dict[str, list[int]] = {"ipv4": [], "ipv6": []}
+    for _ in range(tries):
+        clients.renumber(label)
+        codes["ipv4"].append(curl(store.port, path, host=server_ip, netns=ns, timeout=5).rc)
+        clients.renumber(label)
+        codes["ipv6"].append(curl(store.port, path, host=f"[{server6}]", netns=ns, timeout=5).rc)
+    return codes
+
+
+def test_first_contact_is_decided_by_the_requesters_mac(store, make_daemon, clients):
+    """A client the server has never seen (no neighbour entry, no ARP/ND before its request)
+    is still known by its MAC: its own host's files are served, another host's are refused."""
+    clients.add("pi", PI_MAC)
+    clients.add("stranger", STRANGER_MAC)
+    for label in clients.clients:
+        clients.silent(label)
+    _listen_everywhere(store, clients)
+    d = make_daemon(store.config).start()
+    initrd = PI_PREFIX + "initrd"
+    right = _first_contact_tries(store, clients, "pi", initrd, 20)
+    wrong = _first_contact_tries(store, clients, "stranger", initrd, 20)
+    assert right == {"ipv4": [0] * 20, "ipv6": [0] * 20}, f"right MAC: {right}\n{d.log()}"
+    assert wrong == {"ipv4": [CURL_ACCESS] * 20, "ipv6": [CURL_ACCESS] * 20}, f"wrong MAC: {wrong}"
+    # unprefixed paths of a first contact resolve by its MAC too
+    clients.renumber("pi")
+    assert get(store.port, "cmdline.txt", host=clients.clients["pi"][1],
+               netns=clients.clients["pi"][0]).startswith(store.init_of(PI, 2).encode())
+
+
+def test_strict_serves_the_hosts_own_first_request(store, make_daemon, clients):
+    clients.add("pi", PI_MAC)
+    clients.add("stranger", STRANGER_MAC)
+    for label in clients.clients:
+        clients.silent(label)
+    _listen_everywhere(store, clients)
+    store.write_config(store.set_host_option(PI, 'tftp_access = "strict"'))
+    make_daemon(store.config).start()
+    initrd = PI_PREFIX + "initrd"
+    assert _first_contact_tries(store, clients, "pi", initrd, 5) == {"ipv4": [0] * 5, "ipv6": [0] * 5}
+    assert _first_contact_tries(store, clients, "stranger", initrd, 5) == {"ipv4": [CURL_ACCESS] * 5,
+                                                                           "ipv6": [CURL_ACCESS] * 5}
+    # loopback is not on a link: strict refuses it
+    assert curl(store.port, initrd).rc == CURL_ACCESS

@@ -39,7 +39,7 @@ def test_a_lease_seen_by_the_proxy_reaches_the_neighbour_table(demo_layout):
     if app.dhcp is None:
         pytest.skip("port 67 is taken on this machine")
     try:
-        assert app.neighbours.mac_of("10.253.0.50") is None
+        assert app.neighbours.lease_of("10.253.0.50") is None
         req = p.DhcpPacket(op=p.BOOTREQUEST, xid=5, chaddr=bytes.fromhex(PI_MAC.replace(":", "")),
                            options=((p.OPT_MESSAGE_TYPE, bytes((p.DHCPREQUEST,))),
                                     (p.OPT_REQUESTED_IP, bytes([10, 253, 0, 50])),
@@ -47,9 +47,9 @@ def test_a_lease_seen_by_the_proxy_reaches_the_neighbour_table(demo_layout):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
             client.sendto(p.encode_packet(req), ("127.0.0.1", 67))
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and app.neighbours.mac_of("10.253.0.50") is None:
+        while time.monotonic() < deadline and app.neighbours.lease_of("10.253.0.50") is None:
             time.sleep(0.02)
-        assert app.neighbours.mac_of("10.253.0.50") == PI_MAC
+        assert app.neighbours.lease_of("10.253.0.50") == PI_MAC
         assert app.dhcp.read_stats().leases_seen == 1
     finally:
         app.dhcp.stop()
