@@ -90,6 +90,7 @@ def test_spec_example_parses_to_the_model():
     assert host.iscsi.lun.size == 128 * 2**30
     assert host.iscsi.chap.user == "pi-desktop"
     assert host.iscsi.chap.secret_file == Path("/run/secrets/pi-desktop-chap")
+    assert host.tftp_access == "strict"      # CHAP: the initrd holds the secret
     assert config.iscsi.enable is True
     assert [(p.host, p.port) for p in config.iscsi.portals] == [("10.0.4.3", 3260)]
     assert config.iscsi.target_iqn("pi-desktop") == "iqn.2026-11.lan.netboot:pi-desktop"
@@ -97,6 +98,16 @@ def test_spec_example_parses_to_the_model():
     assert config.server.store_dir == Path("/nix/store")
     assert config.firmware["rpi"].path == Path("/nix/store/abc-raspberrypi-firmware-1/share/raspberrypi/boot")
 
+
+
+def test_chap_hosts_default_to_strict_tftp_access_others_to_open():
+    doc = spec_doc()
+    doc["hosts"]["plain"] = rpi_host(9)
+    config = parse_config(doc)
+    assert config.hosts["pi-desktop"].tftp_access == "strict"
+    assert config.hosts["plain"].tftp_access == "open"
+    doc["hosts"]["pi-desktop"]["tftp_access"] = "open"      # the operator's word wins
+    assert parse_config(doc).hosts["pi-desktop"].tftp_access == "open"
 
 def test_tftp_give_up_after_defaults_to_the_pi_budget_and_is_checked():
     assert parse_config(spec_doc()).server.tftp_give_up_after == 30.0

@@ -22,6 +22,7 @@ import signal
 import socket
 import time
 from pathlib import Path
+from typing import Mapping
 
 from ..config import Config, load_config
 from ..config.load import config_warnings, require_hosts
@@ -80,7 +81,7 @@ class Appliance:
         self.neighbours = NeighbourTable(health=self.health)
         self.cache = StoreCache()
         snapshot = build_snapshot(self.config, self.state.choices(), self.cache)
-        snapshot = Snapshot(snapshot.config, snapshot.hosts, self._trial_guards(snapshot.hosts, snapshot.hosts))
+        snapshot = Snapshot(snapshot.config, snapshot.hosts, self._trial_guards(snapshot.hosts))
         # Nothing is served yet: make the roots, and drop those left over from an
         # earlier run (a removed host, an old pin), in one pass.
         sync_roots(self.config.server.gcroots_dir, desired_roots(snapshot.hosts, self.state), prune=True)
@@ -109,14 +110,14 @@ class Appliance:
         old = self.resolver.published
         if hosts is None or old.config is not self.config:
             built = build_snapshot(self.config, self.state.choices(), self.cache)
-            snapshot = Snapshot(self.config, built.hosts, self._trial_guards(built.hosts, built.hosts))
+            snapshot = Snapshot(self.config, built.hosts, self._trial_guards(built.hosts))
         else:
             new_hosts = dict(old.hosts)
             for name in hosts:
                 new_hosts[name] = build_host_snapshot(self.config, self.config.hosts[name],
                                                       self.state.host(name).choice(), cache=self.cache)
             trials = {n: g for n, g in old.trials.items() if n not in hosts}
-            trials.update(self._trial_guards(new_hosts, {n: new_hosts[n] for n in hosts}))
+            trials.update(self._trial_guards({n: new_hosts[n] for n in hosts}))
             snapshot = Snapshot(self.config, new_hosts, trials)
         roots = desired_roots(snapshot.hosts, self.state)
         sync_roots(self.config.server.gcroots_dir, roots, prune=False)   # before the tree is offered
@@ -128,7 +129,7 @@ class Appliance:
                 log.info("%s: serving generation %s (%s)%s", name, hs.selection.number, hs.selection.reason,
                          f" — {hs.selection.note}" if hs.selection.note else "")
 
-    def _trial_guards(self, all_hosts: dict[str, HostSnapshot], hosts: dict[str, HostSnapshot]) -> dict[str, TrialGuard]:
+    def _trial_guards(self, hosts: Mapping[str, HostSnapshot]) -> dict[str, TrialGuard]:
         """For each of ``hosts`` serving a trial: the host snapshot it gets once the trial is reverted."""
         guards = {}
         for name, hs in hosts.items():
@@ -253,10 +254,10 @@ class Appliance:
             self._update_state(change)
         except ApplianceError as exc:
             # Still served as decided (the resolver keeps it applied); retried each tick.
-            self.health.fail("state", f"{exc}; retrying")
+            self.health.fail("state-write", f"{exc}; retrying")
             self._unpersisted.append(decision)
             return
-        self.health.ok("state")
+        self.health.ok("state-write")
         self.refresh({name} if name in self.config.hosts else None, settled=(decision,))
 
     # -- periodic checks -------------------------------------------------------------------

@@ -15,6 +15,13 @@ import subprocess
 
 import pytest
 
+from appliance.config import load_config
+from appliance.control.neighbours import NeighbourTable
+from appliance.control.resolver import BootResolver
+from appliance.control.snapshot import build_snapshot
+from appliance.nix import StoreCache
+from appliance.tftp import TftpServer
+
 from .control_harness import (CURL_ACCESS, CURL_NOT_FOUND, PC, PC_PREFIX, PI, PI_PREFIX, curl, eventually, get,
                              status)
 
@@ -238,3 +245,25 @@ def test_strict_serves_the_hosts_own_first_request(store, make_daemon, clients):
                                                                            "ipv6": [CURL_ACCESS] * 5}
     # loopback is not on a link: strict refuses it
     assert curl(store.port, initrd).rc == CURL_ACCESS
+
+
+def test_without_frame_capture_a_first_contact_waits_for_its_neighbour_entry(store, clients):
+    """No packet socket (no CAP_NET_RAW): the request waits while the kernel resolves the client
+    (ARP / neighbour solicitation), other requests go on, and the MAC decides."""
+    clients.add("pi", PI_MAC)
+    clients.add("stranger", STRANGER_MAC)
+    for label in clients.clients:
+        clients.silent(label)
+    _listen_everywhere(store, clients)
+    config = load_config(store.config)
+    neighbours = NeighbourTable()          # neighbour table and solicitations only
+    resolver = BootResolver(build_snapshot(config, {}, StoreCache()), neighbours)
+    initrd = PI_PREFIX + "initrd"
+    try:
+        with TftpServer(resolver, listen=[str(a) for a in config.server.tftp_listen]):
+            right = _first_contact_tries(store, clients, "pi", initrd, 5)
+            wrong = _first_contact_tries(store, clients, "stranger", initrd, 5)
+    finally:
+        neighbours.close()
+    assert right == {"ipv4": [0] * 5, "ipv6": [0] * 5}
+    assert wrong == {"ipv4": [CURL_ACCESS] * 5, "ipv6": [CURL_ACCESS] * 5}
