@@ -14,6 +14,7 @@ translated into these in exactly one place each, with ``raise ... from exc``.
     ├── StateError                  exit 1  (state file unreadable, locked)
     │   └── StateCorrupt            exit 1  (state file does not decode; a copy is kept)
     ├── TftpError                   exit 1  (server could not start)
+    ├── HttpError                   exit 1  (server could not start)
     └── IscsiError                  exit 1
         ├── LioUnavailable          exit 1  (no configfs / modules)
         └── DestructiveChange       exit 1  (needs --allow-destroy)
@@ -29,6 +30,7 @@ __all__ = [
     "ConfigError",
     "DestructiveChange",
     "GenerationError",
+    "HttpError",
     "IscsiError",
     "LioUnavailable",
     "PathEscapesStore",
@@ -114,6 +116,10 @@ class StateCorrupt(StateError):
 
 
 class TftpError(ApplianceError):
+    pass
+
+
+class HttpError(ApplianceError):
     pass
 
 

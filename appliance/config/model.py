@@ -28,6 +28,7 @@ class ServerConfig:
     state_dir: Path = Path("/var/lib/netboot")
     store_dir: Path = Path("/nix/store")
     tftp_listen: tuple[ListenAddress, ...] = (ListenAddress("0.0.0.0", 69),)
+    http_listen: tuple[ListenAddress, ...] = ()          # empty: no HTTP transport
     gcroots_dir: Path | None = Path("/nix/var/nix/gcroots/netboot")
     metrics_listen: ListenAddress | None = None
     # Seconds a TFTP transfer may go without progress before it is abandoned:

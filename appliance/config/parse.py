@@ -29,7 +29,8 @@ from .model import (
 T = TypeVar("T")
 
 _TOP_KEYS = {"server", "iscsi", "firmware", "hosts", "dhcp"}
-_SERVER_KEYS = {"state_dir", "store_dir", "tftp_listen", "gcroots_dir", "metrics_listen", "tftp_give_up_after"}
+_SERVER_KEYS = {"state_dir", "store_dir", "tftp_listen", "http_listen", "gcroots_dir", "metrics_listen",
+                "tftp_give_up_after"}
 _ISCSI_KEYS = {"enable", "portals", "target_prefix", "on_failure"}
 _DHCP_KEYS = {"enable", "interface", "server_address", "bios_bootfile", "efi_bootfile"}
 _FIRMWARE_KEYS = {"path"}
@@ -137,6 +138,7 @@ def _parse_server(p: _Problems, raw: Any) -> ServerConfig:
         state_dir=p.value("server.state_dir", t.get("state_dir", str(d.state_dir)), _abs_path, d.state_dir),
         store_dir=p.value("server.store_dir", t.get("store_dir", str(d.store_dir)), _abs_path, d.store_dir),
         tftp_listen=_listen_list(p, "server.tftp_listen", t.get("tftp_listen", ["0.0.0.0:69"]), 69),
+        http_listen=_listen_list(p, "server.http_listen", t.get("http_listen", []), 80),
         gcroots_dir=None if gcroots == "" else p.value("server.gcroots_dir", gcroots, _abs_path, None),
         metrics_listen=None
         if metrics is None

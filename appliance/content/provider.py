@@ -224,6 +224,7 @@ class FileContent:
         return os.pread(self._fd, n, offset)
 
     def fileno(self) -> int:
+        """The open file, for zero-copy ``os.sendfile`` (owned by this object)."""
         return self._fd
 
     def close(self) -> None:

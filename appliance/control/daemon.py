@@ -1,6 +1,7 @@
-"""``netboot serve``: TFTP, the control loop and the iSCSI reconcile in one process.
+"""``netboot serve``: TFTP (and HTTP), the control loop and the iSCSI reconcile in one process.
 
-Threads: the TFTP engine runs its own loop in a thread; this module's loop
+Threads: the TFTP engine and the optional HTTP server run their own loops in
+threads, both over the same resolver; this module's loop
 waits on inotify (profiles, config, state directory), signals (SIGHUP
 reload, SIGTERM/SIGINT stop), the control queue and a tick for trial
 timeouts and iSCSI sessions.  Changes build a new immutable ``Snapshot``
@@ -29,6 +30,7 @@ from ..config.load import config_warnings, require_hosts
 from ..content import TransferRecord
 from ..dhcp import ProxyDhcpServer
 from ..errors import ApplianceError, ConfigError, IscsiError, StateCorrupt
+from ..http import HttpServer
 from ..nix import StoreCache
 from ..tftp import TftpServer, TftpStats
 from ..tftp.worker import default_worker_count
@@ -93,6 +95,7 @@ class Appliance:
         self._events_failing = False
         self.resolver = BootResolver(snapshot, self.neighbours, on_decision=self._post)
         self.tftp: TftpServer | None = None
+        self.http: HttpServer | None = None
         self.dhcp: ProxyDhcpServer | None = None
         self.inotify = Inotify()
         self.session_since: dict[str, float] = {}
@@ -190,7 +193,7 @@ class Appliance:
         log.error("degraded: %s; serving the last good state, not writing state until repaired", exc)
         sd_notify(f"STATUS=degraded: {exc.path} is corrupt; run 'netboot state repair'")
 
-    # -- from the TFTP thread ------------------------------------------------------------
+    # -- from the TFTP and HTTP threads ---------------------------------------------------
 
     def _post(self, item: Decision | dict) -> None:
         """Queue work for the control loop and wake it (any thread)."""
@@ -317,7 +320,8 @@ class Appliance:
                               degraded={"state": self.state_problem is not None,
                                         "iscsi": self.iscsi_health.state == "degraded"},
                               iscsi=self.iscsi_health if self.config.iscsi.enable else None,
-                              health=self.health, events_dropped=self.events_dropped)
+                              health=self.health, events_dropped=self.events_dropped,
+                              http=self.http.read_stats() if self.http else None)
 
     # -- config reload / iSCSI --------------------------------------------------------------
 
@@ -330,8 +334,9 @@ class Appliance:
             for p in exc.problems:
                 log.error("  %s", p)
             return
-        if config.server.tftp_listen != self.config.server.tftp_listen:
-            log.warning("tftp_listen changed: takes effect after a restart")
+        for key in ("tftp_listen", "http_listen"):
+            if getattr(config.server, key) != getattr(self.config.server, key):
+                log.warning("%s changed: takes effect after a restart", key)
         if config.dhcp != self.config.dhcp:
             log.warning("[dhcp] changed: takes effect after a restart (host changes apply now)")
         if self.tftp is not None:
@@ -494,9 +499,19 @@ class Appliance:
         self.tftp.start()
         self._watch_frames({port for _, port in self.tftp.addresses})
         self.tftp.run_in_thread()
+        if self.config.server.http_listen:
+            self.http = HttpServer(self.resolver, [(a.host, a.port) for a in self.config.server.http_listen],
+                                   on_transfer=self.on_transfer)
+            try:
+                self.http.run_in_thread()
+            except ApplianceError:
+                self.tftp.stop()
+                raise
         self._watch()
         log.info("serving TFTP on %s for %d hosts", ", ".join(f"{h}:{p}" for h, p in self.tftp.addresses),
                  len(self.config.hosts))
+        if self.http is not None:
+            log.info("serving HTTP on %s", ", ".join(f"{h}:{p}" for h, p in self.http.addresses))
         metrics = None
         if self.config.server.metrics_listen is not None:
             addr = self.config.server.metrics_listen
@@ -533,6 +548,8 @@ class Appliance:
             sd_notify("STOPPING=1")
             log.info("stopping: finishing transfers")
             self.tftp.stop(drain=2.0)
+            if self.http is not None:
+                self.http.stop(drain=2.0)
             self.drain_control()
             remove_health_file(self.store.dir)
             if metrics is not None:

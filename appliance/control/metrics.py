@@ -13,7 +13,7 @@ from .health import Health
 
 
 class BootCounters:
-    """Per-host boot-event counters, fed from the TFTP thread."""
+    """Per-host boot-event counters, fed from the TFTP and HTTP threads."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -34,7 +34,8 @@ class BootCounters:
 def render_metrics(stats: TftpStats, boots: BootCounters, served: Mapping[str, int | None],
                    sessions: Mapping[str, bool], dhcp: object | None = None,
                    degraded: Mapping[str, bool] | None = None, iscsi: IscsiHealth | None = None,
-                   health: Health | None = None, events_dropped: int = 0) -> str:
+                   health: Health | None = None, events_dropped: int = 0,
+                   http: object | None = None) -> str:
     """Pure: counters in, Prometheus text format out."""
     lines = []
 
@@ -79,6 +80,15 @@ def render_metrics(stats: TftpStats, boots: BootCounters, served: Mapping[str, i
         metric("netboot_iscsi_withheld_changes", "gauge",
                "destructive iSCSI changes the daemon held back (netboot iscsi plan shows them)",
                [("", len(iscsi.withheld))])
+    if http is not None:  # HttpStats: integer counters, responses by status, one gauge
+        h = asdict(http)
+        responses = h.pop("responses")
+        active = h.pop("connections_active")
+        for key, value in h.items():
+            metric(f"netboot_http_{key}_total", "counter", f"HTTP {key.replace('_', ' ')}", [("", value)])
+        metric("netboot_http_responses_total", "counter", "HTTP responses by status",
+               [(f'{{status="{code}"}}', n) for code, n in sorted(responses.items())])
+        metric("netboot_http_connections_active", "gauge", "HTTP connections open", [("", active)])
     if dhcp is not None:  # DhcpStats: flat integer counters
         for key, value in asdict(dhcp).items():
             metric(f"netboot_dhcp_{key}_total", "counter", f"proxyDHCP {key.replace('_', ' ')}", [("", value)])

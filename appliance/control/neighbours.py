@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Mapping
@@ -126,7 +127,8 @@ def _is_answer(exc: Exception) -> bool:
 class NeighbourTable:
     """``link_of(ip, port)`` → ClientLink, learning the MAC of on-link clients first.
 
-    Used from the TFTP thread; ``learn`` (leases seen by the proxyDHCP) from any.
+    Used from the TFTP and HTTP threads (serialised: one netlink socket carries
+    one request at a time); ``learn`` (leases seen by the proxyDHCP) from any.
     """
 
     def __init__(self, static: Mapping[str, str] | None = None, *, health: Health | None = None,
@@ -140,6 +142,7 @@ class NeighbourTable:
         self._on_link: dict[str, tuple[bool, float]] = {}
         self._waiting: dict[tuple[str, int], float] = {}     # request → give up at
         self._solicitors: dict[int, socket.socket] = {}
+        self._lock = threading.Lock()
 
     def learn(self, ip: str, mac: str) -> None:
         self._static[canonical_ip(ip)] = mac.lower()
@@ -154,6 +157,10 @@ class NeighbourTable:
 
     def link_of(self, ip: str, port: int) -> ClientLink:
         """The client's MAC; raises ``RetryLater`` while an on-link client's MAC is being learned."""
+        with self._lock:
+            return self._link_of(ip, port)
+
+    def _link_of(self, ip: str, port: int) -> ClientLink:
         ip = canonical_ip(ip)
         try:
             addr = ipaddress.ip_address(ip)

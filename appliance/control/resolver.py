@@ -254,4 +254,5 @@ def boot_event(record: TransferRecord, now: float) -> dict:
         "blksize": record.blksize,
         "windowsize": record.windowsize,
         "retransmissions": record.retransmissions,
+        "transport": record.transport,
     }

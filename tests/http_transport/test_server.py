@@ -1,0 +1,274 @@
+"""The HTTP transport with real clients (curl; raw sockets only for requests curl will not send)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from appliance.content import AccessDenied, BytesContent, DictProvider, FileNotFound, TransferRecord
+from appliance.http import HttpServer
+
+pytestmark = pytest.mark.skipif(subprocess.run(["which", "curl"], capture_output=True).returncode != 0,
+                                reason="curl missing")
+
+BIG = 3 * 1024 * 1024 + 17
+HUGE = 256 * 1024 * 1024
+
+
+@pytest.fixture
+def files(tmp_path):
+    big = tmp_path / "kernel"
+    big.write_bytes(os.urandom(BIG))
+    (tmp_path / "dir").mkdir()
+    huge = tmp_path / "huge"
+    with open(huge, "wb") as f:
+        f.truncate(HUGE)                       # sparse; more than any socket buffer holds
+    return {"pc/kernel": str(big), "pc/boot.ipxe": b"#!ipxe\nboot\n", "dir": str(tmp_path / "dir"),
+            "pc/huge": str(huge)}
+
+
+class Served:
+    def __init__(self, provider, **kw) -> None:
+        self.records: list[TransferRecord] = []
+        self.server = HttpServer(provider, [("127.0.0.1", 0)], self.records.append, **kw)
+        self.server.run_in_thread()
+        self.port = self.server.addresses[0][1]
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def wait_records(self, n: int, timeout: float = 5.0) -> list[TransferRecord]:
+        deadline = time.monotonic() + timeout
+        while len(self.records) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.records
+
+
+@pytest.fixture
+def served(files):
+    s = Served(DictProvider(files, {"host": "pc"}))
+    yield s
+    s.server.stop()
+
+
+def curl(*args: str, timeout: float = 20) -> subprocess.CompletedProcess:
+    return subprocess.run(["curl", "-sS", "--max-time", str(timeout), *args], capture_output=True, timeout=timeout + 5)
+
+
+def status_and_body(*args: str) -> tuple[int, bytes]:
+    r = curl("-w", "\n%{http_code}", *args)
+    body, _, code = r.stdout.rpartition(b"\n")
+    return int(code), body
+
+
+def raw(port: int, request: bytes, timeout: float = 5.0) -> bytes:
+    """Send bytes, read until the server closes (or the timeout)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(request)
+        out = b""
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except (socket.timeout, ConnectionResetError):
+            pass
+        return out
+
+
+def test_get_store_file_and_generated_text_byte_identical(served, files, tmp_path):
+    out = tmp_path / "got"
+    r = curl("--fail", "-o", str(out), f"{served.url}/pc/kernel")
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes() == open(files["pc/kernel"], "rb").read()
+    assert status_and_body(f"{served.url}/pc/boot.ipxe") == (200, b"#!ipxe\nboot\n")
+    records = served.wait_records(2)
+    kernel = next(r for r in records if r.path == "pc/kernel")
+    assert (kernel.outcome, kernel.bytes_sent, kernel.size, kernel.transport) == ("complete", BIG, BIG, "http")
+    assert kernel.meta == {"host": "pc"}
+
+
+def test_head_gives_length_without_body(served):
+    r = curl("-I", f"{served.url}/pc/kernel")
+    head = r.stdout.decode()
+    assert head.startswith("HTTP/1.1 200")
+    assert f"Content-Length: {BIG}" in head and "Accept-Ranges: bytes" in head
+    assert r.stdout.endswith(b"\r\n\r\n")      # no body
+    r = curl("-I", f"{served.url}/pc/missing")
+    assert r.stdout.startswith(b"HTTP/1.1 404") and r.stdout.endswith(b"\r\n\r\n")
+
+
+def test_single_ranges(served, files):
+    data = open(files["pc/kernel"], "rb").read()
+    r = curl("-i", "-r", "100-199", f"{served.url}/pc/kernel")
+    head, _, body = r.stdout.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 206") and f"Content-Range: bytes 100-199/{BIG}".encode() in head
+    assert body == data[100:200]
+    assert status_and_body("-r", "-10", f"{served.url}/pc/kernel") == (206, data[-10:])
+    assert status_and_body("-r", f"{BIG - 5}-", f"{served.url}/pc/kernel") == (206, data[-5:])
+    assert status_and_body("-r", f"{BIG - 5}-{BIG + 100}", f"{served.url}/pc/kernel") == (206, data[-5:])
+    # several ranges: the whole file (a server may ignore Range)
+    assert status_and_body("-r", "0-1,5-6", f"{served.url}/pc/kernel") == (200, data)
+    # unsatisfiable: 416 with the size
+    r = curl("-i", "-r", f"{BIG}-", f"{served.url}/pc/kernel")
+    assert r.stdout.startswith(b"HTTP/1.1 416") and f"Content-Range: bytes */{BIG}".encode() in r.stdout
+    records = served.wait_records(4)
+    assert any(r.outcome == "partial" and r.bytes_sent == 100 for r in records)
+
+
+@pytest.mark.parametrize("path, status", [
+    ("/../etc/passwd", 403), ("/pc/../../etc/passwd", 403), ("/%2e%2e/etc/passwd", 403),
+    ("/pc%2f..%2f..%2fetc", 403), ("/a%00b", 403), ("/a%5cb", 403),
+    ("/", 404), ("/dir", 404), ("/dir/", 404), ("/pc/", 404), ("/nope", 404),
+])
+def test_containment_and_no_listings(served, path, status):
+    code, body = status_and_body("--path-as-is", f"{served.url}{path}")
+    assert code == status
+    assert b"kernel" not in body and b"root:" not in body
+
+
+@pytest.mark.parametrize("request_bytes, status", [
+    (b"garbage\r\n\r\n", 400),
+    (b"GET /pc/boot.ipxe HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+    (b"GET /pc/boot.ipxe HTTP/1.1\r\n\r\n", 400),                       # no Host
+    (b"POST /pc/boot.ipxe HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc", 400),
+    (b"DELETE /pc/boot.ipxe HTTP/1.1\r\nHost: x\r\n\r\n", 405),
+    (b"GET /pc/boot.ipxe HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    (b"GET pc/boot.ipxe HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    (b"GET /pc/boot.ipxe HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400),
+    (b"GET /pc/boot.ipxe HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", 400),
+    (b"GET /\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 431),
+    (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 100 + b"\r\n", 431),
+    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + os.urandom(64) + b"\r\n\r\n", 400),   # TLS hello
+])
+def test_malformed_requests_get_4xx_and_the_server_goes_on(served, request_bytes, status):
+    answer = raw(served.port, request_bytes)
+    assert answer.startswith(f"HTTP/1.1 {status} ".encode()), answer[:200]
+    assert status_and_body(f"{served.url}/pc/boot.ipxe") == (200, b"#!ipxe\nboot\n")
+
+
+def test_keep_alive_and_pipelining(served):
+    r = curl("-v", "-o", "/dev/null", "-o", "/dev/null", f"{served.url}/pc/boot.ipxe", f"{served.url}/pc/kernel")
+    assert b"Re-using existing connection" in r.stderr or b"Reusing existing" in r.stderr
+    one = b"GET /pc/boot.ipxe HTTP/1.1\r\nHost: x\r\n\r\n"
+    answer = raw(served.port, one + one + b"GET /pc/boot.ipxe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert answer.count(b"HTTP/1.1 200 OK") == 3 and answer.count(b"#!ipxe\nboot\n") == 3
+
+
+def test_provider_refusals_and_failures_map_to_status_and_events():
+    class Provider:
+        def open(self, client, path):
+            if path == "other":
+                raise AccessDenied("another host's file")
+            if path == "boom":
+                raise RuntimeError("provider bug")
+            if path == "fine":
+                return BytesContent(b"fine", {"generation": 7})
+            raise FileNotFound(path)
+
+    s = Served(Provider())
+    try:
+        assert status_and_body(f"{s.url}/other")[0] == 403
+        assert status_and_body(f"{s.url}/boom")[0] == 500
+        assert status_and_body(f"{s.url}/nothing")[0] == 404
+        assert status_and_body(f"{s.url}/fine") == (200, b"fine")
+        outcomes = [(r.path, r.outcome.split(":")[0]) for r in s.wait_records(4)]
+        assert outcomes == [("other", "denied"), ("boom", "error"), ("nothing", "not-found"), ("fine", "complete")]
+        assert s.server.read_stats().internal_errors == 1
+    finally:
+        s.server.stop()
+
+
+def test_slowloris_cannot_exhaust_connections(files):
+    """Slots held by clients that trickle a head are reclaimed; a real client is served at once."""
+    s = Served(DictProvider(files), max_connections=8, header_timeout=2.0)
+    slow: list[socket.socket] = []
+    stop = threading.Event()
+    try:
+        for _ in range(8):
+            c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+            c.sendall(b"GET /pc/kernel HTTP/1.1\r\n")
+            slow.append(c)
+
+        def trickle() -> None:
+            for _ in range(40):
+                if stop.wait(0.1):
+                    return
+                for c in slow:
+                    try:
+                        c.send(b"X")
+                    except OSError:
+                        pass
+        t = threading.Thread(target=trickle)
+        t.start()
+        for _ in range(5):
+            start = time.monotonic()
+            assert status_and_body(f"{s.url}/pc/boot.ipxe") == (200, b"#!ipxe\nboot\n")
+            assert time.monotonic() - start < 1.5
+        assert s.server.read_stats().evicted >= 1     # the first one took a trickler's slot
+        # the trickling clients that were not evicted are cut at header_timeout, however steady
+        deadline = time.monotonic() + 6
+        while s.server.read_stats().connections_active and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert s.server.read_stats().connections_active == 0
+        stop.set()
+        t.join()
+    finally:
+        stop.set()
+        for c in slow:
+            c.close()
+        s.server.stop()
+
+
+def stalled_reader(port: int, path: str) -> socket.socket:
+    """A client that asks for a file and then stops reading (a small receive window)."""
+    reader = socket.socket()
+    reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    reader.connect(("127.0.0.1", port))
+    reader.sendall(f"GET /{path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    return reader
+
+
+def test_busy_answers_503_when_every_slot_is_transferring(files):
+    s = Served(DictProvider(files), max_connections=1, send_timeout=2.0)
+    try:
+        reader = stalled_reader(s.port, "pc/huge")
+        assert reader.recv(16).startswith(b"HTTP/1.1 200")
+        code, _ = status_and_body(f"{s.url}/pc/boot.ipxe")
+        assert code == 503
+        # a reader that stops reading is cut after send_timeout; its transfer is a "timeout" event
+        records = s.wait_records(1, timeout=8)
+        assert records and records[0].path == "pc/huge" and records[0].outcome == "timeout"
+        assert 0 < records[0].bytes_sent < HUGE
+        assert status_and_body(f"{s.url}/pc/boot.ipxe")[0] == 200
+        reader.close()
+    finally:
+        s.server.stop()
+
+
+def test_client_disconnect_mid_transfer_is_an_aborted_event(files):
+    s = Served(DictProvider(files))
+    try:
+        c = stalled_reader(s.port, "pc/huge")
+        c.recv(100)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        c.close()                                   # RST
+        records = s.wait_records(1)
+        assert records[0].outcome.startswith("error:") and records[0].bytes_sent < HUGE
+        assert s.server.read_stats().transfers_aborted == 1
+    finally:
+        s.server.stop()
+
+
+def test_stop_closes_listeners_and_bad_bind_is_an_operator_error():
+    from appliance.errors import HttpError
+
+    s = Served(DictProvider({}))
+    port = s.port
+    with pytest.raises(HttpError, match="cannot listen"):
+        HttpServer(DictProvider({}), [("127.0.0.1", port)]).start()
+    s.server.stop()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
