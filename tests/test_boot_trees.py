@@ -52,6 +52,7 @@ class Env:
             self.host_table.setdefault("cmdline", PI_CMDLINE)
         self.firmware = firmware
         self.tops: dict[int, Path] = {}
+        self.server: dict[str, object] = {}
 
     def add(self, version: str, number: int | None = None, current: bool = True, **kw) -> int:
         kw.setdefault("kernel_size", 4096)
@@ -65,7 +66,7 @@ class Env:
     @property
     def config(self):
         return parse_config({
-            "server": {"store_dir": str(self.store), "state_dir": str(self.root / "state")},
+            "server": {"store_dir": str(self.store), "state_dir": str(self.root / "state"), **self.server},
             "firmware": {"rpi": {"path": str(self.firmware)}},
             "hosts": {"h": self.host_table},
         })
@@ -449,6 +450,26 @@ def test_ipxe_script(env_factory):
         assert f"kernel {d}/kernel initrd=initrd init={env.tops[n]}/init console=ttyS0,115200 ip=dhcp" in block
         assert f"initrd --name initrd {d}/initrd" in block
         assert data(files[f"52-54-00-ab-cd-ef/generations/{n}/kernel"]) == (env.tops[n] / "kernel").read_bytes()
+
+
+@pytest.mark.parametrize("http_listen, base", [
+    (["0.0.0.0:8080", "10.0.4.3:80"], "http://${next-server}:8080"),
+    (["10.0.4.3"], "http://10.0.4.3:80"),
+    (["[fd00::3]:8080"], "http://[fd00::3]:8080"),
+])
+def test_ipxe_loads_kernel_and_initrd_over_http_when_enabled(env_factory, http_listen, base):
+    env = ipxe_env(env_factory)
+    env.add("1")
+    without = data(env.tree().files["boot.ipxe"]).decode()
+    assert "http://" not in without and "kernel /52-54-00-ab-cd-ef/generations/1/kernel " in without
+    env.server["http_listen"] = http_listen
+    files = env.tree().files
+    lines = data(files["boot.ipxe"]).decode().splitlines()
+    d = f"{base}/52-54-00-ab-cd-ef/generations/1"
+    assert any(line.startswith(f"kernel {d}/kernel initrd=initrd init=") for line in lines)
+    assert f"initrd --name initrd {d}/initrd" in lines
+    # the URLs name files of the tree itself (the same tree HTTP serves)
+    assert "52-54-00-ab-cd-ef/generations/1/kernel" in files and "52-54-00-ab-cd-ef/generations/1/initrd" in files
 
 
 def test_ipxe_default_follows_the_profile(env_factory):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -64,4 +65,19 @@ def gather_inputs(config: Config, host: Host, selected: Generation | None, kept:
     if host.firmware and host.firmware in config.firmware:
         firmware = listing(config.firmware[host.firmware].path)
     dtbs = {g.number: listing(g.dtbs) for g in {*kept, *([selected] if selected else [])} if g.dtbs}
-    return BootInputs(host=host, selected=selected, kept=kept, firmware=firmware, dtbs=dtbs)
+    return BootInputs(host=host, selected=selected, kept=kept, firmware=firmware, dtbs=dtbs,
+                      http_base=http_base_url(config))
+
+
+def http_base_url(config: Config) -> str | None:
+    """Where boot scripts point iPXE for HTTP: the first ``http_listen`` address,
+    or the DHCP next-server (iPXE's ``${next-server}``) when it is a wildcard."""
+    if not config.server.http_listen:
+        return None
+    listen = config.server.http_listen[0]
+    host = listen.host
+    if ipaddress.ip_address(host).is_unspecified:
+        host = "${next-server}"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{listen.port}"

@@ -29,6 +29,7 @@ class BootInputs:
     kept: tuple[Generation, ...] = ()            # valid generations, any order
     firmware: tuple[tuple[str, Path], ...] = ()  # (relative path, resolved file)
     dtbs: Mapping[int, tuple[tuple[str, Path], ...]] = field(default_factory=dict)  # per generation
+    http_base: str | None = None                 # "http://host:port": iPXE loads kernels and initrds from it
 
 
 def render_tree(inputs: BootInputs) -> BootTree:
@@ -98,6 +99,6 @@ def _uboot(files: dict[str, Source], inputs: BootInputs, kept: tuple[Generation,
 def _ipxe(files: dict[str, Source], inputs: BootInputs, kept: tuple[Generation, ...]) -> None:
     host = inputs.host
     assert inputs.selected
-    script = Generated(text.ipxe_script(host, inputs.selected, kept, host.tftp_prefix))
+    script = Generated(text.ipxe_script(host, inputs.selected, kept, host.tftp_prefix, inputs.http_base))
     files[host.tftp_prefix + IPXE_SCRIPT] = script
     files[IPXE_SCRIPT] = script                    # resolved per client (IP → MAC)

@@ -72,9 +72,15 @@ def uboot_script(host: Host) -> str:
     ])
 
 
-def ipxe_script(host: Host, selected: Generation, kept: tuple[Generation, ...], host_dir: str) -> bytes:
+def ipxe_script(host: Host, selected: Generation, kept: tuple[Generation, ...], host_dir: str,
+                http_base: str | None = None) -> bytes:
     """A ``#!ipxe`` menu of kept generations with a timeout (none for ``menu_timeout = 0``: the
-    default boots at once); paths are root-relative URIs."""
+    default boots at once).
+
+    Kernels and initrds are root-relative URIs (fetched the way the script
+    came, usually TFTP), or ``http_base`` URLs when the HTTP transport is on:
+    iPXE's HTTP moves them over TCP instead of lock-step TFTP blocks.
+    """
     lines = ["#!ipxe", f"# netboot-appliance: host {host.name}"]
     if host.menu_timeout == 0:
         # No menu: iPXE's ``choose --timeout 0`` waits for a key forever.
@@ -89,7 +95,7 @@ def ipxe_script(host: Host, selected: Generation, kept: tuple[Generation, ...], 
             "",
         ]
     for gen in kept:
-        gdir = f"/{host_dir}generations/{gen.number}"
+        gdir = f"{http_base or ''}/{host_dir}generations/{gen.number}"
         lines += [
             f":nixos-{gen.number}",
             f"echo Booting {host.name} NixOS generation {gen.number}",
