@@ -15,6 +15,7 @@ APT_PACKAGES=(
   busybox-static cpio kmod e2fsprogs       # VM images
   libiscsi-bin open-iscsi                  # real iSCSI initiators
   dnsmasq-base iproute2                    # DHCP for the end-to-end lab
+  ipxe ovmf                                # iPXE network boot programs to chainload; UEFI firmware for QEMU
   nix-bin                                  # nix-instantiate, nix flake: evaluates nixos/ and flake.nix
   shellcheck                               # the generated scripts, as writeShellApplication checks them
 )

@@ -53,6 +53,7 @@ class Env:
         self.firmware = firmware
         self.tops: dict[int, Path] = {}
         self.server: dict[str, object] = {}
+        self.firmware_tables: dict[str, Path] = {}
 
     def add(self, version: str, number: int | None = None, current: bool = True, **kw) -> int:
         kw.setdefault("kernel_size", 4096)
@@ -67,7 +68,8 @@ class Env:
     def config(self):
         return parse_config({
             "server": {"store_dir": str(self.store), "state_dir": str(self.root / "state"), **self.server},
-            "firmware": {"rpi": {"path": str(self.firmware)}},
+            "firmware": {"rpi": {"path": str(self.firmware)},
+                         **{k: {"path": str(v)} for k, v in self.firmware_tables.items()}},
             "hosts": {"h": self.host_table},
         })
 
@@ -511,3 +513,18 @@ def test_uboot_menu_timeout_zero_never_renders_timeout_zero(env_factory):
     assert header["DEFAULT"] == "nixos-2"
     assert "PROMPT" not in header or header["PROMPT"] == "0"
     assert [label for label, _ in entries] == ["nixos-2", "nixos-1"]
+
+
+def test_ipxe_host_with_ipxe_firmware_serves_the_network_boot_programs(env_factory, tmp_path):
+    nbps = tmp_path / "ipxe"
+    nbps.mkdir()
+    for name in ("undionly.kpxe", "ipxe.efi", "snponly.efi", "ipxe.lkrn"):
+        (nbps / name).write_bytes(name.encode())
+    env = ipxe_env(env_factory)
+    env.host_table["firmware"] = "fw"
+    env.firmware_tables["fw"] = nbps
+    env.add("1")
+    files = env.tree().files
+    for name in ("undionly.kpxe", "ipxe.efi", "snponly.efi"):
+        assert data(files[f"52-54-00-ab-cd-ef/{name}"]) == name.encode()
+    assert "52-54-00-ab-cd-ef/ipxe.lkrn" not in files

@@ -20,6 +20,7 @@ EEPROM_FILES = ("pieeprom.upd", "pieeprom.sig", "recovery.bin")
 
 UBOOT_SCRIPT = "boot.scr.uimg"
 IPXE_SCRIPT = "boot.ipxe"
+IPXE_PROGRAMS = ("undionly.kpxe", "ipxe.efi", "snponly.efi")   # network boot programs served to PXE firmware
 
 
 @dataclass(frozen=True)
@@ -102,3 +103,8 @@ def _ipxe(files: dict[str, Source], inputs: BootInputs, kept: tuple[Generation, 
     script = Generated(text.ipxe_script(host, inputs.selected, kept, host.tftp_prefix, inputs.http_base))
     files[host.tftp_prefix + IPXE_SCRIPT] = script
     files[IPXE_SCRIPT] = script                    # resolved per client (IP → MAC)
+    # iPXE itself, for plain PXE / UEFI firmware to chain-load (the host's ``firmware``
+    # is the ipxe package of its architecture; nixpkgs and Debian put these at its top).
+    for rel, path in inputs.firmware:
+        if rel in IPXE_PROGRAMS:
+            files[host.tftp_prefix + rel] = StoreFile(path)

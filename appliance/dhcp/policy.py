@@ -23,9 +23,16 @@ rpi    option 43 with the PXE menu the Pi bootloader looks for, byte for byte
        what dnsmasq sends for ``pxe-service=0,"Raspberry Pi Boot"``
        (discovery control 3, menu prompt, menu item type 0); no boot file.
 ipxe   iPXE itself (option 175 present, or user class "iPXE") gets
-       ``<tftp_prefix>boot.ipxe``; a plain PXE ROM gets ``bios_bootfile`` (client
-       architecture 0) or ``efi_bootfile`` (UEFI), to chain-load iPXE, and
-       nothing when that is not configured.
+       ``<tftp_prefix>boot.ipxe`` — never an iPXE binary again, so no loop.
+       Plain PXE firmware is chain-loaded into iPXE, chosen by client
+       architecture (option 93, RFC 4578 / IANA "Processor Architecture
+       Types"): 0 (BIOS) ``undionly.kpxe``, 7 and 9 (x86-64 UEFI) and 11
+       (arm64 UEFI) ``ipxe.efi``, from the host's ``firmware`` table (the
+       ``ipxe`` package of the host's architecture), under its TFTP prefix;
+       ``bios_bootfile`` / ``efi_bootfile`` override the file.  UEFI HTTP
+       Boot (vendor class ``HTTPClient``, architectures 16 and 19) gets the
+       same ``ipxe.efi`` as an ``http://`` URL and vendor class
+       ``HTTPClient`` back (UEFI 2.x §24.7), when HTTP is enabled.
 uboot  no reply: U-Boot's DHCP client ignores replies whose yiaddr is 0
        (net/bootp.c), and older U-Boots took the first OFFER — a proxy can
        only get in the way.  Give U-Boot next-server from the router or set
@@ -76,6 +83,13 @@ PI_VENDOR_OPTIONS = p.encode_suboptions([
 PXE_BYPASS_DISCOVERY = p.encode_suboptions([(PXE_DISCOVERY_CONTROL, b"\x08")])
 
 _PXE_CLIENT = b"PXEClient"
+_HTTP_CLIENT = b"HTTPClient"
+
+# Client system architectures (option 93) → the iPXE binary that chain-loads.
+ARCH_BIOS = 0
+ARCH_EFI = {7: "x86-64 UEFI", 9: "x86-64 UEFI", 11: "arm64 UEFI", 16: "x86-64 UEFI HTTP", 19: "arm64 UEFI HTTP"}
+BIOS_NBP = "undionly.kpxe"
+EFI_NBP = "ipxe.efi"
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +133,15 @@ def decide(request: p.DhcpPacket, config: Config, port: int = DHCP_PORT) -> Deci
     host = config.host_by_mac(mac)
     if host is None:
         return Decision(None, f"unknown MAC {mac}")
-    if not (request.option(p.OPT_VENDOR_CLASS) or b"").startswith(_PXE_CLIENT):
-        return Decision(None, "not PXE firmware (vendor class is not PXEClient)", host.name)
+    vendor_class = request.option(p.OPT_VENDOR_CLASS) or b""
+    http_boot = vendor_class.startswith(_HTTP_CLIENT)
+    if not (vendor_class.startswith(_PXE_CLIENT) or http_boot):
+        return Decision(None, "not PXE firmware (vendor class is not PXEClient or HTTPClient)", host.name)
 
-    boot_file, vendor, refusal = _boot_choice(request, host, settings)
+    if http_boot:
+        boot_file, vendor, refusal = _http_boot_choice(request, host, config)
+    else:
+        boot_file, vendor, refusal = _boot_choice(request, host, settings)
     if refusal:
         return Decision(None, refusal, host.name)
     file = (boot_file or "").encode("utf-8")
@@ -132,7 +151,7 @@ def decide(request: p.DhcpPacket, config: Config, port: int = DHCP_PORT) -> Deci
     options: list[tuple[int, bytes]] = [
         (p.OPT_MESSAGE_TYPE, bytes((reply_kind,))),
         (p.OPT_SERVER_ID, ipaddress.IPv4Address(settings.server_address).packed),
-        (p.OPT_VENDOR_CLASS, _PXE_CLIENT),
+        (p.OPT_VENDOR_CLASS, _HTTP_CLIENT if http_boot else _PXE_CLIENT),
     ]
     uuid = request.option(p.OPT_CLIENT_UUID)
     if uuid is not None:
@@ -165,15 +184,47 @@ def _boot_choice(request: p.DhcpPacket, host: Host, settings: DhcpConfig) -> tup
     if host.boot == BootStyle.UBOOT:
         return None, b"", "U-Boot ignores proxyDHCP replies (yiaddr 0.0.0.0)"
     arch = _arch(request)
-    bios = arch in (None, 0)
+    bios = arch in (None, ARCH_BIOS)
     vendor = PXE_BYPASS_DISCOVERY if bios else b""   # some UEFI firmware drops offers that bypass discovery
     if is_ipxe(request):
         return host.tftp_prefix + IPXE_SCRIPT, vendor, ""
+    if not bios and arch not in ARCH_EFI:
+        return None, b"", f"no iPXE binary for client architecture {arch}"
     chain = settings.bios_bootfile if bios else settings.efi_bootfile
+    if chain is None and host.firmware is not None:
+        chain = host.tftp_prefix + (BIOS_NBP if bios else EFI_NBP)
     if chain is None:
         which = "bios_bootfile" if bios else "efi_bootfile"
-        return None, b"", f"firmware is not iPXE (architecture {arch}) and dhcp.{which} is not set"
+        return None, b"", (f"firmware is not iPXE (architecture {arch}): set the host's firmware "
+                           f"(the ipxe package) or dhcp.{which}")
     return chain, vendor, ""
+
+
+def _http_boot_choice(request: p.DhcpPacket, host: Host, config: Config) -> tuple[str | None, bytes, str]:
+    """UEFI HTTP Boot: ``ipxe.efi`` by URL from the HTTP transport."""
+    arch = _arch(request)
+    if arch not in ARCH_EFI:
+        return None, b"", f"HTTP boot for client architecture {arch} is not supported"
+    base = http_url_base(config)
+    if base is None:
+        return None, b"", "UEFI HTTP Boot client, but server.http_listen is not set"
+    name = config.dhcp.efi_bootfile or (host.tftp_prefix + EFI_NBP if host.firmware is not None else None)
+    if name is None:
+        return None, b"", "UEFI HTTP Boot client: set the host's firmware (the ipxe package) or dhcp.efi_bootfile"
+    return f"{base}/{name.lstrip('/')}", b"", ""
+
+
+def http_url_base(config: Config) -> str | None:
+    """``http://address:port`` of the HTTP transport as clients on the proxy's LAN reach it."""
+    if not config.server.http_listen:
+        return None
+    listen = config.server.http_listen[0]
+    host = listen.host
+    if ipaddress.ip_address(host).is_unspecified:
+        host = config.dhcp.server_address or ""
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{listen.port}" if host else None
 
 
 def _usable(ip: str) -> bool:

@@ -158,3 +158,48 @@ def test_policy_never_raises_on_any_parsed_request(chaddr, htype, hlen, port, op
         assert d.reply.yiaddr == "0.0.0.0"
         p.encode_packet(d.reply)
     seen_lease(req, cfg, port, "10.0.0.7")
+
+
+# -- chain-loading iPXE by client architecture ---------------------------------------------
+
+def chain_config(**server):
+    from appliance.config.parse import parse_config
+
+    return parse_config({
+        "server": server,
+        "dhcp": {"enable": True, "interface": "eth0", "server_address": SERVER},
+        "firmware": {"ipxe": {"path": "/usr/lib/ipxe"}},
+        "hosts": {"pc": {"boot": "ipxe", "mac": PC_MAC, "profile": "/p/pc", "firmware": "ipxe"}},
+    })
+
+
+@pytest.mark.parametrize("arch, wanted", [
+    (0, "undionly.kpxe"), (None, "undionly.kpxe"), (7, "ipxe.efi"), (9, "ipxe.efi"), (11, "ipxe.efi"),
+])
+def test_plain_pxe_firmware_chainloads_the_hosts_ipxe_by_architecture(arch, wanted):
+    r = decide(request(PC_MAC, arch=arch, vendor=b"PXEClient:Arch:%05d:UNDI:003016" % (arch or 0)),
+               chain_config()).reply
+    assert r is not None and r.file == f"52-54-00-ab-cd-ef/{wanted}".encode()
+    assert r.option(p.OPT_VENDOR_CLASS) == b"PXEClient" and r.siaddr == SERVER
+
+
+def test_ipxe_after_chainloading_gets_its_script_never_the_binary_again():
+    for arch in (0, 7, 11):
+        r = decide(request(PC_MAC, arch=arch, extra=IPXE), chain_config()).reply
+        assert r.file == b"52-54-00-ab-cd-ef/boot.ipxe"
+
+
+def test_unknown_architectures_are_not_chainloaded():
+    d = decide(request(PC_MAC, arch=6), chain_config())          # IA32 UEFI: no binary for it
+    assert d.reply is None and "architecture 6" in d.reason
+
+
+def test_uefi_http_boot_gets_an_http_url_and_httpclient_vendor_class():
+    http_boot = dict(vendor=b"HTTPClient:Arch:00016:UNDI:003001", arch=16)
+    d = decide(request(PC_MAC, **http_boot), chain_config())
+    assert d.reply is None and "http_listen" in d.reason
+    r = decide(request(PC_MAC, **http_boot), chain_config(http_listen=["0.0.0.0:8080"])).reply
+    assert r.file == f"http://{SERVER}:8080/52-54-00-ab-cd-ef/ipxe.efi".encode()
+    assert r.option(p.OPT_VENDOR_CLASS) == b"HTTPClient"
+    r = decide(request(PC_MAC, **http_boot), chain_config(http_listen=["10.253.7.9:80"])).reply
+    assert r.file == b"http://10.253.7.9:80/52-54-00-ab-cd-ef/ipxe.efi"
