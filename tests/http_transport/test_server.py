@@ -272,3 +272,22 @@ def test_stop_closes_listeners_and_bad_bind_is_an_operator_error():
     s.server.stop()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_a_deferred_request_is_answered_once_the_provider_decides():
+    from appliance.content import RetryLater
+
+    class Learning:
+        asked = 0
+
+        def open(self, client, path):
+            self.asked += 1
+            if self.asked < 3:
+                raise RetryLater(0.05)      # still learning the client's MAC
+            return BytesContent(b"yours")
+
+    s = Served(Learning())
+    try:
+        assert status_and_body(f"{s.url}/x") == (200, b"yours")
+    finally:
+        s.server.stop()
