@@ -310,6 +310,15 @@ let
               ];
               description = "Addresses (`host:port`) the TFTP server listens on.";
             };
+            http_listen = mkOption {
+              type = types.listOf types.str;
+              default = [ ];
+              example = [ "10.0.4.3:8080" ];
+              description = ''
+                Addresses (`host:port`) of the HTTP transport (the same per-host trees and
+                access rules as TFTP); iPXE then loads kernels and initrds over HTTP. Off when empty.
+              '';
+            };
             gcroots_dir = mkOption {
               type = absolutePath;
               default = "/nix/var/nix/gcroots/netboot";
@@ -452,7 +461,7 @@ in
       type = types.bool;
       default = false;
       description = ''
-        Open the TFTP ports (UDP, 69 by default) and, with iSCSI enabled, the
+        Open the TFTP ports (UDP, 69 by default), the HTTP ports (TCP) when http_listen is set and, with iSCSI enabled, the
         portal ports (TCP, 3260 by default). Transfers continue from
         ephemeral ports, which the stateful firewall admits as replies.
       '';
@@ -543,7 +552,7 @@ in
 
     networking.firewall = mkIf cfg.openFirewall {
       allowedUDPPorts = netbootLib.tftpPorts cfg.settings ++ optionals dhcpEnabled [ 67 4011 ];
-      allowedTCPPorts = netbootLib.iscsiPorts cfg.settings;
+      allowedTCPPorts = netbootLib.iscsiPorts cfg.settings ++ netbootLib.httpPorts cfg.settings;
     };
 
     users.users.root.openssh.authorizedKeys.keys = concatLists (

@@ -103,6 +103,9 @@ rec {
     in
     unique (map (listenPort 69) (if listen == null then [ "0.0.0.0:69" ] else listen));
 
+  # TCP ports of the HTTP transport (none when it is off).
+  httpPorts = settings: unique (map (listenPort 80) (settings.server.http_listen or [ ]));
+
   # TCP ports of the iSCSI portals (none when iSCSI is off).
   iscsiPorts =
     settings:

@@ -91,6 +91,8 @@ def test_firewall_ports_of_the_example(nix_eval) -> None:
     assert nix_eval('lib.tftpPorts { server.tftp_listen = [ "10.0.4.3:69" "[::]:69" "127.0.0.1:6969" ]; }') == [69, 6969]
     assert nix_eval("lib.tftpPorts { }") == [69]
     assert nix_eval('lib.iscsiPorts { iscsi = { enable = false; portals = [ "10.0.4.3:3260" ]; }; }') == []
+    assert nix_eval("lib.httpPorts { }") == []
+    assert nix_eval('lib.httpPorts { server.http_listen = [ "10.0.4.3:8080" "[::]" ]; }') == [8080, 80]
 
 
 def test_target_iqn_and_default_prefix_match_the_appliance(nix_eval) -> None:
