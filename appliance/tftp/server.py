@@ -183,20 +183,17 @@ class _Session:
         self.timer_at = float("inf")   # deadline of this session's live timer-heap entry
 
 
+@dataclass(slots=True)
 class _Deferred:
     """A request whose provider asked to be asked again at ``at``."""
 
-    __slots__ = ("at", "listener", "request", "addr", "path", "local_ip", "scope")
-
-    def __init__(self, at: float, listener: _Listener, request: Request, addr: tuple, path: str,
-                 local_ip: str, scope: int) -> None:
-        self.at = at
-        self.listener = listener
-        self.request = request
-        self.addr = addr
-        self.path = path
-        self.local_ip = local_ip
-        self.scope = scope
+    at: float
+    listener: _Listener
+    request: Request
+    addr: tuple
+    path: str
+    local_ip: str
+    scope: int
 
 
 def _send(sock: socket.socket, datagrams: Iterable[bytes], addr: tuple) -> None:

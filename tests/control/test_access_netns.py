@@ -225,6 +225,7 @@ def test_first_contact_is_decided_by_the_requesters_mac(store, make_daemon, clie
     wrong = _first_contact_tries(store, clients, "stranger", initrd, 20)
     assert right == {"ipv4": [0] * 20, "ipv6": [0] * 20}, f"right MAC: {right}\n{d.log()}"
     assert wrong == {"ipv4": [CURL_ACCESS] * 20, "ipv6": [CURL_ACCESS] * 20}, f"wrong MAC: {wrong}"
+    assert "frame-capture" not in d.log()      # decided from the request frames, not a fallback
     # unprefixed paths of a first contact resolve by its MAC too
     clients.renumber("pi")
     assert get(store.port, "cmdline.txt", host=clients.clients["pi"][1],
