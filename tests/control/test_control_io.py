@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import fcntl
 import os
+import socket
 import time
+import urllib.request
 from contextlib import contextmanager
 
 from .control_harness import (PC_PREFIX, PI, PI_PREFIX, cli_ok, curl, eventually, get, history, status)
 
-LOCK_HELD = 20.0   # far longer than any of the fetches below may take
+LOCK_HELD = 20.0
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]   # far longer than any of the fetches below may take
 
 
 @contextmanager
@@ -52,3 +60,23 @@ def test_a_blocked_state_store_delays_no_transfer_and_the_trial_still_reverts(da
     s = status(store.config, PI)["hosts"][PI]
     assert s["trial"] is None and s["served"] == 2
     assert get(store.port, PI_PREFIX + "kernel8.img") == store.kernel_bytes(PI, 2)
+
+
+def test_boot_events_that_cannot_be_written_are_counted_and_reported_once(store, make_daemon):
+    metrics_port = free_tcp_port()
+    store.write_config(store.read_config().replace("[server]\n",
+                                                   f'[server]\nmetrics_listen = "127.0.0.1:{metrics_port}"\n', 1))
+    store.layout.state.mkdir(parents=True, exist_ok=True)
+    (store.layout.state / "events.jsonl").mkdir()       # cannot be appended to
+    d = make_daemon(store.config).start()
+    for _ in range(3):
+        assert get(store.port, PI_PREFIX + "cmdline.txt")
+
+    def dropped() -> int:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+        return int(next(line.split()[-1] for line in text.splitlines()
+                        if line.startswith("netboot_boot_events_dropped_total")))
+
+    eventually(lambda: dropped() == 3, deadline=5, what="three dropped boot events counted")
+    assert d.log().count("degraded: boot-events") == 1, d.log()
+    assert "boot-events" in status(store.config)["degraded"]
