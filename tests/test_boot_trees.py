@@ -512,6 +512,8 @@ def test_uboot_menu_timeout_zero_never_renders_timeout_zero(env_factory):
     assert header["TIMEOUT"] == "1"
     assert header["DEFAULT"] == "nixos-2"
     assert "PROMPT" not in header or header["PROMPT"] == "0"
+    # A top-level MENU line makes U-Boot's pxe prompt ("Enter choice:") and wait for TIMEOUT.
+    assert "MENU" not in header
     assert [label for label, _ in entries] == ["nixos-2", "nixos-1"]
 
 

@@ -41,7 +41,9 @@ def pxelinux_menu(host: Host, selected: Generation, kept: tuple[Generation, ...]
     """An extlinux/PXE menu for U-Boot's ``pxe`` command, newest first."""
     lines = [
         f"# netboot-appliance: host {host.name}",
-        f"MENU TITLE netboot {host.name}",
+        # U-Boot prompts ("Enter choice:") once a top-level MENU line is parsed; without it, and
+        # without PROMPT 1, it boots the default with no wait, which is what menu_timeout = 0 asks.
+        *([f"MENU TITLE netboot {host.name}"] if host.menu_timeout > 0 else []),
         f"TIMEOUT {pxelinux_timeout(host.menu_timeout)}",
         f"DEFAULT nixos-{selected.number}",
         "",
