@@ -215,7 +215,7 @@ class TftpServer:
 
     def __init__(self, provider: ContentProvider, listen: Iterable[str | tuple[str, int]] = ("0.0.0.0:69",),
                  on_transfer: Callable[[TransferRecord], None] | None = None, *,
-                 timeout: float = 1.0, min_timeout: float = 0.05, max_timeout: float = 2.0,
+                 timeout: float = 1.0, min_timeout: float = 0.05, max_timeout: float = 6.0,
                  give_up_after: float = 30.0, max_sessions: int = 512,
                  max_sessions_per_client: int = 64, reclaim_after: float = 1.0,
                  max_blksize: int | None = None, max_windowsize: int = WINDOWSIZE_MAX,
@@ -654,10 +654,8 @@ class TftpServer:
             # worker process can build the same state machine.
             transfer_args = dict(client=client, path=path, blksize=negotiated.blksize,
                                  windowsize=negotiated.windowsize,
-                                 timeout=negotiated.timeout or self.timeout,
-                                 give_up_after=self.give_up_after, oack=negotiated.oack,
-                                 netascii=netascii, adaptive=negotiated.timeout is None,
-                                 min_timeout=self.min_timeout, max_timeout=self.max_timeout)
+                                 oack=negotiated.oack, netascii=netascii,
+                                 **self._retransmission(negotiated.timeout))
             if self._pool is not None and self._hand_off(sock, addr, content, transfer_args):
                 return
             self.adopt(sock, addr, content, transfer_args)
@@ -671,6 +669,18 @@ class TftpServer:
             self.stats.internal_errors += 1
             self._send_error(listener.error_sock, addr, ERR_UNDEFINED, "internal error")
             self._emit(TransferRecord(client, path, {}, 0, 0, 0.0, f"error: internal error: {exc!r}", 512, 1))
+
+    def _retransmission(self, negotiated: float | None) -> dict:
+        """Retransmission settings: always adaptive with backoff.  A ``timeout``
+        the client negotiated (RFC 2349) is the longest the server waits between
+        retransmissions, and at least two such periods pass before it gives up;
+        below it the wait still follows the round trip, so a lost datagram does
+        not cost the client's whole timeout."""
+        if negotiated is None:
+            return dict(timeout=self.timeout, min_timeout=self.min_timeout, max_timeout=self.max_timeout,
+                        give_up_after=self.give_up_after, adaptive=True)
+        return dict(timeout=min(negotiated, self.timeout), min_timeout=self.min_timeout, max_timeout=negotiated,
+                    give_up_after=max(self.give_up_after, 2 * negotiated), adaptive=True)
 
     def adopt(self, sock: socket.socket, addr: tuple, content: Content, transfer_args: dict) -> None:
         """Run a transfer on ``sock`` (bound, non-blocking; the server owns it from now on)."""

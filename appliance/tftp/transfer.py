@@ -27,16 +27,19 @@ wrapping.  Rules that keep the protocol safe:
   count of retries, so lost ACKs and multi-second outages cost time, not a
   boot.
 
-Retransmission timeout: a ``timeout`` the client negotiated (RFC 2349) is
-used as is, for every retransmission (it then gives up after at least two of
-those periods, even when that is longer than ``give_up_after``).  Otherwise
-(``adaptive=True``) the wait starts at ``timeout`` and then follows the
-measured round trip — 4 × smoothed RTT, at least ``min_timeout``, at most
-``timeout`` — and doubles on each retransmission in a row up to
-``max_timeout`` (exponential backoff; samples are not taken across
-retransmissions, as in Karn's algorithm).  On a fast link a lost datagram
-then costs tens of milliseconds instead of a second, and a long outage is
-probed every ``max_timeout`` seconds until the link is back.
+Retransmission timeout (``adaptive=True``, what the server uses): the wait
+starts at ``timeout`` and then follows the measured round trip — 4 ×
+smoothed RTT, at least ``min_timeout``, at most ``timeout`` — and doubles on
+each retransmission in a row up to ``max_timeout`` (exponential backoff;
+samples are not taken across retransmissions, as in Karn's algorithm).  On a
+fast link a lost datagram then costs tens of milliseconds, and a long outage
+is probed every ``max_timeout`` seconds until the link is back.  The backoff
+must be allowed to exceed the clients' own retransmission timeout: some
+(atftp, tftpy) ignore a repeated DATA and re-send their ACK only when their
+own timer, restarted by every datagram, runs out — a lost ACK is only
+repaired once the server waits longer than that.  With ``adaptive=False``
+the wait is ``timeout`` every time (and the transfer gives up after at least
+two of those periods, even when that is longer than ``give_up_after``).
 
 Payloads are read from the ``Content`` lazily, in order, one window ahead,
 and kept only until acknowledged.  netascii is converted on the fly (LF →
@@ -163,7 +166,7 @@ class Transfer:
                  blksize: int = 512, windowsize: int = 1, timeout: float = 1.0,
                  give_up_after: float = 30.0, oack: tuple[tuple[str, str], ...] = (),
                  netascii: bool = False, meta: Mapping[str, object] | None = None,
-                 adaptive: bool = False, min_timeout: float = 0.05, max_timeout: float = 2.0) -> None:
+                 adaptive: bool = False, min_timeout: float = 0.05, max_timeout: float = 6.0) -> None:
         if blksize < 1 or windowsize < 1 or timeout <= 0 or give_up_after <= 0:
             raise ValueError("blksize, windowsize, timeout and give_up_after must be positive")
         self._content = content

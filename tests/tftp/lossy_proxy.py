@@ -1,4 +1,5 @@
-"""A UDP proxy on loopback that drops, duplicates and reorders datagrams.
+"""A UDP proxy on loopback that injects faults: random drop, duplication and
+reordering, a total outage, and the loss of the first ACKs of one block.
 
     client ──▶ front (listen) ──▶ upstream socket per client ──▶ server port
     client ◀── front socket per server TID ◀──────────────────── server TID
@@ -6,6 +7,13 @@
 Each server TID is mirrored by its own front socket, so the client sees the
 same "new port per session" behaviour as without the proxy.  Impairments are
 drawn from a seeded ``random.Random``; only loopback addresses are used.
+
+- ``outage``: after ``outage_after`` datagrams from the server, every datagram
+  in both directions is dropped for ``outage`` seconds (a cable pulled, a
+  switch rebooting);
+- ``ack_losses``: the first ACK the client sends for a block at or above
+  ``ack_loss_block`` and its next ``ack_losses - 1`` repetitions are dropped
+  (the server must retransmit that block that many times).
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import random
 import select
 import socket
 import threading
+import time
 from dataclasses import dataclass
 
 
@@ -22,6 +31,10 @@ class Impairment:
     drop: float = 0.10
     duplicate: float = 0.05
     reorder: float = 0.05       # hold a datagram back until the next one on that path
+    outage: float = 0.0         # seconds without any datagram, both ways
+    outage_after: int = 40      # server datagrams forwarded before the outage starts
+    ack_losses: int = 0         # ACKs of one block lost in a row
+    ack_loss_block: int = 20
 
 
 class LossyProxy:
@@ -39,7 +52,11 @@ class LossyProxy:
         self._held: dict[int, tuple[socket.socket, bytes, tuple]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
-        self.counts = {"forwarded": 0, "dropped": 0, "duplicated": 0, "reordered": 0}
+        self.counts = {"forwarded": 0, "dropped": 0, "duplicated": 0, "reordered": 0,
+                       "outage_dropped": 0, "acks_dropped": 0}
+        self._from_server = 0
+        self._outage_until: float | None = None
+        self._ack_block: int | None = None
 
     def __enter__(self) -> LossyProxy:
         self._thread.start()
@@ -51,7 +68,30 @@ class LossyProxy:
         for sock in [self.front, *self._upstream.values(), *self._mirror.values()]:
             sock.close()
 
-    def _forward(self, path: int, sock: socket.socket, data: bytes, to: tuple) -> None:
+    def _faulted(self, data: bytes, from_server: bool) -> bool:
+        """Whether the scripted faults (outage, ACK loss) swallow this datagram."""
+        imp = self.impairment
+        if imp.outage > 0:
+            now = time.monotonic()
+            if self._outage_until is None and from_server:
+                self._from_server += 1
+                if self._from_server > imp.outage_after:
+                    self._outage_until = now + imp.outage
+            if self._outage_until is not None and now < self._outage_until:
+                self.counts["outage_dropped"] += 1
+                return True
+        if imp.ack_losses and not from_server and data[:2] == b"\0\4" and len(data) >= 4:
+            block = int.from_bytes(data[2:4], "big")
+            if self._ack_block is None and block >= imp.ack_loss_block:
+                self._ack_block = block
+            if block == self._ack_block and self.counts["acks_dropped"] < imp.ack_losses:
+                self.counts["acks_dropped"] += 1
+                return True
+        return False
+
+    def _forward(self, path: int, sock: socket.socket, data: bytes, to: tuple, from_server: bool = False) -> None:
+        if self._faulted(data, from_server):
+            return
         r = self.rng.random()
         imp = self.impairment
         if r < imp.drop:
@@ -100,7 +140,7 @@ class LossyProxy:
                         mirror.bind(("127.0.0.1", 0))
                         self._mirror[(client, addr)] = mirror
                         self._mirror_route[mirror] = (client, addr)
-                    self._forward(hash((client, addr, "down")), mirror, data, client)
+                    self._forward(hash((client, addr, "down")), mirror, data, client, from_server=True)
                 else:                                      # client → server TID
                     client, server_tid = self._mirror_route[sock]
                     if addr != client:

@@ -428,3 +428,21 @@ def test_listen_address_parsing():
     for bad in ("localhost:69", "1.2.3.4", "1.2.3.4:99999", "[::1]"):
         with pytest.raises(ValueError):
             parse_listen_address(bad)
+
+
+def test_negotiated_timeout_bounds_the_backoff_without_costing_every_loss_the_whole_timeout():
+    with serving({"f": b"x" * 5000}) as s, RawPeer() as peer:
+        peer.send(encode_request("f", options={"timeout": 3}), s.address)
+        oack, tid = peer.recv()
+        assert oack == OptionAck((("timeout", "3"),))
+        peer.send(encode_ack(0), tid)
+        assert peer.recv()[0] == Data(1, b"x" * 512)
+        arrivals = []
+        started = time.monotonic()
+        while time.monotonic() - started < 9:        # never ACK DATA 1
+            packet, _ = peer.recv(4.0)
+            assert packet == Data(1, b"x" * 512)
+            arrivals.append(time.monotonic() - started)
+        gaps = [b - a for a, b in zip([0.0] + arrivals, arrivals)]
+        assert gaps[0] < 1.0                          # adaptive: not the client's 3 s
+        assert max(gaps) < 3.5 and max(gaps) > 1.5    # backs off, up to the negotiated 3 s
