@@ -78,7 +78,12 @@ def test_full_server_reclaims_the_oldest_stalled_session(workers):
     sources = [f"127.0.1.{i}" for i in range(1, 27)]
     with serving({"f.bin": PAYLOAD}, workers=workers) as s, ExitStack() as stack:
         socks = flood(stack, s.address, sources, 520, timeout=255)
-        wait_sessions(s, 512)
+        for _ in range(5):       # on a busy machine the listening socket may overflow: top up
+            wait_sessions(s, 512, timeout=3)
+            missing = 512 - s.server.read_stats().sessions_active
+            if missing <= 0:
+                break
+            socks += flood(stack, s.address, sources, missing, timeout=255)
         assert s.server.read_stats().sessions_active == 512
         assert served_within(s.address, "127.0.0.1", 5.0) < 5.0
         stats = s.server.read_stats()
