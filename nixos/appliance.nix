@@ -143,15 +143,10 @@ let
       freeformType = settingsFormat.type;
       options = {
         boot = mkOption {
-          type = types.enum [
-            "rpi"
-            "uboot"
-            "ipxe"
-          ];
-          description = ''
-            How the host boots: `rpi` (Pi 4 / Pi 400 / CM4 EEPROM netboot),
-            `uboot` (PXE menu for U-Boot) or `ipxe` (an iPXE script).
-          '';
+          type = types.enum (map (style: style.name) netbootLib.bootStyles);
+          description = "How the host boots: "
+            + builtins.concatStringsSep "; " (map (style: "`${style.name}` (${style.description})") netbootLib.bootStyles)
+            + ".";
         };
         mac = mkOption {
           type = types.nullOr types.str;

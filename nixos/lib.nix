@@ -21,6 +21,10 @@ let
   chapOf = host: if (host.iscsi or null) == null then { } else (host.iscsi.chap or null);
 in
 rec {
+  # The appliance's boot styles (generated from its registry:
+  # `python -m appliance.boot.styles > nixos/boot-styles.json`).
+  bootStyles = builtins.fromJSON (builtins.readFile ./boot-styles.json);
+
   # The appliance's built-in default; kept here so the client module can
   # derive the same target IQN without the server's configuration.
   defaultTargetPrefix = "iqn.2026-11.lan.netboot";
@@ -116,10 +120,13 @@ rec {
 
   unique = builtins.foldl' (acc: x: if builtins.elem x acc then acc else acc ++ [ x ]) [ ];
 
-  # Names of the hosts whose boot style is rpi (they need [firmware.rpi]).
+  # Names of the hosts whose boot style takes the Pi firmware by default (they need [firmware.rpi]).
   rpiHosts =
     settings:
-    builtins.filter (name: ((hostsOf settings).${name}.boot or null) == "rpi") (
+    let
+      piStyles = map (style: style.name) (builtins.filter (style: style.firmware == "rpi") bootStyles);
+    in
+    builtins.filter (name: builtins.elem ((hostsOf settings).${name}.boot or null) piStyles) (
       builtins.attrNames (hostsOf settings)
     );
 

@@ -16,7 +16,7 @@ from appliance.config import parse_config
 from appliance.control.selection import HostChoice
 from appliance.control.snapshot import build_host_snapshot
 from appliance.demo.store import add_generation, make_firmware, make_toplevel
-from appliance.errors import GenerationError
+from appliance.errors import ConfigError, GenerationError
 from appliance.nix import read_profile
 from appliance.boot.gather import store_roots
 
@@ -48,7 +48,7 @@ class Env:
         self.profile = root / "profiles" / "h"
         self.profile.parent.mkdir(parents=True, exist_ok=True)
         self.host_table = {"boot": boot, "mac": "dc:a6:32:01:02:03", "profile": str(self.profile), **host}
-        if boot == "rpi":
+        if boot in ("rpi", "rpi5"):
             self.host_table.setdefault("cmdline", PI_CMDLINE)
         self.firmware = firmware
         self.tops: dict[int, Path] = {}
@@ -263,6 +263,85 @@ def test_rpi_only_broken_generations_serve_firmware_only(env_factory):
     tree = env.tree()
     assert tree.generation is None
     assert "dc-a6-32-01-02-03/kernel8.img" not in tree.files
+
+
+# -- rpi5 ----------------------------------------------------------------------------------
+
+PI5_DTBS = ("broadcom/bcm2712-rpi-5-b.dtb", "broadcom/bcm2712-rpi-500.dtb")
+
+
+def test_rpi5_config_txt_names_the_pi5_kernel_and_no_firmware_stage(env_factory):
+    env = env_factory("rpi5", config_txt=["dtoverlay=vc4-kms-v3d"])
+    env.add("1")
+    text = data(env.tree().files["dc-a6-32-01-02-03/config.txt"]).decode()
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert lines == ["kernel=kernel_2712.img", "initramfs initrd followkernel", "enable_uart=1",
+                     "dtoverlay=vc4-kms-v3d"]
+
+
+def test_rpi5_tree_from_the_generation_and_firmware(env_factory, firmware):
+    env = env_factory("rpi5")
+    n = env.add("1", kernel_data=b"PI5 KERNEL " * 100, dtbs=PI5_DTBS)
+    files = env.tree().files
+    p = "dc-a6-32-01-02-03/"
+    assert data(files[p + "kernel_2712.img"]) == b"PI5 KERNEL " * 100
+    assert data(files[p + "kernel_2712.img"]) != (firmware / "kernel_2712.img").read_bytes()
+    assert data(files[p + "initrd"]) == (env.tops[n] / "initrd").read_bytes()
+    assert data(files[p + "cmdline.txt"]) == f"init={env.tops[n]}/init {' '.join(RPI_PARAMS)} {PI_CMDLINE}\n".encode()
+    # The generation's device trees win; the firmware supplies the rest of the BCM2712 boards.
+    for dtb in ("bcm2712-rpi-5-b.dtb", "bcm2712-rpi-500.dtb"):
+        assert data(files[p + dtb]) == (env.tops[n] / "dtbs" / "broadcom" / dtb).read_bytes()
+    for dtb in ("bcm2712-rpi-cm5-cm5io.dtb", "bcm2712d0-rpi-5-b.dtb", "overlays/vc4-kms-v3d.dtbo"):
+        assert data(files[p + dtb]) == (firmware / dtb).read_bytes()
+    # No VideoCore firmware stage, no Pi 4 files, no EEPROM images.
+    for name in ("start4.elf", "fixup4.dat", "start4x.elf", "bootcode.bin", "kernel8.img", "bcm2711-rpi-4-b.dtb",
+                 "pieeprom.upd", "pieeprom.sig", "recovery.bin", "start4db.elf"):
+        assert p + name not in files, name
+    assert data(files[f"{p}generations/{n}/kernel_2712.img"]) == b"PI5 KERNEL " * 100
+    assert data(files[f"{p}generations/{n}/cmdline.txt"]) == data(files[p + "cmdline.txt"])
+    assert all(path.startswith(p) for path in files)
+
+
+def test_rpi5_kernel_line_names_the_served_kernel(env_factory):
+    env = env_factory("rpi5", config_txt=["kernel=Image-nixos"])
+    n = env.add("1", kernel_data=b"K")
+    snap = env.snapshot()
+    files = snap.tree.files
+    p = "dc-a6-32-01-02-03/"
+    assert data(files[p + "Image-nixos"]) == b"K" and p + "kernel_2712.img" not in files
+    style = snap.host.boot
+    assert style.kernel_paths(snap.host, n) == {p + "Image-nixos", f"{p}generations/{n}/Image-nixos"}
+    assert style.starts_boot(snap.host, p + "config.txt")
+    assert not style.starts_boot(snap.host, p + "start4.elf")
+
+
+@pytest.mark.parametrize("line", ["kernel=boot/Image", "kernel=config.txt", "kernel="])
+def test_rpi5_kernel_line_must_name_a_plain_file(env_factory, line):
+    env = env_factory("rpi5", config_txt=[line])
+    with pytest.raises(ConfigError) as exc:
+        env.config
+    assert "hosts.h.config_txt" in str(exc.value)
+
+
+def test_rpi5_needs_the_pi_firmware(tmp_path):
+    with pytest.raises(ConfigError) as exc:
+        parse_config({"hosts": {"h": {"boot": "rpi5", "mac": "2c:cf:67:01:02:03", "profile": "/p"}}})
+    assert "hosts.h.firmware" in str(exc.value) and "rpi5" in str(exc.value)
+
+
+@pytest.mark.parametrize("host, prefix", [
+    ({"tftp_prefix": "serial", "serial": "9FFEFDEF"}, "9ffefdef/"),
+    ({"tftp_prefix": "pi5"}, "pi5/"),
+    ({}, "dc-a6-32-01-02-03/"),
+])
+def test_rpi5_prefixes_are_the_pi4s(env_factory, host, prefix):
+    env = env_factory("rpi5", **host)
+    env.add("1")
+    files = env.tree().files
+    assert all(path.startswith(prefix) for path in files)
+    for name in ("kernel_2712.img", "initrd", "cmdline.txt", "config.txt", "bcm2712-rpi-5-b.dtb",
+                 "generations/1/kernel_2712.img"):
+        assert prefix + name in files
 
 
 def test_render_tree_is_pure_and_repeatable(env_factory):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.config import BootStyle, load_config, parse_config
+from appliance.config import load_config, parse_config
 from appliance.errors import ConfigError
 
 SECRET = "hunter2-Sup3rS3cret-value"
@@ -74,7 +74,7 @@ def problems(doc: dict) -> dict[str, str]:
 def test_spec_example_parses_to_the_model():
     config = parse_config(spec_doc())
     host = config.host("pi-desktop")
-    assert host.boot is BootStyle.RPI
+    assert host.boot.name == "rpi"
     assert host.mac == "dc:a6:32:01:02:03"
     assert host.tftp_prefix == "dc-a6-32-01-02-03/"
     assert host.prefix_kind == "mac"
@@ -349,7 +349,7 @@ def test_bad_boot_style():
     doc["hosts"]["pi-desktop"]["boot"] = "grub"
     found = problems(doc)
     assert "'grub'" in found["hosts.pi-desktop.boot"]
-    assert "rpi, uboot or ipxe" in found["hosts.pi-desktop.boot"]
+    assert "rpi, rpi5, uboot or ipxe" in found["hosts.pi-desktop.boot"]
     del doc["hosts"]["pi-desktop"]["boot"]
     assert "missing" in problems(doc)["hosts.pi-desktop.boot"]
 

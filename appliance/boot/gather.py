@@ -6,10 +6,10 @@ import ipaddress
 import os
 from pathlib import Path
 
-from ..config import Config, Host
+from ..config.model import Config, Host
 from ..errors import GenerationError
 from ..nix import Generation, StoreCache, StoreRoots
-from .render import BootInputs
+from .styles.base import BootInputs
 
 MAX_FILES = 20000  # a firmware or dtbs tree is a few thousand files at most
 

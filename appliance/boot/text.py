@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
-from ..config import Host
-from ..nix import Generation
-
-CONFIG_TXT_BASE = ("arm_64bit=1", "kernel=kernel8.img", "initramfs initrd followkernel", "enable_uart=1")
+if TYPE_CHECKING:
+    from ..config.model import Host
+    from ..nix import Generation
 
 
 def kernel_cmdline(host: Host, gen: Generation) -> str:
@@ -20,8 +20,9 @@ def cmdline_txt(host: Host, gen: Generation) -> bytes:
     return (kernel_cmdline(host, gen) + "\n").encode()
 
 
-def config_txt(host: Host) -> bytes:
-    lines = [f"# netboot-appliance: host {host.name}", *CONFIG_TXT_BASE, *host.config_txt]
+def config_txt(host: Host, base: tuple[str, ...]) -> bytes:
+    """A Pi ``config.txt``: the style's ``base`` lines, then the host's own."""
+    lines = [f"# netboot-appliance: host {host.name}", *base, *host.config_txt]
     return ("\n".join(lines) + "\n").encode()
 
 

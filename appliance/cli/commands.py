@@ -16,6 +16,7 @@ from ..config.load import config_warnings, file_problems
 from ..control import operations
 from ..control.iscsi_health import read_health
 from ..control.health import read_health_file
+from ..control.resolver import kernel_paths
 from ..control.snapshot import HostSnapshot, build_host_snapshot
 from ..control.state import HostState, State, StateStore
 from ..errors import ConfigError, UsageError
@@ -209,7 +210,7 @@ def status(args: argparse.Namespace) -> int:
         hs = state.host(name)
         iscsi = config.hosts[name].iscsi
         hosts[name] = {
-            "boot": snap.host.boot.value,
+            "boot": snap.host.boot.name,
             "served": snap.selection.number,
             "reason": snap.selection.reason,
             "note": snap.selection.note,
@@ -393,8 +394,8 @@ def demo(args: argparse.Namespace) -> int:
     print(f"  config: {layout.config}")
     for name, host in config.hosts.items():
         snap = build_host_snapshot(config, host, _store(config).load().host(name).choice())
-        print(f"\n{name} ({host.boot.value}, generation {snap.selection.number}):")
-        for p in _demo_highlights(snap.tree.files):
+        print(f"\n{name} ({host.boot.name}, generation {snap.selection.number}):")
+        for p in _demo_highlights(snap):
             print(f"  curl -s -o {os.path.basename(p)} tftp://127.0.0.1:{args.port}/{p}")
     print(f"\nmore: netboot -c {layout.config} tree HOST | generations HOST | pin HOST N | status")
     if args.print_only:
@@ -405,13 +406,13 @@ def demo(args: argparse.Namespace) -> int:
     return run_daemon(layout.config)
 
 
-def _demo_highlights(paths) -> list[str]:
-    """The files worth fetching by hand: generated ones, kernels, initrds, the Pi's start file."""
-    wanted = ("cmdline.txt", "config.txt", "start4.elf", "kernel8.img", "initrd", "boot.ipxe", "boot.scr.uimg")
-    top = [p for p in sorted(paths) if "/generations/" not in p
-           and (p.rsplit("/", 1)[-1] in wanted or p.startswith("pxelinux.cfg/"))]
-    gens = sorted((p for p in paths if p.endswith("/kernel")), reverse=True)[:1]
-    return top + gens
+def _demo_highlights(snap: HostSnapshot) -> list[str]:
+    """The files worth fetching by hand: what starts a boot, generated files, kernel, initrd."""
+    kernels = kernel_paths(snap)
+    top = [p for p, source in sorted(snap.tree.files.items()) if "/generations/" not in p
+           and (isinstance(source, Generated) or p in kernels or p.rsplit("/", 1)[-1] == "initrd"
+                or snap.host.boot.starts_boot(snap.host, p))]
+    return top + sorted(kernels - set(top))[:1]
 
 
 def shell(args: argparse.Namespace) -> int:

@@ -7,7 +7,6 @@ need the file system (firmware and profile directories).
 
 from .load import DEFAULT_CONFIG_PATH, config_path_from, load_config
 from .model import (
-    BootStyle,
     ChapSpec,
     Config,
     Firmware,
@@ -23,7 +22,6 @@ from .values import mac_dashes, normalize_mac, parse_size
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
-    "BootStyle",
     "ChapSpec",
     "Config",
     "Firmware",

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
-
-class BootStyle(str, Enum):
-    RPI = "rpi"
-    UBOOT = "uboot"
-    IPXE = "ipxe"
+if TYPE_CHECKING:
+    from ..boot.styles import BootStyle
 
 
 @dataclass(frozen=True)
@@ -91,7 +87,7 @@ class HostIscsi:
 @dataclass(frozen=True)
 class Host:
     name: str
-    boot: BootStyle
+    boot: "BootStyle"               # one of appliance.boot.styles.STYLES
     profile: Path
     mac: str | None = None          # normalised "dc:a6:32:01:02:03"
     serial: str | None = None       # normalised lower-case hex, 8 digits

@@ -10,10 +10,10 @@ import ipaddress
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from ..boot.styles import BootStyle, UnknownStyle, names_text, style_named
 from ..errors import ConfigError, Problem
 from . import values
 from .model import (
-    BootStyle,
     ChapSpec,
     Config,
     DhcpConfig,
@@ -265,14 +265,11 @@ def _parse_host(p: _Problems, name: str, raw: Any, firmware: dict[str, Firmware]
         prefix = p.value(f"{at}.tftp_prefix", prefix_raw, values.check_literal_prefix, "")
         if prefix.startswith("pxelinux.cfg/") or prefix.rstrip("/") == "pxelinux.cfg":
             p.add(f"{at}.tftp_prefix", "must not be pxelinux.cfg/ (reserved for U-Boot menus)")
-    if boot in (BootStyle.UBOOT, BootStyle.IPXE) and mac is None and "mac" not in t:
-        p.add(f"{at}.mac", f"missing (a {boot.value} host is recognised by its MAC)")
-
-    fw_name = t.get("firmware", "rpi" if boot == BootStyle.RPI else None)
-    if boot == BootStyle.RPI:
-        if not isinstance(fw_name, str) or fw_name not in firmware:
-            p.add(f"{at}.firmware", f"{fw_name!r} names no [firmware.*] table (an rpi host needs the Pi firmware)")
-    elif "firmware" in t and fw_name not in firmware:
+    fw_name = t.get("firmware", boot.default_firmware if boot else None)
+    if boot is not None:
+        for key, message in boot.host_problems(t, firmware):
+            p.add(f"{at}.{key}", message)
+    if "firmware" in t and fw_name not in firmware and (boot is None or boot.default_firmware is None):
         p.add(f"{at}.firmware", f"{fw_name!r} names no [firmware.*] table")
 
     config_txt = p.value(f"{at}.config_txt", t.get("config_txt", []), _string_list, [])
@@ -316,11 +313,11 @@ def _parse_host(p: _Problems, name: str, raw: Any, firmware: dict[str, Firmware]
 
 def _boot_style(raw: Any) -> BootStyle:
     if raw is None:
-        raise values.ValueProblem("missing (expected rpi, uboot or ipxe)")
+        raise values.ValueProblem(f"missing (expected {names_text()})")
     try:
-        return BootStyle(raw)
-    except ValueError:
-        raise values.ValueProblem(f"{raw!r} is not a boot style (expected rpi, uboot or ipxe)") from None
+        return style_named(raw)
+    except UnknownStyle as exc:
+        raise values.ValueProblem(str(exc)) from None
 
 
 def _string_list(raw: Any) -> list[str]:

@@ -15,18 +15,12 @@ from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Mapping
 
 from ..boot import Generated, StoreFile
-from ..boot.render import IPXE_SCRIPT, UBOOT_SCRIPT
-from ..config import BootStyle, Host
+from ..config import Host
 from ..content import AccessDenied, BytesContent, Content, FileContent, FileNotFound, TransferRecord
 from .neighbours import ClientLink, NeighbourTable, canonical_ip
 from .snapshot import HostSnapshot, Snapshot
 
 log = logging.getLogger(__name__)
-
-# The first file each boot style fetches: seeing it again means a new boot.
-BOOT_ENTRY = {BootStyle.RPI: ("config.txt", "start4.elf"), BootStyle.UBOOT: (UBOOT_SCRIPT,),
-              BootStyle.IPXE: (IPXE_SCRIPT,)}
-
 
 @dataclass(frozen=True)
 class PathIndex:
@@ -46,19 +40,12 @@ class PathIndex:
 def kernel_paths(hs: HostSnapshot) -> set[str]:
     """The TFTP paths of the selected generation's kernel."""
     gen = hs.selection.number
-    if gen is None:
-        return set()
-    d = f"{hs.host.tftp_prefix}generations/{gen}/"
-    if hs.host.boot == BootStyle.RPI:
-        return {hs.host.tftp_prefix + "kernel8.img", d + "kernel8.img"}
-    return {d + "kernel"}
+    return set() if gen is None else hs.host.boot.kernel_paths(hs.host, gen)
 
 
-def is_boot_entry(hs: HostSnapshot, path: str) -> bool:
-    names = BOOT_ENTRY[hs.host.boot]
-    if hs.host.boot == BootStyle.UBOOT and path.startswith("pxelinux.cfg/"):
-        return True   # U-Boot's own ``pxe`` boot target fetches the menu without boot.scr.uimg
-    return path in names or any(path == hs.host.tftp_prefix + n for n in names)
+def starts_boot(hs: HostSnapshot, path: str) -> bool:
+    """A request that means the host is booting again: its style's first files or its kernel."""
+    return hs.host.boot.starts_boot(hs.host, path) or path in kernel_paths(hs)
 
 
 @dataclass(frozen=True, eq=False)
@@ -210,7 +197,7 @@ class BootResolver:
         current = self._current
         hs, full, mac = self.locate(client, path, current)
         guard = current[0].trials.get(hs.host.name)
-        if guard is not None and guard.kernel_served and (is_boot_entry(hs, full) or full in kernel_paths(hs)):
+        if guard is not None and guard.kernel_served and starts_boot(hs, full):
             why = f"host fetched {full} again before the trial of generation {guard.generation} was confirmed"
             self._decide(TrialReverted(hs.host.name, guard.generation, why, self._clock()))
             hs, full, mac = self.locate(client, path)   # the same request, from the fallback

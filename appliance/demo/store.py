@@ -103,12 +103,15 @@ def make_firmware(store: Path) -> Path:
     boot = _store_path(store, "raspberrypi-firmware-1.20250430", "fw") / "share" / "raspberrypi" / "boot"
     for name, size in (("start4.elf", 2_300_000), ("fixup4.dat", 5_400), ("start4x.elf", 2_900_000),
                        ("fixup4x.dat", 8_400), ("bootcode.bin", 52_000), ("bcm2711-rpi-4-b.dtb", 52_000),
-                       ("bcm2711-rpi-400.dtb", 52_000), ("bcm2711-rpi-cm4.dtb", 52_000)):
+                       ("bcm2711-rpi-400.dtb", 52_000), ("bcm2711-rpi-cm4.dtb", 52_000),
+                       ("bcm2712-rpi-5-b.dtb", 78_000), ("bcm2712d0-rpi-5-b.dtb", 78_000),
+                       ("bcm2712-rpi-500.dtb", 78_000), ("bcm2712-rpi-cm5-cm5io.dtb", 78_000)):
         _write(boot / name, _blob(size, "fw" + name))
     for name in ("vc4-kms-v3d.dtbo", "vc4-fkms-v3d.dtbo", "disable-bt.dtbo"):
         _write(boot / "overlays" / name, _blob(3_000, "fw" + name))
     # Present in the package, never to be served:
     _write(boot / "kernel8.img", b"firmware package kernel - must not be served")
+    _write(boot / "kernel_2712.img", b"firmware package Pi 5 kernel - must not be served")
     _write(boot / "cmdline.txt", "console=serial0 root=/dev/mmcblk0p2")
     _write(boot / "pieeprom.upd", _blob(4096, "eeprom"))
     _write(boot / "pieeprom.sig", "sha256 deadbeef\n")
@@ -128,6 +131,7 @@ class DemoLayout:
 
 DEMO_HOSTS = (
     ("pi-desktop", "rpi", "dc:a6:32:01:02:03"),
+    ("pi5", "rpi5", "2c:cf:67:01:02:03"),
     ("arm-board", "uboot", "52:54:00:12:34:56"),
     ("pc", "ipxe", "52:54:00:ab:cd:ef"),
 )
@@ -141,14 +145,19 @@ def build_demo(root: Path, port: int = 6969, listen: str = "127.0.0.1") -> DemoL
     firmware = make_firmware(store)
     host_tables = []
     for name, style, mac in DEMO_HOSTS:
-        dtbs = ("broadcom/bcm2711-rpi-4-b.dtb", "broadcom/bcm2711-rpi-400.dtb") if style != "ipxe" else ()
+        dtbs = {"rpi5": ("broadcom/bcm2712-rpi-5-b.dtb", "broadcom/bcm2712-rpi-500.dtb"),
+                "ipxe": ()}.get(style, ("broadcom/bcm2711-rpi-4-b.dtb", "broadcom/bcm2711-rpi-400.dtb"))
+        pi = style in ("rpi", "rpi5")
         for version in ("25.05.1", "25.05.2"):
             top = make_toplevel(store, name, version, dtbs=dtbs,
-                                kernel_params=("console=ttyAMA0,115200", "loglevel=4") if style == "rpi"
+                                kernel_params=("console=ttyAMA0,115200", "loglevel=4") if pi
                                 else ("console=ttyS0,115200",))
             add_generation(profiles / name, top)
         lines = [f"[hosts.{name}]", f'boot = "{style}"', f'mac = "{mac}"', f'profile = "{profiles / name}"']
-        if style == "rpi":
+        if style == "rpi5":
+            lines += ['cmdline = "ip=dhcp root=/dev/disk/by-label/PIROOT rootfstype=ext4 rootwait"',
+                      'config_txt = ["dtoverlay=vc4-kms-v3d"]']
+        elif style == "rpi":
             lines += ['cmdline = "ip=dhcp root=/dev/disk/by-label/PIROOT rootfstype=ext4 rootwait"',
                       'config_txt = ["dtoverlay=vc4-fkms-v3d", "max_framebuffers=2"]']
         else:

@@ -17,30 +17,24 @@ Replies never assign an address (yiaddr 0.0.0.0, no lease time).  They carry
 siaddr = ``server_address``, option 54 (server id), option 60 ``PXEClient``,
 option 66 (TFTP server) as a dotted-quad *string* (the Pi bootloader rejects
 a binary address there), the client's UUID (option 97) echoed as PXE
-requires, and per boot style:
+requires, and what the host's boot style answers (``BootStyle.dhcp_answer``,
+``appliance/boot/styles``):
 
-rpi    option 43 with the PXE menu the Pi bootloader looks for, byte for byte
-       what dnsmasq sends for ``pxe-service=0,"Raspberry Pi Boot"``
-       (discovery control 3, menu prompt, menu item type 0); no boot file.
-ipxe   iPXE itself (option 175 present, or user class "iPXE") gets
-       ``<tftp_prefix>boot.ipxe`` — never an iPXE binary again, so no loop.
-       Plain PXE firmware is chain-loaded into iPXE, chosen by client
-       architecture (option 93, RFC 4578 / IANA "Processor Architecture
-       Types"): 0 (BIOS) ``undionly.kpxe``, 7 and 9 (x86-64 UEFI) and 11
-       (arm64 UEFI) ``ipxe.efi``, from the host's ``firmware`` table (the
-       ``ipxe`` package of the host's architecture), under its TFTP prefix;
-       ``bios_bootfile`` / ``efi_bootfile`` override the file.  UEFI HTTP
-       Boot (vendor class ``HTTPClient``, architectures 16 and 19) gets the
-       same ``ipxe.efi`` as an ``http://`` URL and vendor class
-       ``HTTPClient`` back (UEFI 2.x §24.7), when HTTP is enabled.
-uboot  no reply: U-Boot's DHCP client ignores replies whose yiaddr is 0
-       (net/bootp.c), and older U-Boots took the first OFFER — a proxy can
-       only get in the way.  Give U-Boot next-server from the router or set
-       ``serverip``.
+* a PXE menu (the Pi bootloaders): option 43 byte for byte what dnsmasq
+  sends for ``pxe-service=0,"Raspberry Pi Boot"`` (discovery control 3, menu
+  prompt, menu item type 0); no boot file;
+* a boot file (iPXE's script, or an iPXE binary for PXE firmware to
+  chain-load, or its ``http://`` URL for UEFI HTTP Boot), with option 43
+  discovery control 8 ("boot file in this offer") for BIOS clients;
+* no reply, and why (U-Boot ignores proxy offers: give it next-server from
+  the router or set ``serverip``).
+
+UEFI HTTP Boot clients (vendor class ``HTTPClient``) get vendor class
+``HTTPClient`` back (UEFI 2.x §24.7).
 
 ``seen_lease`` is the other half: the (IP, MAC) a configured client has
-taken, for host resolution of unprefixed TFTP paths (SPEC §6, "a lease seen
-by the proxyDHCP").  A proxy never sees the router's ACK (it goes to port 68),
+taken, for host resolution of unprefixed TFTP paths (a client whose
+neighbour entry is gone is still recognised).  A proxy never sees the router's ACK (it goes to port 68),
 so the evidence is what the client itself says: the requested address
 (option 50) of its broadcast DHCPREQUEST, its ``ciaddr``, or the source address
 of a request to port 4011 (the client has its address by then).  Like the
@@ -53,8 +47,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from ..boot.render import IPXE_SCRIPT
-from ..config.model import BootStyle, Config, DhcpConfig, Host
+from ..boot.styles import DhcpAnswer, DhcpQuery
+from ..config.model import Config
 from . import packet as p
 
 __all__ = [
@@ -70,26 +64,26 @@ PXE_DISCOVERY_CONTROL = 6
 PXE_BOOT_MENU = 9
 PXE_MENU_PROMPT = 10
 
-# dnsmasq's option 43 for a lone ``pxe-service=0,"Raspberry Pi Boot"``: discovery
-# control 3 (no broadcast / multicast discovery), prompt with timeout 0 "PXE",
-# one menu item of type 0 (local boot) with the description the Pi checks for.
-_PI_MENU = b"Raspberry Pi Boot"
-PI_VENDOR_OPTIONS = p.encode_suboptions([
-    (PXE_DISCOVERY_CONTROL, b"\x03"),
-    (PXE_MENU_PROMPT, b"\x00PXE"),
-    (PXE_BOOT_MENU, b"\x00\x00" + bytes((len(_PI_MENU),)) + _PI_MENU),
-])
+
+
+def pxe_menu_options(description: str) -> bytes:
+    """dnsmasq's option 43 for a lone ``pxe-service=0,"<description>"``: discovery
+    control 3 (no broadcast / multicast discovery), prompt with timeout 0 "PXE",
+    one menu item of type 0 (local boot) with the description (the Pi checks it)."""
+    item = description.encode()
+    return p.encode_suboptions([
+        (PXE_DISCOVERY_CONTROL, b"\x03"),
+        (PXE_MENU_PROMPT, b"\x00PXE"),
+        (PXE_BOOT_MENU, b"\x00\x00" + bytes((len(item),)) + item),
+    ])
+
+
+PI_VENDOR_OPTIONS = pxe_menu_options("Raspberry Pi Boot")
 # Discovery control 8: "boot file name in this offer; skip boot server discovery".
 PXE_BYPASS_DISCOVERY = p.encode_suboptions([(PXE_DISCOVERY_CONTROL, b"\x08")])
 
 _PXE_CLIENT = b"PXEClient"
 _HTTP_CLIENT = b"HTTPClient"
-
-# Client system architectures (option 93) → the iPXE binary that chain-loads.
-ARCH_BIOS = 0
-ARCH_EFI = {7: "x86-64 UEFI", 9: "x86-64 UEFI", 11: "arm64 UEFI", 16: "x86-64 UEFI HTTP", 19: "arm64 UEFI HTTP"}
-BIOS_NBP = "undionly.kpxe"
-EFI_NBP = "ipxe.efi"
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,12 +132,12 @@ def decide(request: p.DhcpPacket, config: Config, port: int = DHCP_PORT) -> Deci
     if not (vendor_class.startswith(_PXE_CLIENT) or http_boot):
         return Decision(None, "not PXE firmware (vendor class is not PXEClient or HTTPClient)", host.name)
 
-    if http_boot:
-        boot_file, vendor, refusal = _http_boot_choice(request, host, config)
-    else:
-        boot_file, vendor, refusal = _boot_choice(request, host, settings)
-    if refusal:
-        return Decision(None, refusal, host.name)
+    answer = host.boot.dhcp_answer(host, DhcpQuery(
+        ipxe=is_ipxe(request), arch=_arch(request), http_boot=http_boot, http_base=http_url_base(config),
+        bios_bootfile=settings.bios_bootfile, efi_bootfile=settings.efi_bootfile))
+    if answer.refusal:
+        return Decision(None, answer.refusal, host.name)
+    boot_file, vendor = answer.boot_file, _vendor_options(answer)
     file = (boot_file or "").encode("utf-8")
     if len(file) > 127:
         return Decision(None, f"boot file {boot_file!r} does not fit the 128-byte BOOTP file field", host.name)
@@ -173,45 +167,15 @@ def decide(request: p.DhcpPacket, config: Config, port: int = DHCP_PORT) -> Deci
         file=file,
         options=tuple(options),
     )
-    return Decision(reply, f"{host.boot.value} host: {'offer' if reply_kind == p.DHCPOFFER else 'ack'}"
+    return Decision(reply, f"{host.boot.name} host: {'offer' if reply_kind == p.DHCPOFFER else 'ack'}"
                     + (f" {boot_file}" if boot_file else ""), host.name)
 
 
-def _boot_choice(request: p.DhcpPacket, host: Host, settings: DhcpConfig) -> tuple[str | None, bytes, str]:
-    """(boot file or None, option 43 or b"", why there is no reply or "")."""
-    if host.boot == BootStyle.RPI:
-        return None, PI_VENDOR_OPTIONS, ""
-    if host.boot == BootStyle.UBOOT:
-        return None, b"", "U-Boot ignores proxyDHCP replies (yiaddr 0.0.0.0)"
-    arch = _arch(request)
-    bios = arch in (None, ARCH_BIOS)
-    vendor = PXE_BYPASS_DISCOVERY if bios else b""   # some UEFI firmware drops offers that bypass discovery
-    if is_ipxe(request):
-        return host.tftp_prefix + IPXE_SCRIPT, vendor, ""
-    if not bios and arch not in ARCH_EFI:
-        return None, b"", f"no iPXE binary for client architecture {arch}"
-    chain = settings.bios_bootfile if bios else settings.efi_bootfile
-    if chain is None and host.firmware is not None:
-        chain = host.tftp_prefix + (BIOS_NBP if bios else EFI_NBP)
-    if chain is None:
-        which = "bios_bootfile" if bios else "efi_bootfile"
-        return None, b"", (f"firmware is not iPXE (architecture {arch}): set the host's firmware "
-                           f"(the ipxe package) or dhcp.{which}")
-    return chain, vendor, ""
-
-
-def _http_boot_choice(request: p.DhcpPacket, host: Host, config: Config) -> tuple[str | None, bytes, str]:
-    """UEFI HTTP Boot: ``ipxe.efi`` by URL from the HTTP transport."""
-    arch = _arch(request)
-    if arch not in ARCH_EFI:
-        return None, b"", f"HTTP boot for client architecture {arch} is not supported"
-    base = http_url_base(config)
-    if base is None:
-        return None, b"", "UEFI HTTP Boot client, but server.http_listen is not set"
-    name = config.dhcp.efi_bootfile or (host.tftp_prefix + EFI_NBP if host.firmware is not None else None)
-    if name is None:
-        return None, b"", "UEFI HTTP Boot client: set the host's firmware (the ipxe package) or dhcp.efi_bootfile"
-    return f"{base}/{name.lstrip('/')}", b"", ""
+def _vendor_options(answer: DhcpAnswer) -> bytes:
+    """Option 43 for a style's answer (PXE 2.1 vendor sub-options), or b""."""
+    if answer.pxe_menu is not None:
+        return pxe_menu_options(answer.pxe_menu)
+    return PXE_BYPASS_DISCOVERY if answer.skip_discovery else b""
 
 
 def http_url_base(config: Config) -> str | None:

@@ -72,7 +72,7 @@ class _Host(ConfigNode):
         from ..cli.commands import _host_snapshot
 
         snap = _host_snapshot(self.config, self.name)
-        return f"{snap.host.boot.value}, serving {snap.selection.number} ({snap.selection.reason})", \
+        return f"{snap.host.boot.name}, serving {snap.selection.number} ({snap.selection.reason})", \
             snap.selection.number is not None
 
     def ui_command_pin(self, generation: str) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.config.model import BootStyle, ChapSpec, Config, Host, HostIscsi, IscsiConfig, ListenAddress, LunSpec
+from appliance.boot.styles import style_named
+from appliance.config.model import ChapSpec, Config, Host, HostIscsi, IscsiConfig, ListenAddress, LunSpec
 from appliance.errors import ConfigError
 from appliance.iscsi import format_plan, plan
 import importlib
@@ -45,7 +46,7 @@ def read_secret(path: Path) -> str:
 
 def host(name: str, lun: LunSpec | None = None, chap: ChapSpec | None = None, initiator: str | None = None) -> Host:
     return Host(
-        name=name, boot=BootStyle.RPI, profile=Path(f"/nix/var/nix/profiles/netboot/{name}"),
+        name=name, boot=style_named("rpi"), profile=Path(f"/nix/var/nix/profiles/netboot/{name}"),
         iscsi=HostIscsi(
             initiator=initiator or f"iqn.2026-04.net.example:{name}",
             lun=lun or LunSpec("file", Path(f"/srv/luns/{name}.img"), 64 * MiB),

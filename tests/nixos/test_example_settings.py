@@ -20,7 +20,7 @@ def _example() -> dict:
 def test_example_passes_the_pure_validation() -> None:
     config = parse_config(_example(), source=EXAMPLE_TOML)
     desktop = config.host("pi-desktop")
-    assert desktop.boot.value == "rpi"
+    assert desktop.boot.name == "rpi"
     assert desktop.mac == "dc:a6:32:01:02:03"
     assert desktop.tftp_prefix == "pi-desktop/"
     assert str(desktop.profile) == "/nix/var/nix/profiles/netboot/pi-desktop"

@@ -104,3 +104,11 @@ def test_target_iqn_and_default_prefix_match_the_appliance(nix_eval) -> None:
 def test_rpi_hosts_and_profile_directories(nix_eval) -> None:
     assert nix_eval("lib.rpiHosts example") == sorted(["pi-desktop", *(f"pi-node-{i}" for i in range(1, 8))])
     assert nix_eval("lib.profileDirs example") == ["/nix/var/nix/profiles/netboot"]
+
+
+def test_boot_styles_and_their_firmware_come_from_the_appliance_registry(nix_eval) -> None:
+    from appliance.boot.styles import STYLES
+
+    assert [s["name"] for s in nix_eval("lib.bootStyles")] == list(STYLES)
+    settings = '{ hosts = { a = { boot = "rpi5"; }; b = { boot = "rpi"; }; c = { boot = "ipxe"; }; }; }'
+    assert nix_eval(f"lib.rpiHosts {settings}") == ["a", "b"]

@@ -1,10 +1,13 @@
-"""A Raspberry Pi 4 EEPROM bootloader's TFTP behaviour, over raw UDP sockets.
+"""The Raspberry Pi 4 and Pi 5 EEPROM bootloaders' TFTP behaviour, over raw UDP sockets.
 
 Reusable by any suite that needs "a Pi netbooting from this server":
 
     pi = Pi4Bootloader(("127.0.0.1", port), prefix="dc-a6-32-01-02-03/")
     result = pi.boot()            # raises TftpFailure / TimeoutError on a bad server
     result.files["kernel8.img"]   # bytes fetched
+
+    pi5 = Pi5Bootloader(("127.0.0.1", port), prefix="2c-cf-67-01-02-03/")
+    result = pi5.boot()           # config.txt decides the kernel and initramfs names
 
 What the real bootloader does, and this emulator repeats:
 
@@ -15,6 +18,15 @@ What the real bootloader does, and this emulator repeats:
 - fires two requests for the same file from different ports at once;
 - probes files that usually do not exist (expects ERROR 1, promptly);
 - every file must arrive within 30 s.
+
+The Pi 5 (BCM2712) bootloader uses the same TFTP client but has no
+VideoCore firmware stage: it probes and reads ``config.txt`` itself, then the
+board's device tree, the overlays named by ``dtoverlay=``, ``cmdline.txt``,
+the kernel named by ``kernel=`` (default ``kernel_2712.img``) and the
+initramfs named by ``initramfs`` (Raspberry Pi documentation, "Raspberry Pi 5
+boot" and "config.txt").  ``Pi5Bootloader`` follows that order and reads the
+names from the served ``config.txt``, so a config that names a file the
+server does not have fails the boot as it would on the board.
 
 The module also provides ``fetch()``, a small strict TFTP read client
 (checks block order, TIDs, OACK contents) used by the TFTP tests.  It talks
@@ -31,7 +43,10 @@ from dataclasses import dataclass, field
 __all__ = [
     "FetchResult",
     "PI_MISSING_PROBES",
+    "PI5_BOOT_FILES",
+    "PI5_MISSING_PROBES",
     "Pi4Bootloader",
+    "Pi5Bootloader",
     "PiBootResult",
     "TftpFailure",
     "fetch",
@@ -41,6 +56,9 @@ __all__ = [
 PI_MISSING_PROBES = ("pieeprom.sig", "recover4.elf", "recovery.elf", "dt-blob.bin",
                      "bootcfg.txt", "overlays/overlay_map.dtb")
 PI_BOOT_FILES = ("start4.elf", "config.txt", "fixup4.dat", "cmdline.txt", "kernel8.img", "initrd")
+# Probed before config.txt is read; a server without EEPROM updates answers "not found".
+PI5_MISSING_PROBES = ("pieeprom.sig", "recovery.bin", "overlays/overlay_map.dtb")
+PI5_BOOT_FILES = ("config.txt", "bcm2712-rpi-5-b.dtb", "cmdline.txt", "kernel_2712.img", "initrd")
 
 
 class TftpFailure(Exception):
@@ -259,22 +277,62 @@ class Pi4Bootloader:
         if time.monotonic() - started > 2.0:
             raise TftpFailure(f"{name}: 'file not found' took {time.monotonic() - started:.1f} s")
 
-    def boot(self, files: tuple[str, ...] = PI_BOOT_FILES,
-             missing: tuple[str, ...] = PI_MISSING_PROBES) -> PiBootResult:
-        result = PiBootResult()
-        result.tsize["start4.elf"] = probe_tsize(self.server, self.prefix + "start4.elf", self.blksize)
+    def fetch_checked(self, name: str) -> FetchResult:
+        got = self.get(name)
+        if "tsize" in got.oack and int(got.oack["tsize"]) != len(got.data):
+            raise TftpFailure(f"{name}: tsize {got.oack['tsize']} but {len(got.data)} bytes arrived")
+        return got
+
+    def start(self, result: PiBootResult, first: str, missing: tuple[str, ...]) -> None:
+        """The opening every EEPROM boot shares: a size probe, missing files, a doubled first fetch."""
+        result.tsize[first] = probe_tsize(self.server, self.prefix + first, self.blksize)
         for name in missing:
             self.expect_missing(name)
             result.missing.append(name)
-        first, second = self.get_parallel(files[0], 2)
-        if first.data != second.data:
-            raise TftpFailure(f"{files[0]}: parallel downloads differ")
-        result.files[files[0]] = first.data
-        result.durations[files[0]] = max(first.duration, second.duration)
+        one, two = self.get_parallel(first, 2)
+        if one.data != two.data:
+            raise TftpFailure(f"{first}: parallel downloads differ")
+        result.files[first] = one.data
+        result.durations[first] = max(one.duration, two.duration)
+
+    def boot(self, files: tuple[str, ...] = PI_BOOT_FILES,
+             missing: tuple[str, ...] = PI_MISSING_PROBES) -> PiBootResult:
+        result = PiBootResult()
+        self.start(result, files[0], missing)
         for name in files[1:]:
-            got = self.get(name)
-            if "tsize" in got.oack and int(got.oack["tsize"]) != len(got.data):
-                raise TftpFailure(f"{name}: tsize {got.oack['tsize']} but {len(got.data)} bytes arrived")
+            got = self.fetch_checked(name)
+            result.files[name] = got.data
+            result.durations[name] = got.duration
+        return result
+
+
+def config_txt_names(text: str) -> tuple[str, str, tuple[str, ...]]:
+    """(kernel, initramfs, overlays) a Pi 5 loads for ``config.txt``; the last setting wins."""
+    kernel, initramfs, overlays = "kernel_2712.img", "", []
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line.startswith("kernel="):
+            kernel = line.split("=", 1)[1].strip()
+        elif line.startswith("initramfs "):
+            initramfs = line.split()[1]
+        elif line.startswith("dtoverlay="):
+            name = line.split("=", 1)[1].split(",", 1)[0].strip()
+            if name:
+                overlays.append(f"overlays/{name}.dtbo")
+    return kernel, initramfs, tuple(overlays)
+
+
+class Pi5Bootloader(Pi4Bootloader):
+    """Replays a Pi 5 / Pi 500 / CM5 EEPROM netboot: no start*.elf, config.txt first."""
+
+    def boot(self, board_dtb: str = "bcm2712-rpi-5-b.dtb",  # type: ignore[override]
+             missing: tuple[str, ...] = PI5_MISSING_PROBES) -> PiBootResult:
+        result = PiBootResult()
+        self.start(result, "config.txt", missing)
+        kernel, initramfs, overlays = config_txt_names(result.files["config.txt"].decode())
+        names = [board_dtb, *overlays, "cmdline.txt", kernel] + ([initramfs] if initramfs else [])
+        for name in names:
+            got = self.fetch_checked(name)
             result.files[name] = got.data
             result.durations[name] = got.duration
         return result
