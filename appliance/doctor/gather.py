@@ -198,14 +198,14 @@ def _secret_problems(config: Config, name: str) -> tuple[tuple[str, str], ...]:
 
 def _host(config: Config, store: StateStore, name: str, sessions: dict | None) -> HostFacts:
     host = config.hosts[name]
-    firmware = config.firmware.get(host.firmware or "rpi") if host.boot.value == "rpi" else None
+    firmware = config.firmware.get(host.firmware or "rpi") if host.boot.name == "rpi" else None
     try:
         firmware_files = frozenset(os.listdir(firmware.path)) if firmware else None
     except OSError:
         firmware_files = None
     target = config.iscsi.target_iqn(name) if host.iscsi else None
     common = dict(
-        name=name, boot=host.boot.value, tftp_prefix=host.tftp_prefix, profile=str(host.profile),
+        name=name, boot=host.boot.name, tftp_prefix=host.tftp_prefix, profile=str(host.profile),
         prefix_kind=host.prefix_kind,
         firmware_path=str(firmware.path) if firmware else None, firmware_files=firmware_files,
         secret_problems=_secret_problems(config, name), iscsi=host.iscsi is not None, target=target,
