@@ -429,3 +429,86 @@ def test_config_typo_never_cuts_off_a_writing_host(lab: Lab):
             writer.kill()       # our own qemu-io, by its Popen handle
             writer.wait(timeout=10)
         lab.vm.run(["kill", pid])
+
+
+# 8 -------------------------------------------------------------------------------------
+
+SANDBOX = "/lab/repo/qemu-tests/lab/guest/unit_sandbox.py"
+HOST_HARD = """
+[hosts.pi-hard]
+boot = "ipxe"
+mac = "52:54:00:00:00:07"
+profile = "/tmp/lab/profiles/pi-hard"
+
+[hosts.pi-hard.iscsi]
+initiator = "iqn.2026-04.lab.client:pi-hard"
+lun = { file = "/srv/luns/hard/pi-hard.img", size = "16M" }
+chap = { user = "pi-hard", secret_file = "/tmp/lab/secrets/pi-chap" }
+"""
+HARD = f"{PREFIX}:pi-hard"
+
+
+def _unit_capabilities() -> list[str]:
+    """CapabilityBoundingSet of netboot-appliance.service, from the NixOS module itself."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "nixos"))
+    from nix_helpers import eval_harness, nix_eval_json
+
+    return nix_eval_json(
+        eval_harness() + "(h.evalSystem { modules = [ (repo + \"/nixos/appliance.nix\") {"
+        " nixpkgs.overlays = [ (import (repo + \"/nixos/overlay.nix\")) ];"
+        " services.netboot-appliance = { enable = true; settings.iscsi = { enable = true;"
+        " portals = [ \"0.0.0.0:3260\" ]; }; }; } ]; }).config"
+        ".systemd.services.netboot-appliance.serviceConfig.CapabilityBoundingSet")
+
+
+def test_the_units_capability_set_applies_a_plan_and_serves(lab: Lab):
+    """The unit runs as root with only CAP_NET_BIND_SERVICE and no-new-privileges:
+    enough to converge LIO through configfs (root owns it, no CAP_DAC_OVERRIDE or
+    CAP_SYS_ADMIN needed), create a LUN file, and bind TFTP's port 69."""
+    caps = _unit_capabilities()
+    assert caps == ["CAP_NET_BIND_SERVICE"]
+    sandbox = ["python3", SANDBOX, ",".join(caps)]
+    held = lab.vm.run([*sandbox, "sh", "-c", "grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs)' /proc/self/status"])
+    _say(*held.stdout.splitlines())
+    status = dict(line.split(":\t") for line in held.stdout.splitlines())
+    assert status["CapEff"] == status["CapPrm"] == status["CapBnd"] == f"{1 << 10:016x}"
+    assert status["NoNewPrivs"] == "1"
+    # Without CAP_DAC_OVERRIDE root cannot read a file it does not own with mode 0600.
+    lab.vm.run("echo x > /tmp/lab/other && chown 1000 /tmp/lab/other && chmod 0600 /tmp/lab/other").check()
+    assert not lab.vm.run([*sandbox, "cat", "/tmp/lab/other"]).ok
+
+    config = "/tmp/lab/hard.toml"
+    lab.vm.run("mkdir -p /srv/luns/hard").check()   # tmpfiles' job on NixOS
+    lab.vm.write_file(config, HEADER.replace("127.0.0.1:6969", "127.0.0.1:69") + HOST_DESK + HOST_CHAP + HOST_BLOCK
+                      + HOST_HARD)
+    r = lab.vm.run([*sandbox, *lab.cli, "-c", config, "iscsi", "apply"], timeout=300)
+    _say(*r.stdout.splitlines()[-3:])
+    assert r.ok, r.stderr
+    assert lab.vm.run("test -f /srv/luns/hard/pi-hard.img").ok
+    assert "Authentication failure" in lab.initiator.inq(HARD, "iqn.2026-04.lab.client:pi-hard").output
+    inq = lab.initiator.inq(HARD, "iqn.2026-04.lab.client:pi-hard", Chap("pi-hard", CHAP_SECRET))
+    assert inq.ok and "LIO-ORG" in inq.output, inq.output
+    # rtslib set LIO's database root before the fabric module loaded (nothing loads it at boot here).
+    assert lab.vm.run("cat /sys/kernel/config/target/dbroot").stdout.strip() == "/etc/target"
+
+    started = lab.vm.run(f"{' '.join(sandbox)} {' '.join(lab.cli)} -c {config} serve "
+                         "> /tmp/lab/serve.log 2>&1 & echo $!")
+    pid = started.stdout.strip()
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            doc = lab.vm.run([*lab.cli, "-c", config, "doctor", "--json", "pi-hard"], timeout=120)
+            report = json.loads(doc.stdout)
+            port = next(f for f in report["findings"] if f["check"] == "port:udp/69")
+            if port["status"] == "ok" or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        _say(f"doctor: {port['message']}")
+        assert port["status"] == "ok", lab.vm.run("cat /tmp/lab/serve.log").stdout
+        assert lab.vm.run(f"grep -E '^Cap(Eff|Bnd)' /proc/{pid}/status").stdout.split()[1::2] == [
+            f"{1 << 10:016x}"] * 2
+    finally:
+        lab.vm.run(f"kill {pid}")   # the serve we started, by its PID
