@@ -48,6 +48,7 @@ _STUB_HARDWARE = """{
 
 @pytest.fixture(scope="module")
 def flake_inputs(tmp_path_factory) -> list[str]:
+    """[the flake (a copy of its files), --override-input …] for nix flake show / nix eval."""
     nix_instantiate()
     if shutil.which("nix") is None:
         pytest.fail("nix not found (nix-bin)") if os.environ.get("CI") else pytest.skip("nix not found")
@@ -60,7 +61,15 @@ def flake_inputs(tmp_path_factory) -> list[str]:
     full = full_nixpkgs()
     (nixpkgs / "flake.nix").write_text(_STUB_NIXPKGS.replace("NIXPKGS", f"{full}" if full else "null"))
     (hardware / "flake.nix").write_text(_STUB_HARDWARE)
-    return ["--override-input", "nixpkgs", f"path:{nixpkgs}", "--override-input", "nixos-hardware", f"path:{hardware}"]
+    # The flake's own files only (a path: flake is copied whole into the store; not .venv).
+    flake = root / "flake"
+    flake.mkdir()
+    for name in ("flake.nix", "pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, flake / name)
+    for name in ("nixos", "examples", "appliance"):
+        shutil.copytree(REPO / name, flake / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return [f"path:{flake}", "--override-input", "nixpkgs", f"path:{nixpkgs}",
+            "--override-input", "nixos-hardware", f"path:{hardware}"]
 
 
 def _nix(*args: str) -> str:
@@ -75,12 +84,14 @@ def _nix(*args: str) -> str:
 def _flake_eval(flake_inputs: list[str], attr: str, apply: str):
     """``nix eval`` of one output, through the harness's summaries (``h``)."""
     harness = f"h = import {EVAL_DIR} {{ lib = import {nixpkgs_lib()}; }};"
-    return json.loads(_nix("eval", "--impure", "--json", "--no-write-lock-file", *flake_inputs,
-                           f"path:{REPO}#{attr}", "--apply", f"x: let {harness} in {apply}"))
+    flake, *overrides = flake_inputs
+    return json.loads(_nix("eval", "--impure", "--json", "--no-write-lock-file", *overrides,
+                           f"{flake}#{attr}", "--apply", f"x: let {harness} in {apply}"))
 
 
 def test_flake_show_lists_every_output(flake_inputs) -> None:
-    shown = json.loads(_nix("flake", "show", "--json", "--no-write-lock-file", *flake_inputs, f"path:{REPO}"))
+    flake, *overrides = flake_inputs
+    shown = json.loads(_nix("flake", "show", "--json", "--no-write-lock-file", *overrides, flake))
     nodes = [f"pi-node-{i}" for i in range(1, 8)]
     assert sorted(shown["nixosConfigurations"]) == sorted(["netboot-server", "pi-desktop", *nodes])
     assert sorted(shown["nixosModules"]) == ["appliance", "client", "default"]
