@@ -596,11 +596,19 @@ in
 
         # Runs as root because LIO's configfs tree, /etc/target, the profiles
         # and the GC roots are root-owned: as their owner it needs no
-        # CAP_DAC_OVERRIDE, so every capability but binding :69 (and, for the
-        # proxyDHCP, SO_BINDTODEVICE) is dropped. Ambient capabilities would
-        # only matter for a non-root user. qemu-tests/test_lio.py applies a
-        # plan in the LIO VM under exactly this bounding set.
-        CapabilityBoundingSet = [ "CAP_NET_BIND_SERVICE" ] ++ optional dhcpEnabled "CAP_NET_RAW";
+        # CAP_DAC_OVERRIDE. What is left: binding :69; with iSCSI,
+        # CAP_SYS_ADMIN, because the kernel checks it on every read and write
+        # of the iSCSI CHAP attributes (auth/userid, auth/password, … in
+        # drivers/target/iscsi/iscsi_target_configfs.c), which rtslib reads
+        # for every ACL; with the proxyDHCP, CAP_NET_RAW (SO_BINDTODEVICE).
+        # qemu-tests/test_lio.py applies a plan in the LIO VM under exactly
+        # this bounding set, and shows it fails without CAP_SYS_ADMIN.
+        # (No AmbientCapabilities: they only matter for a non-root user.)
+        CapabilityBoundingSet = [
+          "CAP_NET_BIND_SERVICE"
+        ]
+        ++ optional iscsiEnabled "CAP_SYS_ADMIN"
+        ++ optional dhcpEnabled "CAP_NET_RAW";
         NoNewPrivileges = true;
 
         ProtectSystem = "strict";

@@ -465,20 +465,26 @@ def _unit_capabilities() -> list[str]:
 
 
 def test_the_units_capability_set_applies_a_plan_and_serves(lab: Lab):
-    """The unit runs as root with only CAP_NET_BIND_SERVICE and no-new-privileges:
-    enough to converge LIO through configfs (root owns it, no CAP_DAC_OVERRIDE or
-    CAP_SYS_ADMIN needed), create a LUN file, and bind TFTP's port 69."""
+    """The unit runs as root with CAP_NET_BIND_SERVICE and CAP_SYS_ADMIN only, and
+    no-new-privileges: enough to converge LIO through configfs (root owns it: no
+    CAP_DAC_OVERRIDE), create a LUN file and bind TFTP's port 69. CAP_SYS_ADMIN
+    is needed: the kernel checks it on LIO's CHAP attributes, even to read them."""
     caps = _unit_capabilities()
-    assert caps == ["CAP_NET_BIND_SERVICE"]
+    assert caps == ["CAP_NET_BIND_SERVICE", "CAP_SYS_ADMIN"]
     sandbox = ["python3", SANDBOX, ",".join(caps)]
+    mask = f"{(1 << 10) | (1 << 21):016x}"
     held = lab.vm.run([*sandbox, "sh", "-c", "grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs)' /proc/self/status"])
     _say(*held.stdout.splitlines())
     status = dict(line.split(":\t") for line in held.stdout.splitlines())
-    assert status["CapEff"] == status["CapPrm"] == status["CapBnd"] == f"{1 << 10:016x}"
+    assert status["CapEff"] == status["CapPrm"] == status["CapBnd"] == mask
     assert status["NoNewPrivs"] == "1"
     # Without CAP_DAC_OVERRIDE root cannot read a file it does not own with mode 0600.
     lab.vm.run("echo x > /tmp/lab/other && chown 1000 /tmp/lab/other && chmod 0600 /tmp/lab/other").check()
     assert not lab.vm.run([*sandbox, "cat", "/tmp/lab/other"]).ok
+    # One capability less and reading LIO fails: CAP_SYS_ADMIN is not there for show.
+    fewer = lab.vm.run(["python3", SANDBOX, "CAP_NET_BIND_SERVICE", *lab.cli, "-c", CONF, "iscsi", "plan"])
+    _say(f"without CAP_SYS_ADMIN: {fewer.stderr.strip()}")
+    assert not fewer.ok and "Operation not permitted" in fewer.stderr
 
     config = "/tmp/lab/hard.toml"
     lab.vm.run("mkdir -p /srv/luns/hard").check()   # tmpfiles' job on NixOS
@@ -508,7 +514,6 @@ def test_the_units_capability_set_applies_a_plan_and_serves(lab: Lab):
             time.sleep(2)
         _say(f"doctor: {port['message']}")
         assert port["status"] == "ok", lab.vm.run("cat /tmp/lab/serve.log").stdout
-        assert lab.vm.run(f"grep -E '^Cap(Eff|Bnd)' /proc/{pid}/status").stdout.split()[1::2] == [
-            f"{1 << 10:016x}"] * 2
+        assert lab.vm.run(f"grep -E '^Cap(Eff|Bnd)' /proc/{pid}/status").stdout.split()[1::2] == [mask] * 2
     finally:
         lab.vm.run(f"kill {pid}")   # the serve we started, by its PID

@@ -169,7 +169,8 @@ def test_pi_with_chap_on_nfs_and_publish_keys(tmp_path) -> None:
     service = out["serviceConfig"]
     assert out["unitConfig"]["RequiresMountsFor"] == ["/mnt/nas/luns"]
     assert "-/mnt/nas/luns" in service["ReadWritePaths"] and "/etc/target" in service["ReadWritePaths"]
-    assert service["CapabilityBoundingSet"] == ["CAP_NET_BIND_SERVICE"]
+    # CAP_SYS_ADMIN: the kernel's check on LIO's CHAP attributes (qemu-tests/test_lio.py).
+    assert service["CapabilityBoundingSet"] == ["CAP_NET_BIND_SERVICE", "CAP_SYS_ADMIN"]
     assert "AmbientCapabilities" not in service          # root: ambient capabilities do nothing
     assert service["StateDirectory"] == "netboot" and service["StateDirectoryMode"] == "0750"
     assert out["path"] == []
@@ -216,7 +217,7 @@ def test_ipxe_on_a_block_device_with_proxy_dhcp(tmp_path) -> None:
     assert host["iscsi"]["lun"] == {"block": "/dev/zvol/tank/rack-1"}
     assert host["tftp_access"] == "open"
     assert out["settings"]["firmware"] == {}           # no rpi host, no Pi firmware
-    assert out["serviceConfig"]["CapabilityBoundingSet"] == ["CAP_NET_BIND_SERVICE", "CAP_NET_RAW"]
+    assert out["serviceConfig"]["CapabilityBoundingSet"] == ["CAP_NET_BIND_SERVICE", "CAP_SYS_ADMIN", "CAP_NET_RAW"]
     assert out["serviceConfig"]["PrivateDevices"] is False   # the block LUN is opened from /dev
     assert out["unitConfig"]["RequiresMountsFor"] == []
     assert sorted(out["udpPorts"]) == [67, 69, 4011]
@@ -231,6 +232,7 @@ def test_iscsi_off_loads_no_lio_and_keeps_the_full_sandbox(tmp_path) -> None:
     assert out["kernelModules"] == []
     assert not any("target" in p or "/sys/kernel/config" in p for p in service["ReadWritePaths"])
     assert service["ProtectKernelTunables"] is True and service["PrivateDevices"] is True
+    assert service["CapabilityBoundingSet"] == ["CAP_NET_BIND_SERVICE"]
     assert not any("/etc/target" in rule for rule in out["tmpfiles"])
     assert "sys-kernel-config.mount" not in out["after"]
     assert out["udpPorts"] == [] and out["tcpPorts"] == []   # openFirewall is off

@@ -2,7 +2,7 @@
 ``CapabilityBoundingSet=`` reduced to the given capabilities and
 ``NoNewPrivileges=yes``.
 
-    python3 unit_sandbox.py CAP_NET_BIND_SERVICE[,CAP_NET_RAW] COMMAND [ARG...]
+    python3 unit_sandbox.py CAP_NET_BIND_SERVICE[,CAP_SYS_ADMIN,…] COMMAND [ARG...]
 
 The same two prctl(2) calls systemd makes (PR_CAPBSET_DROP for every other
 capability, PR_SET_NO_NEW_PRIVS), then exec: for uid 0 the kernel sets the new
@@ -17,7 +17,7 @@ import sys
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 # linux/capability.h
-CAPABILITIES = {"CAP_NET_BIND_SERVICE": 10, "CAP_NET_RAW": 13}
+CAPABILITIES = {"CAP_NET_BIND_SERVICE": 10, "CAP_NET_RAW": 13, "CAP_SYS_ADMIN": 21}
 
 
 def main() -> None:
