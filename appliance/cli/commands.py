@@ -14,8 +14,7 @@ from ..boot.gather import store_roots
 from ..config import Config, config_path_from, load_config
 from ..config.load import config_warnings, file_problems
 from ..control import operations
-from ..control.iscsi_health import read_health
-from ..control.health import read_health_file
+from ..control.health import read_health_file, text_lines, to_json
 from ..control.resolver import kernel_paths
 from ..control.snapshot import HostSnapshot, build_host_snapshot
 from ..control.state import HostState, State, StateStore
@@ -230,10 +229,12 @@ def status(args: argparse.Namespace) -> int:
             },
         }
     corrupt = [str(p) for p in store.corrupt_files()]
-    health = read_health(config.server.state_dir) if config.iscsi.enable else None
-    degraded = read_health_file(store.dir) or {}
+    health = read_health_file(store.dir)     # None: no daemon running
     if args.json:
-        emit_json({"hosts": hosts, "corrupt_state_files": corrupt, "iscsi": health, "degraded": degraded})
+        emit_json({"hosts": hosts, "corrupt_state_files": corrupt,
+                   "iscsi": health.details.get("iscsi") if health is not None and config.iscsi.enable else None,
+                   "degraded": health.degraded() if health is not None else {},
+                   "health": to_json(health)["components"] if health is not None else None})
         return 0
     rows = []
     for name, h in hosts.items():
@@ -251,13 +252,8 @@ def status(args: argparse.Namespace) -> int:
             print(f"  {name}: {when(ev.get('time'))} {ev.get('event')} {ev.get('generation')}: {ev.get('reason')}")
     for c in corrupt:
         print(f"warning: corrupt state file set aside: {c}", file=sys.stderr)
-    if health is not None and health.get("state") == "degraded":
-        print(f"warning: iSCSI degraded, serving TFTP only: {health.get('error')} "
-              f"(the daemon retries every {health.get('retry_in'):.0f} s or so)", file=sys.stderr)
-    for why in (health or {}).get("withheld", []):
-        print(f"warning: iSCSI change withheld by the daemon: {why}", file=sys.stderr)
-    for component, reason in sorted(degraded.items()):
-        print(f"degraded: {component}: {reason}")
+    for line in text_lines(health) if health is not None else ():
+        print(line)
     return 0
 
 

@@ -37,9 +37,9 @@ from ..tftp.worker import default_worker_count
 from . import operations
 from .frames import FrameSources
 from .gcroots import desired_roots, sync_roots
-from .health import Health, remove_health_file, write_health_file
+from .health import Health, remove_health_file, status_line, write_health_file
 from .inotify import Inotify
-from .iscsi_health import IscsiHealth, remove_health, write_health
+from .iscsi_health import IscsiHealth
 from .metrics import BootCounters, render_metrics, serve_metrics
 from .neighbours import NeighbourTable
 from .resolver import BootResolver, Decision, KernelServed, TrialReverted, boot_event
@@ -77,9 +77,10 @@ class Appliance:
         for warning in config_warnings(self.config):
             log.warning("config: %s", warning)
         self.store = StateStore(self.config.server.state_dir)
+        self.health = Health()
+        self._published_status: str | None = None     # the last STATUS= sent
         self.state_problem: str | None = None     # set while state.json is corrupt: writes are refused
         self.state: State = self._load_state()
-        self.health = Health()
         self.neighbours = NeighbourTable(health=self.health)
         self.cache = StoreCache()
         snapshot = build_snapshot(self.config, self.state.choices(), self.cache)
@@ -183,15 +184,15 @@ class Appliance:
         if self.state_problem is not None:
             log.warning("state file %s is readable again: state writes resume", self.store.path)
             self.state_problem = None
-            sd_notify(f"STATUS={self._status_line()}")
+            self.health.ok("state")
 
     def _state_degraded(self, exc: StateCorrupt) -> None:
-        """Report once per distinct damage (log, readiness status, metrics)."""
+        """Report once per distinct damage (log, readiness status, metrics, ``status``)."""
         if self.state_problem == str(exc):
             return
         self.state_problem = str(exc)
-        log.error("degraded: %s; serving the last good state, not writing state until repaired", exc)
-        sd_notify(f"STATUS=degraded: {exc.path} is corrupt; run 'netboot state repair'")
+        log.error("%s; serving the last good state, not writing state until repaired", exc)
+        self.health.fail("state", f"{exc.path} is corrupt; run 'netboot state repair'")
 
     # -- from the TFTP and HTTP threads ---------------------------------------------------
 
@@ -317,10 +318,8 @@ class Appliance:
         sessions = {name: name in self.session_since for name, h in self.config.hosts.items() if h.iscsi}
         return render_metrics(self.tftp.read_stats() if self.tftp else TftpStats(), self.boots, served, sessions,
                               self.dhcp.read_stats() if self.dhcp else None,
-                              degraded={"state": self.state_problem is not None,
-                                        "iscsi": self.iscsi_health.state == "degraded"},
                               iscsi=self.iscsi_health if self.config.iscsi.enable else None,
-                              health=self.health, events_dropped=self.events_dropped,
+                              health=self.health.report(), events_dropped=self.events_dropped,
                               http=self.http.read_stats() if self.http else None)
 
     # -- config reload / iSCSI --------------------------------------------------------------
@@ -343,8 +342,11 @@ class Appliance:
             self.tftp.give_up_after = config.server.tftp_give_up_after   # for transfers starting from now
         self.config = config
         if config.server.state_dir != self.store.dir:
+            remove_health_file(self.store.dir)
             self.store = StateStore(config.server.state_dir)
             self.state_problem = None
+            self.health.ok("state")
+            self.health.changed.set()      # publish in the new directory
             self.state = self._load_state()
         self.refresh()
         self._watch()
@@ -386,24 +388,15 @@ class Appliance:
         self._set_iscsi_health(self.iscsi_health.applied(withheld))
 
     def _set_iscsi_health(self, health: IscsiHealth) -> None:
-        changed = health != self.iscsi_health
         self.iscsi_health = health
-        if not self.config.iscsi.enable:
-            remove_health(self.config.server.state_dir)
-            return
-        try:
-            write_health(self.config.server.state_dir, health, os.getpid())
-        except OSError as exc:
-            log.warning("cannot publish the iSCSI state in %s: %s", self.config.server.state_dir, exc.strerror)
-        if changed and self.tftp is not None:   # at start, READY=1 carries the first STATUS
-            sd_notify(f"STATUS={self._status_line()}")
-
-    def _status_line(self) -> str:
-        """The systemd STATUS= text: every degraded part, else "serving"."""
-        parts = ["degraded: state file corrupt; run 'netboot state repair'"] if self.state_problem else []
-        if self.iscsi_health.state != "ok" or not parts:
-            parts.append(self.iscsi_health.status_line())
-        return "; ".join(parts)
+        problem = health.problem() if self.config.iscsi.enable else None
+        if problem is None:
+            self.health.ok("iscsi")
+        else:
+            state, reason, text = problem
+            self.health.fail("iscsi", reason, state, text)
+        self.health.set_details("iscsi", health.as_json() if self.config.iscsi.enable else None)
+        self._publish_health()    # at once: a failed apply at start comes before the loop
 
     # -- proxyDHCP ------------------------------------------------------------------------
 
@@ -469,9 +462,20 @@ class Appliance:
                                               "come from the neighbour table and solicitations only")
 
     def _publish_health(self) -> None:
-        if self.health.changed.is_set():
-            self.health.changed.clear()
-            write_health_file(self.store.dir, self.health.problems())
+        """After a change: the file for ``status``, and STATUS= for systemd (once serving:
+        before that, READY=1 carries the first STATUS)."""
+        if not self.health.changed.is_set():
+            return
+        self.health.changed.clear()
+        report = self.health.report()
+        try:
+            write_health_file(self.store.dir, report)
+        except OSError as exc:
+            log.error("cannot write the health file in %s: %s", self.store.dir, exc.strerror)
+        line = status_line(report)
+        if self.tftp is not None and line != self._published_status:
+            self._published_status = line
+            sd_notify(f"STATUS={line}")
 
     def run(self) -> int:
         wake_r, wake_w = self._wake_r, self._wake_w
@@ -520,7 +524,10 @@ class Appliance:
             except OSError as exc:
                 log.error("metrics: cannot listen on %s: %s", addr, exc.strerror)
         self._start_dhcp()
-        sd_notify(f"READY=1\nSTATUS={self._status_line()}")
+        self.health.changed.set()     # the file says a daemon runs, even when all is well
+        self._publish_health()
+        self._published_status = status_line(self.health.report())
+        sd_notify(f"READY=1\nSTATUS={self._published_status}")
         next_tick = time.monotonic()
         try:
             while not self._stop:
@@ -558,7 +565,6 @@ class Appliance:
                 self.dhcp.stop()
             self.inotify.close()
             self.neighbours.close()
-            remove_health(self.config.server.state_dir)
             os.close(wake_r)
             os.close(wake_w)
         return 0

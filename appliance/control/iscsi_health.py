@@ -1,20 +1,18 @@
-"""How the daemon's iSCSI side is doing, for sd_notify, ``status`` and metrics.
+"""How the daemon's iSCSI side is doing, and when it retries: reported through ``health``.
 
-``IscsiHealth`` is pure data with the retry schedule; the daemon publishes it
-as ``iscsi-health.json`` in the state directory (atomically, with its PID) so
-that ``netboot status`` in another process can show it.
+``IscsiHealth`` is pure data with the retry schedule; the daemon turns it into
+the ``iscsi`` component of its health report (``problem``) and shows the whole
+value in ``netboot status --json`` (``as_json``).
 """
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
-__all__ = ["HEALTH_FILE", "IscsiHealth", "read_health", "remove_health", "write_health"]
+from .health import DEGRADED, WITHHELD
 
-HEALTH_FILE = "iscsi-health.json"
+__all__ = ["IscsiHealth"]
+
 RETRY_FIRST = 2.0       # seconds before the first retry of a failed apply
 RETRY_MAX = 300.0       # the backoff doubles up to this
 
@@ -39,40 +37,16 @@ class IscsiHealth:
         delay = min(RETRY_MAX, RETRY_FIRST * 2 ** max(0, consecutive - 1))
         return replace(self, state="degraded", error=error, failures=self.failures + 1, retry_in=delay)
 
-    def status_line(self) -> str:
-        """sd_notify STATUS= text."""
+    def problem(self) -> tuple[str, str, tuple[str, ...]] | None:
+        """(state, reason, status text lines) for the health report, or None when fine."""
         if self.state == "degraded":
-            return f"degraded: iSCSI unavailable ({self.error}); TFTP only, retrying in {self.retry_in:.0f} s"
+            return (DEGRADED, f"iSCSI unavailable ({self.error}); TFTP only, retrying in {self.retry_in:.0f} s",
+                    (f"warning: iSCSI degraded, serving TFTP only: {self.error} "
+                     f"(the daemon retries every {self.retry_in:.0f} s or so)",))
         if self.state == "withheld":
-            return f"serving; iSCSI: {len(self.withheld)} destructive changes withheld (netboot iscsi plan)"
-        return "serving"
+            return (WITHHELD, f"iSCSI: {len(self.withheld)} destructive changes withheld (netboot iscsi plan)",
+                    tuple(f"warning: iSCSI change withheld by the daemon: {why}" for why in self.withheld))
+        return None
 
     def as_json(self) -> dict:
         return {**asdict(self), "withheld": list(self.withheld)}
-
-
-def write_health(state_dir: Path, health: IscsiHealth, pid: int) -> None:
-    """Publish atomically; a reader never sees half a file."""
-    path = state_dir / HEALTH_FILE
-    tmp = path.with_name(f".{HEALTH_FILE}.{pid}.tmp")
-    tmp.write_text(json.dumps({**health.as_json(), "pid": pid}))
-    os.replace(tmp, path)
-
-
-def remove_health(state_dir: Path) -> None:
-    try:
-        (state_dir / HEALTH_FILE).unlink()
-    except FileNotFoundError:
-        pass
-
-
-def read_health(state_dir: Path) -> dict | None:
-    """What a running daemon published, or None (no daemon, or it died without cleaning up)."""
-    try:
-        doc = json.loads((state_dir / HEALTH_FILE).read_text())
-        pid = int(doc["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if not Path(f"/proc/{pid}").exists():
-        return None
-    return doc

@@ -8,8 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Mapping
 
 from ..tftp import TftpStats
+from .health import HealthReport, metric_samples
 from .iscsi_health import IscsiHealth
-from .health import Health
 
 
 class BootCounters:
@@ -33,8 +33,8 @@ class BootCounters:
 
 def render_metrics(stats: TftpStats, boots: BootCounters, served: Mapping[str, int | None],
                    sessions: Mapping[str, bool], dhcp: object | None = None,
-                   degraded: Mapping[str, bool] | None = None, iscsi: IscsiHealth | None = None,
-                   health: Health | None = None, events_dropped: int = 0,
+                   iscsi: IscsiHealth | None = None,
+                   health: HealthReport | None = None, events_dropped: int = 0,
                    http: object | None = None) -> str:
     """Pure: counters in, Prometheus text format out."""
     lines = []
@@ -61,11 +61,7 @@ def render_metrics(stats: TftpStats, boots: BootCounters, served: Mapping[str, i
            [(f'{{host="{h}"}}', -1 if g is None else g) for h, g in sorted(served.items())])
     metric("netboot_iscsi_session_up", "gauge", "1 when the host's initiator is logged in",
            [(f'{{host="{h}"}}', int(up)) for h, up in sorted(sessions.items())])
-    down = dict(degraded or {})
-    failures = health.failures() if health is not None else {}
-    if health is not None:
-        problems = health.problems()
-        down.update({c: c in problems for c in set(problems) | set(failures)})
+    down, failures = metric_samples(health or HealthReport())
     metric("netboot_degraded", "gauge",
            "1 while a component runs degraded (state: state file corrupt; iscsi: TFTP only, retrying; "
            "others: see the log and status)",

@@ -63,7 +63,7 @@ def test_netlink_failure_is_strict_reported_and_recovers(tmp_path):
     path = PI_PREFIX + "cmdline.txt"
 
     def metrics() -> str:
-        return render_metrics(TftpStats(), BootCounters(), {}, {}, health=health)
+        return render_metrics(TftpStats(), BootCounters(), {}, {}, health=health.report())
 
     with TftpServer(resolver, listen=[f"127.0.0.1:{store.port}"]):
         # healthy: loopback is no on-link client, pi-desktop is "open"
@@ -79,7 +79,7 @@ def test_netlink_failure_is_strict_reported_and_recovers(tmp_path):
         assert f'netboot_degraded{{component="{COMPONENT}"}} 1' in metrics()
         # retried with backoff, not on every request, and not given up
         assert netlink.opened <= 3
-        write_health_file(store.layout.state, health.problems())
+        write_health_file(store.layout.state, health.report())
         shown = json.loads(cli_ok(store.config, "status", "--json"))["degraded"]
         assert COMPONENT in shown
         assert f"degraded: {COMPONENT}:" in cli_ok(store.config, "status")
@@ -89,6 +89,6 @@ def test_netlink_failure_is_strict_reported_and_recovers(tmp_path):
         assert curl(store.port, path).ok
         assert health.problems() == {}
         assert f'netboot_degraded{{component="{COMPONENT}"}} 0' in metrics()
-        write_health_file(store.layout.state, health.problems())
-        assert read_health_file(store.layout.state) == {}
+        write_health_file(store.layout.state, health.report())
+        assert read_health_file(store.layout.state).degraded() == {}
     neighbours.close()

@@ -1,0 +1,44 @@
+"""The running daemon's ``HealthReport`` as a file, for ``netboot status`` in another process.
+
+Written atomically (a reader never sees half a file) with the writer's PID: a
+file whose process is gone (killed without cleaning up) is stale and ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .model import HealthReport, from_json, to_json
+
+HEALTH_FILE = "health.json"
+
+
+def write_health_file(state_dir: Path, report: HealthReport, pid: int | None = None) -> None:
+    """Raises OSError when the state directory cannot be written."""
+    pid = os.getpid() if pid is None else pid
+    path = state_dir / HEALTH_FILE
+    tmp = path.with_name(f".{HEALTH_FILE}.{pid}.tmp")
+    tmp.write_text(json.dumps({"pid": pid, **to_json(report)}))
+    os.replace(tmp, path)
+
+
+def remove_health_file(state_dir: Path) -> None:
+    try:
+        (state_dir / HEALTH_FILE).unlink()
+    except OSError:
+        pass
+
+
+def read_health_file(state_dir: Path) -> HealthReport | None:
+    """What a running daemon published, or None (no daemon, or it died without cleaning up)."""
+    try:
+        doc = json.loads((state_dir / HEALTH_FILE).read_text())
+        pid = int(doc["pid"])
+        report = from_json(doc)
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return None
+    if pid <= 0 or not Path(f"/proc/{pid}").exists():
+        return None
+    return report

@@ -1,0 +1,62 @@
+"""Every degraded component reaches systemd's STATUS= line and ``netboot status``.
+
+The real ``netboot serve`` runs with the harness's notify socket (an AF_UNIX
+datagram socket this test binds, passed in ``NOTIFY_SOCKET``).  Netlink is made
+to fail inside the daemon process (a ``sitecustomize`` replacing pyroute2's
+IPRoute with one that raises like a broken netlink socket), so client MACs
+cannot be learned; a TFTP request over loopback then reports the client-mac
+component degraded.
+"""
+
+from __future__ import annotations
+
+from appliance.control.health import HEALTH_FILE
+from appliance.control.neighbours import COMPONENT
+
+from .control_harness import PI_PREFIX, cli_ok, curl, eventually, status
+
+BROKEN_NETLINK = '''
+import pyroute2
+
+
+class IPRoute:
+    def __init__(self, *args, **kwargs):
+        raise OSError(105, "No buffer space available")
+
+
+pyroute2.IPRoute = IPRoute
+'''
+
+
+def _status_lines(daemon) -> list[str]:
+    daemon.drain_notify()
+    return [line[len("STATUS="):] for m in daemon.messages for line in m.splitlines() if line.startswith("STATUS=")]
+
+
+def test_status_line_carries_a_client_mac_degradation(store, make_daemon, tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(BROKEN_NETLINK)
+    daemon = make_daemon(store.config, env={"PYTHONPATH": str(site)}).start()
+    assert _status_lines(daemon)[-1] == "serving"
+    assert status(store.config)["degraded"] == {}
+
+    curl(store.port, PI_PREFIX + "cmdline.txt")      # needs the client's link: netlink is asked, and fails
+    line, _ = eventually(lambda: next((s for s in _status_lines(daemon) if "netlink" in s), None),
+                         deadline=10, what="client-mac in STATUS=")
+    assert line.startswith("degraded: netlink: ") and "clients are refused" in line, line
+
+    shown = status(store.config)
+    assert "netlink" in shown["degraded"][COMPONENT]
+    assert shown["health"][COMPONENT]["state"] == "degraded" and shown["health"][COMPONENT]["since"] > 0
+    assert f"degraded: {COMPONENT}: netlink" in cli_ok(store.config, "status")
+
+    # A second degraded component joins the first on the one line.
+    store.state_file().write_bytes(b"\x00not json")
+    both, _ = eventually(lambda: next((s for s in _status_lines(daemon) if "is corrupt" in s), None),
+                         deadline=10, what="state damage in STATUS=")
+    assert "netlink" in both and f"{store.state_file()} is corrupt" in both, both
+
+    # Stopped: nothing published is left for status to show.
+    assert daemon.stop() == 0
+    assert not (store.layout.state / HEALTH_FILE).exists()
