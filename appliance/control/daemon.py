@@ -78,7 +78,7 @@ class Appliance:
             log.warning("config: %s", warning)
         self.store = StateStore(self.config.server.state_dir)
         self.health = Health()
-        self._published_status: str | None = None     # the last STATUS= sent
+        self._published_status: str | None = None     # the last STATUS= sent; None until READY=1
         self.state_problem: str | None = None     # set while state.json is corrupt: writes are refused
         self.state: State = self._load_state()
         self.neighbours = NeighbourTable(health=self.health)
@@ -375,7 +375,6 @@ class Appliance:
             self._iscsi_failures_in_a_row += 1
             health = self.iscsi_health.failed(str(exc), self._iscsi_failures_in_a_row)
             self._iscsi_retry_at = time.monotonic() + (health.retry_in or 0)
-            log.error("iSCSI: %s", exc)
             log.warning("iSCSI: retrying in %.0f s (serving TFTP only meanwhile)", health.retry_in)
             self._set_iscsi_health(health)
             return
@@ -462,8 +461,8 @@ class Appliance:
                                               "come from the neighbour table and solicitations only")
 
     def _publish_health(self) -> None:
-        """After a change: the file for ``status``, and STATUS= for systemd (once serving:
-        before that, READY=1 carries the first STATUS)."""
+        """After a change: the file for ``status``, and STATUS= for systemd (once ready:
+        READY=1 carries the first STATUS)."""
         if not self.health.changed.is_set():
             return
         self.health.changed.clear()
@@ -473,7 +472,7 @@ class Appliance:
         except OSError as exc:
             log.error("cannot write the health file in %s: %s", self.store.dir, exc.strerror)
         line = status_line(report)
-        if self.tftp is not None and line != self._published_status:
+        if self._published_status is not None and line != self._published_status:
             self._published_status = line
             sd_notify(f"STATUS={line}")
 
