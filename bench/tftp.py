@@ -1,14 +1,21 @@
 """TFTP benchmark on loopback: ``python -m bench.tftp`` (or ``bench/run``).
 
 Serves one 32 MiB file from this server (``python -m appliance.tftp`` in its
-own process, so its CPU time is measurable), tftpd-hpa and dnsmasq, fetches
-it with the same client, and prints MB/s and the ratio to tftpd-hpa:
+own process, so its CPU time is measurable), tftpd-hpa, dnsmasq and atftpd,
+fetches it with the same client, and prints MB/s and the ratio to tftpd-hpa.
+This server runs in three shapes: ``appliance`` (default: one transfer
+worker process per CPU, requests admitted by the main process),
+``appliance 1-proc`` (one process, ``--workers 0``) and ``appliance
+reuseport`` (one independent single-process server per CPU sharing the port
+with SO_REUSEPORT; the kernel spreads clients by address hash).
 
 - lock-step, one curl client, blksize 1024 and 1468;
 - 8 and 32 concurrent curl clients at blksize 1024: aggregate MB/s, server
-  CPU seconds, the slowest client's time (flagged above 30 s);
+  CPU seconds, the slowest client's time (flagged above 30 s), and for 32
+  clients the peak resident memory of the server's processes (summed);
 - windowsize 8/16/32 at blksize 1468 with the atftp client, against this
-  server and atftpd (the only other server with RFC 7440).
+  server and atftpd (the only other server with RFC 7440);
+- every row: server CPU µs per DATA packet (CPU seconds / blocks sent).
 
 tftpd-hpa and atftpd come from their .debs (``apt-get download`` +
 ``dpkg-deb -x`` into ``.cache/bench/``): installing them would start a
@@ -25,6 +32,8 @@ import argparse
 import datetime
 import os
 import platform
+import math
+import shlex
 import shutil
 import signal
 import socket
@@ -45,6 +54,7 @@ MB = 1_000_000
 SLOW_CLIENT_SECONDS = 30.0
 CLIENT_TIMEOUT = 180
 HOST = "127.0.0.1"
+CPUS = max(1, len(os.sched_getaffinity(0)))
 
 
 # -- tools -------------------------------------------------------------------------
@@ -133,11 +143,6 @@ class Server:
                 return self
         raise RuntimeError(f"{self.name} did not answer on {HOST}:{self.port}")
 
-    def cpu_seconds(self) -> float:
-        """CPU seconds of the server process (all threads)."""
-        return _stat_ticks(self.proc.pid)[1] / os.sysconf("SC_CLK_TCK")
-
-
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
@@ -159,31 +164,50 @@ def _stat_ticks(pid: int) -> tuple[int, int]:
     return int(fields[3]), int(fields[11]) + int(fields[12])
 
 
+def _rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 class CpuMeter:
-    """CPU time of a server and every process it forks while measuring.
+    """CPU time and peak resident memory of a server and every process it forks.
 
     tftpd-hpa forks one child per transfer and ignores SIGCHLD, so children
     never show up in its cutime: they are sampled from /proc (same session,
     since each server starts its own) every 20 ms and their last value kept.
+    Processes that existed before the measurement (transfer workers, the
+    processes sharing a port) count from their value at the start.
     """
 
     def __init__(self, server: Server) -> None:
         self.pid = server.proc.pid
         self.children: dict[int, int] = {}
+        self.child_base: dict[int, int] = {}
         self.base = _stat_ticks(self.pid)[1]
+        self.peak_rss = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+        self._sample(baseline=True)
 
-    def _sample(self) -> None:
+    def _sample(self, baseline: bool = False) -> None:
+        rss = 0
         for entry in os.scandir("/proc"):
-            if not entry.name.isdigit() or int(entry.name) == self.pid:
+            if not entry.name.isdigit():
                 continue
+            pid = int(entry.name)
             try:
-                session, ticks = _stat_ticks(int(entry.name))
+                session, ticks = _stat_ticks(pid)
+                if session != self.pid:
+                    continue
+                rss += _rss_bytes(pid)
             except (OSError, ValueError, IndexError):
                 continue
-            if session == self.pid:
-                self.children[int(entry.name)] = ticks
+            if pid == self.pid:
+                continue
+            if baseline:
+                self.child_base[pid] = ticks
+            self.children[pid] = ticks - self.child_base.get(pid, 0)
+        self.peak_rss = max(self.peak_rss, rss)
 
     def _run(self) -> None:
         while not self._stop.wait(0.02):
@@ -207,8 +231,16 @@ def make_servers(root: Path, include_dnsmasq: bool) -> tuple[dict[str, Server], 
     libs = {"LD_LIBRARY_PATH": str(CACHE / "root/usr/lib/x86_64-linux-gnu")}
     servers = {}
     port = free_port()
-    servers["appliance"] = Server("appliance", [sys.executable, "-m", "appliance.tftp", "--root", str(root),
-                                                "--listen", f"{HOST}:{port}"], port)
+    ours = [sys.executable, "-m", "appliance.tftp", "--root", str(root), "--listen", f"{HOST}:{port}"]
+    servers["appliance"] = Server("appliance", ours, port)
+    port = free_port()
+    ours = [sys.executable, "-m", "appliance.tftp", "--root", str(root), "--listen", f"{HOST}:{port}"]
+    servers["appliance 1-proc"] = Server("appliance 1-proc", ours + ["--workers", "0"], port)
+    port = free_port()
+    ours = [sys.executable, "-m", "appliance.tftp", "--root", str(root), "--listen", f"{HOST}:{port}"]
+    one = shlex.join(ours + ["--workers", "0", "--reuse-port"])
+    servers["appliance reuseport"] = Server("appliance reuseport",
+                                            ["sh", "-c", " & ".join([one] * CPUS) + " & wait"], port)
     port = free_port()
     servers["tftpd-hpa"] = Server("tftpd-hpa", [str(tools["tftpd-hpa"]), "-L", "-a", f"{HOST}:{port}",
                                                 "-s", str(root)], port, libs)
@@ -249,6 +281,7 @@ class Run:
     wall: float
     cpu: float
     failures: int
+    peak_rss: int = 0           # bytes, summed over the server's processes
 
     @property
     def mbps(self) -> float:
@@ -293,7 +326,8 @@ def _run_clients(cmd: list[str], count: int, meter: CpuMeter) -> Run:
     wall = max(ended) - started
     time.sleep(0.05)
     meter._sample()
-    return Run([e - started for e in ended], wall, meter.seconds(), sum(1 for c in codes if c != 0))
+    return Run([e - started for e in ended], wall, meter.seconds(), sum(1 for c in codes if c != 0),
+               meter.peak_rss)
 
 
 # -- the benchmark -----------------------------------------------------------------
@@ -308,10 +342,23 @@ class Row:
     failures: int = 0
     ratio: float | None = None
     note: str = ""
+    us_per_packet: float | None = None
+    peak_rss: int = 0
 
 
 def best(runs: list[Run]) -> Run:
     return max(runs, key=lambda r: r.mbps)
+
+
+def row(test: str, name: str, runs: list[Run], blksize: int, base: float | None, note: str = "",
+        rss: bool = False) -> Row:
+    r = best(runs)
+    slow = max(r.seconds)
+    packets = (len(r.seconds) - r.failures) * math.ceil((FILE_SIZE + 1) / blksize)
+    if slow > SLOW_CLIENT_SECONDS:
+        note = "; ".join(filter(None, [note, "SLOW CLIENT > 30 s"]))
+    return Row(test, name, r.mbps, r.cpu, slow, r.failures, r.mbps / base if base else None, note,
+               r.cpu / packets * 1e6 if packets else None, r.peak_rss if rss else 0)
 
 
 def benchmark(repeat: int, include_dnsmasq: bool, concurrency: list[int], windows: list[int]) -> tuple[list[Row], list[str]]:
@@ -328,7 +375,8 @@ def benchmark(repeat: int, include_dnsmasq: bool, concurrency: list[int], window
         servers, notes = make_servers(workdir, include_dnsmasq)
         for s in servers.values():
             s.start()
-        lockstep_servers = [n for n in ("appliance", "tftpd-hpa", "dnsmasq") if n in servers]
+        time.sleep(1.0)                 # transfer workers and port-sharing processes come up
+        lockstep_servers = list(servers)
 
         notes.append(f"load average at start: {os.getloadavg()[0]:.2f}")
         for blksize in (1024, 1468):
@@ -338,9 +386,7 @@ def benchmark(repeat: int, include_dnsmasq: bool, concurrency: list[int], window
                     results[name].append(run_clients(servers[name], curl_cmd(servers[name].port, blksize), 1))
             base = best(results["tftpd-hpa"]).mbps
             for name in lockstep_servers:
-                r = best(results[name])
-                rows.append(Row(f"lock-step bs {blksize} (curl)", name, r.mbps, r.cpu, max(r.seconds),
-                                r.failures, r.mbps / base if base else None))
+                rows.append(row(f"lock-step bs {blksize} (curl)", name, results[name], blksize, base))
 
         for count in concurrency:
             results = {n: [] for n in lockstep_servers}
@@ -348,24 +394,21 @@ def benchmark(repeat: int, include_dnsmasq: bool, concurrency: list[int], window
                 results[name].append(run_clients(servers[name], curl_cmd(servers[name].port, 1024), count))
             base = best(results["tftpd-hpa"]).mbps
             for name in lockstep_servers:
-                r = best(results[name])
-                slow = max(r.seconds)
-                rows.append(Row(f"{count} clients bs 1024 (curl)", name, r.mbps, r.cpu, slow, r.failures,
-                                r.mbps / base if base else None,
-                                "SLOW CLIENT > 30 s" if slow > SLOW_CLIENT_SECONDS else ""))
+                rows.append(row(f"{count} clients bs 1024 (curl)", name, results[name], 1024, base,
+                                rss=count == max(concurrency)))
 
         notes.append(f"load average after the concurrency rows: {os.getloadavg()[0]:.2f}")
         hpa_1468 = next(r.mbps for r in rows if r.test == "lock-step bs 1468 (curl)" and r.server == "tftpd-hpa")
+        window_servers = [n for n in ("appliance", "appliance 1-proc", "atftpd") if n in servers]
         for windowsize in windows:
-            results = {n: [] for n in ("appliance", "atftpd")}
+            results = {n: [] for n in window_servers}
             for _ in range(repeat):
-                for name in results:
+                for name in window_servers:
                     results[name].append(run_clients(servers[name], atftp_cmd(servers[name].port, 1468, windowsize), 1))
-            for name in results:
-                r = best(results[name])
-                rows.append(Row(f"windowsize {windowsize} bs 1468 (atftp)", name, r.mbps, r.cpu, max(r.seconds),
-                                r.failures, r.mbps / hpa_1468 if hpa_1468 else None,
-                                "ratio: vs tftpd-hpa lock-step bs 1468"))
+            atftpd = best(results["atftpd"]).mbps
+            for name in window_servers:
+                rows.append(row(f"windowsize {windowsize} bs 1468 (atftp)", name, results[name], 1468, hpa_1468,
+                                f"ratio vs tftpd-hpa lock-step bs 1468; × atftpd {best(results[name]).mbps / atftpd:.2f}"))
         notes.append(f"load average at the end: {os.getloadavg()[0]:.2f}")
         return rows, notes
     finally:
@@ -378,13 +421,16 @@ def benchmark(repeat: int, include_dnsmasq: bool, concurrency: list[int], window
 
 
 def table(rows: list[Row]) -> str:
-    lines = ["| test | server | MB/s | × tftpd-hpa | server CPU s | slowest client s | failed | note |",
-             "|---|---|---:|---:|---:|---:|---:|---|"]
+    lines = ["| test | server | MB/s | × tftpd-hpa | server CPU s | CPU µs / DATA | slowest client s | peak RSS MB "
+             "| failed | note |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         lines.append(f"| {r.test} | {r.server} | {r.mbps:.1f} | "
                      f"{'' if r.ratio is None else f'{r.ratio:.2f}'} | "
                      f"{'' if r.cpu is None else f'{r.cpu:.2f}'} | "
-                     f"{'' if r.slowest is None else f'{r.slowest:.1f}'} | {r.failures or ''} | {r.note} |")
+                     f"{'' if r.us_per_packet is None else f'{r.us_per_packet:.1f}'} | "
+                     f"{'' if r.slowest is None else f'{r.slowest:.1f}'} | "
+                     f"{f'{r.peak_rss / 1e6:.0f}' if r.peak_rss else ''} | {r.failures or ''} | {r.note} |")
     return "\n".join(lines)
 
 
@@ -400,8 +446,10 @@ def write_results(rows: list[Row], notes: list[str], repeat: int) -> None:
               f"(`bench/run`): loopback, one 32 MiB file, best of {repeat} for single-client rows; "
               f"{os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}, "
               f"load before the run {load[0]:.2f}.\n"
-              f"MB = 10^6 bytes. Server CPU = user + system seconds of the server process "
-              f"(and its reaped children).\n\n")
+              f"MB = 10^6 bytes. Server CPU = user + system seconds of the server's processes "
+              f"(workers and per-transfer forks included); CPU µs / DATA = that / DATA packets sent. "
+              f"Peak RSS = resident memory summed over the server's processes during the largest "
+              f"concurrency row (shared pages counted once per process).\n\n")
     body = table(rows) + "\n"
     if notes:
         body += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"

@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-sessions", type=int, default=512)
     parser.add_argument("--workers", type=int, default=None,
                         help="transfer worker processes (default: one per CPU, none on a single CPU)")
+    parser.add_argument("--reuse-port", action="store_true",
+                        help="SO_REUSEPORT: run several servers on one port, the kernel spreads clients")
     parser.add_argument("--verbose", "-v", action="store_true", help="print one line per transfer")
     args = parser.parse_args(argv)
 
@@ -36,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     server = TftpServer(DirectoryProvider(args.root), listen=args.listen or ["127.0.0.1:6969"],
                         on_transfer=report if args.verbose else None, timeout=args.timeout,
                         max_blksize=args.max_blksize, max_sessions=args.max_sessions,
-                        workers=default_worker_count() if args.workers is None else args.workers)
+                        workers=default_worker_count() if args.workers is None else args.workers,
+                        reuse_port=args.reuse_port)
     server.start()
     signal.signal(signal.SIGTERM, lambda *_: server.stop(wait=0))
     signal.signal(signal.SIGINT, lambda *_: server.stop(wait=0))

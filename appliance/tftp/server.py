@@ -220,7 +220,7 @@ class TftpServer:
                  max_sessions_per_client: int = 64, reclaim_after: float = 1.0,
                  max_blksize: int | None = None, max_windowsize: int = WINDOWSIZE_MAX,
                  max_filename_bytes: int = MAX_FILENAME_BYTES, max_options: int = MAX_OPTIONS,
-                 workers: int = 0) -> None:
+                 workers: int = 0, reuse_port: bool = False) -> None:
         self.provider = provider
         self.listen = [parse_listen_address(a) for a in listen]
         self.on_transfer = on_transfer
@@ -236,6 +236,7 @@ class TftpServer:
         self.max_filename_bytes = max_filename_bytes
         self.max_options = max_options
         self.workers = workers
+        self.reuse_port = reuse_port      # SO_REUSEPORT: several independent servers share a port
         self.stats = TftpStats()
         self.addresses: list[tuple[str, int]] = []
         self._listeners: dict[int, _Listener] = {}
@@ -300,6 +301,8 @@ class TftpServer:
             wildcard = ipaddress.ip_address(host).is_unspecified
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if self.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if wildcard:
                 # Learn each request's destination address so the session can use it.
                 if family == socket.AF_INET:
