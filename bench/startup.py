@@ -1,4 +1,4 @@
-"""Start-to-first-answer: ``python -m bench.startup`` (``--vm`` runs it in the QEMU lab's server VM).
+"""Start-to-first-answer: ``python -m bench.startup`` (``python -m bench.vm`` runs it in the lab VM).
 
 Starts ``netboot serve`` on a demo store (iSCSI enabled, so LIO support is
 loaded as on a real appliance) and, for comparison, a minimal script that
@@ -6,10 +6,6 @@ imports the same libraries (tftpy, rtslib-fb) and serves a directory with
 tftpy's server.  Each run measures the wall time from process start to the
 first DATA packet for an existing file (an RRQ every 20 ms from a fresh
 port until one is answered).  Prints every run, the medians and the ratio.
-
-With ``--vm`` the same script runs inside the lab's server VM (TCG, the
-repository shared read-only over 9p, as the end-to-end suite runs the
-appliance); the VM is stopped by its PID at the end.
 """
 
 from __future__ import annotations
@@ -129,29 +125,12 @@ def report(times: dict[str, list[float]], where: str) -> str:
     return "\n".join(lines)
 
 
-def run_in_vm(repeat: int) -> str:
-    sys.path.insert(0, str(REPO / "qemu-tests"))
-    from lab import project_vm
-
-    with project_vm(smp=1, memory_mb=1024) as vm:
-        # The repository is read-only in the VM: the demo goes to /tmp (tmpfs).
-        r = vm.run(f"cd /lab/repo && TMPDIR=/tmp python3 -m bench.startup --repeat {repeat} --where 'lab VM'",
-                   timeout=START_TIMEOUT * repeat * 3)
-        if not r.ok:
-            raise RuntimeError(f"in VM: exit {r.rc}\n{r.stdout}\n{r.stderr[-2000:]}")
-        return r.stdout.strip()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.startup", description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--vm", action="store_true", help="measure inside the QEMU lab's server VM")
     parser.add_argument("--where", default="host", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.vm:
-        print(run_in_vm(max(1, args.repeat)))
-    else:
-        print(report(measure(max(1, args.repeat)), args.where))
+    print(report(measure(max(1, args.repeat)), args.where))
     return 0
 
 

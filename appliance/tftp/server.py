@@ -64,7 +64,7 @@ from ..errors import TftpError
 from .options import MAX_OPTIONS, WINDOWSIZE_MAX, OptionRefused, negotiate
 from .packets import (
     ERR_ACCESS, ERR_ILLEGAL_OP, ERR_OPTION, ERR_UNDEFINED, ERR_UNKNOWN_TID,
-    Error, MalformedPacket, Request, ack_block, encode_error, parse_packet,
+    OP_ACK, Error, MalformedPacket, Request, encode_error, parse_packet,
 )
 from .transfer import Transfer, netascii_size
 from .worker import INLINE_CONTENT_MAX, Worker, WorkerGone, WorkerPool
@@ -247,6 +247,7 @@ class TftpServer:
         self._fd_exhausted_since_warning = 0
         self._timers: list[tuple[float, int, _Session]] = []
         self._timer_seq = 0
+        self._recv_buffer = bytearray(_SESSION_RECV_BYTES)
         self._watched: dict[int, Callable[[], None]] = {}
         self._pool: WorkerPool | None = None
         self._remote: dict[tuple[str, int], _Remote] = {}
@@ -453,9 +454,12 @@ class TftpServer:
             self._run_deferred(now)
 
     def _on_session_readable(self, session: _Session, now: float) -> None:
+        # The per-DATA-packet path: one preallocated receive buffer, the ACK
+        # parsed in place, no helper calls (each costs ~0.1 µs of ~3 µs).
         sock = session.sock
+        buf = self._recv_buffer
         try:
-            data, addr = sock.recvfrom(_SESSION_RECV_BYTES)
+            size, addr = sock.recvfrom_into(buf)
         except OSError:
             return
         client = session.client
@@ -464,12 +468,11 @@ class TftpServer:
             self._send_error(sock, addr, ERR_UNKNOWN_TID, "Unknown transfer ID")
             return
         transfer = session.transfer
-        block = ack_block(data)
-        if block >= 0:
-            out = transfer.on_ack(block, now)
+        if size >= 4 and buf[1] == OP_ACK and buf[0] == 0:
+            out = transfer.on_ack((buf[2] << 8) | buf[3], now)
         else:
             try:
-                packet = parse_packet(data)
+                packet = parse_packet(bytes(buf[:size]))
             except MalformedPacket:
                 self.stats.malformed += 1
                 return
@@ -479,7 +482,11 @@ class TftpServer:
                 return
             transfer.on_error(packet.code, packet.message, now)
             out = ()
-        _send(sock, out, client)
+        for datagram in out:
+            try:
+                sock.sendto(datagram, client)
+            except OSError:
+                pass            # lost like any datagram; the timer retransmits
         if transfer.done:
             self._end_session(session)
         elif transfer.deadline < session.timer_at:
