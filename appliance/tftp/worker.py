@@ -37,12 +37,20 @@ _WORKER_MAIN = "import sys; from appliance.tftp.worker import run_worker; sys.ex
 
 
 def default_worker_count() -> int:
-    """One worker per usable CPU; none (serve in-process) on a single CPU."""
+    """One worker per usable CPU but one, at least one.
+
+    One worker already takes the data path away from the admitting process
+    (its threads, the GIL, provider look-ups and file opens no longer delay
+    datagrams).  Each further worker adds wake-ups (fewer ACKs handled per
+    epoll wait) and only pays where a core would otherwise idle: the last
+    core is left to the admitting process, the control loop and the kernel's
+    network stack.
+    """
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
-    return cpus if cpus > 1 else 0
+    return max(1, cpus - 1)
 
 
 class WorkerGone(Exception):
