@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
 from appliance.demo import build_demo
+from helpers import netboot
 
 
 @pytest.fixture
@@ -31,11 +31,4 @@ def demo_layout(tmp_path: Path):
 def netboot_cli() -> Callable[..., subprocess.CompletedProcess]:
     """Run ``netboot ARGS...`` in a subprocess; ``env`` entries are added to the environment."""
 
-    def run(*args: str, env: dict[str, str] | None = None, drop_env: tuple[str, ...] = ("NETBOOT_CONFIG",),
-            timeout: float = 60, text: bool = True) -> subprocess.CompletedProcess:
-        full_env = {k: v for k, v in os.environ.items() if k not in drop_env}
-        full_env.update(env or {})
-        return subprocess.run([sys.executable, "-m", "appliance.cli.main", *map(str, args)],
-                              capture_output=True, text=text, env=full_env, timeout=timeout)
-
-    return run
+    return netboot

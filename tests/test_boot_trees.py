@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import builtins
+import contextlib
+import io
 import os
 import shutil
+import socket
 import struct
 import subprocess
+import time
 import zlib
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -344,8 +350,26 @@ def test_rpi5_prefixes_are_the_pi4s(env_factory, host, prefix):
         assert prefix + name in files
 
 
-def test_render_tree_is_pure_and_repeatable(env_factory):
-    env = env_factory("rpi")
+@contextlib.contextmanager
+def io_forbidden():
+    """Every file system, socket and clock entry point raises while inside."""
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"I/O during rendering: {args!r:.200}")
+
+    names = [(builtins, "open"), (io, "open"), (os, "open"), (os, "stat"), (os, "lstat"), (os, "listdir"),
+             (os, "scandir"), (os, "readlink"), (os, "access"), (socket, "socket"), (time, "time"),
+             (time, "monotonic")]
+    with contextlib.ExitStack() as stack:
+        for module, name in names:
+            stack.enter_context(mock.patch.object(module, name, refuse))
+        yield
+
+
+@pytest.mark.parametrize("boot", ["rpi", "rpi5", "uboot", "ipxe"])
+def test_render_tree_is_pure_and_repeatable(env_factory, boot):
+    """Rendering reads only its inputs: with I/O refused and the generations deleted from disk it
+    renders the same tree, twice."""
+    env = env_factory(boot, **({"cmdline": "ip=dhcp"} if boot in ("uboot", "ipxe") else {}))
     env.add("1", dtbs=DTBS)
     env.add("2")
     config = env.config
@@ -353,8 +377,15 @@ def test_render_tree_is_pure_and_repeatable(env_factory):
     roots = store_roots(config)
     profile = read_profile(host.profile, roots)
     inputs = gather_inputs(config, host, profile.get(2), profile.valid, roots)
-    a, b = render_tree(inputs), render_tree(inputs)
-    assert a.files == b.files
+    expected = render_tree(inputs)
+    generated = {p: s.data for p, s in expected.files.items() if isinstance(s, Generated)}
+    assert expected.generation == 2 and generated
+    shutil.rmtree(env.store)
+    shutil.rmtree(env.profile.parent)
+    with io_forbidden():
+        a, b = render_tree(inputs), render_tree(inputs)
+    assert a.files == b.files == expected.files
+    assert {p: s.data for p, s in a.files.items() if isinstance(s, Generated)} == generated
     assert a.generation == 2
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -17,17 +16,19 @@ import pytest
 from appliance.control.metrics import BootCounters, render_metrics
 from appliance.demo import build_demo
 from appliance.tftp import TftpStats
+from helpers import eventually, free_port, netboot
 
 
-def netboot(config: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "appliance.cli.main", "-c", str(config), *args],
-                          capture_output=True, text=True, timeout=60, env=env)
+def _get(url: str) -> str:
+    return urllib.request.urlopen(url, timeout=5).read().decode()
 
 
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _reachable(url: str) -> bool:
+    try:
+        _get(url)
+    except OSError:
+        return False
+    return True
 
 
 @pytest.fixture
@@ -36,21 +37,21 @@ def demo(tmp_path: Path):
 
 
 def test_shell_lists_generations_and_pins(demo, tmp_path):
-    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
-    out = netboot(demo.config, "shell", "ls /hosts/pi-desktop/generations", env=env)
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    out = netboot("shell", "ls /hosts/pi-desktop/generations", config=demo.config, env=env)
     assert out.returncode == 0, out.stderr
     assert "o- 1" in out.stdout and "o- 2" in out.stdout
     assert "served current" in out.stdout          # generation 2: followed
-    out = netboot(demo.config, "shell", "cd /hosts/pi-desktop", "pin 1", env=env)
+    out = netboot("shell", "cd /hosts/pi-desktop", "pin 1", config=demo.config, env=env)
     assert "serving generation 1 (pin)" in out.stdout, out.stdout + out.stderr
-    status = json.loads(netboot(demo.config, "status", "--json").stdout)
+    status = json.loads(netboot("status", "--json", config=demo.config).stdout)
     assert status["hosts"]["pi-desktop"]["served"] == 1
     assert status["hosts"]["pi-desktop"]["reason"] == "pin"
     # A bad generation is an error line in the shell, not a crash, and changes nothing.
-    out = netboot(demo.config, "shell", "cd /hosts/pi-desktop", "pin 9", env=env)
+    out = netboot("shell", "cd /hosts/pi-desktop", "pin 9", config=demo.config, env=env)
     assert "error: pi-desktop: no generation 9" in out.stdout
     assert "Traceback" not in out.stdout + out.stderr
-    status = json.loads(netboot(demo.config, "status", "--json").stdout)
+    status = json.loads(netboot("status", "--json", config=demo.config).stdout)
     assert status["hosts"]["pi-desktop"]["served"] == 1
 
 
@@ -85,25 +86,15 @@ def test_daemon_metrics_endpoint(demo):
     proc = subprocess.Popen([sys.executable, "-m", "appliance.cli.main", "-c", str(demo.config), "serve"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 20
-        body = None
-        while time.monotonic() < deadline and body is None:
-            try:
-                body = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=2).read().decode()
-            except OSError:
-                time.sleep(0.1)
-        assert body is not None, "metrics endpoint never came up"
+        metrics_url = f"http://127.0.0.1:{mport}/metrics"
+        eventually(lambda: _reachable(metrics_url), 20, "the metrics endpoint", interval=0.1)
         got = subprocess.run(["curl", "-s", "-o", "-", f"tftp://127.0.0.1:{tport}/dc-a6-32-01-02-03/config.txt"],
                              capture_output=True, timeout=30)
         assert got.stdout.startswith(b"# netboot-appliance")
         # The record is emitted when the server sees the last ACK, just after curl exits.
         want = 'netboot_boot_transfers_total{host="pi-desktop",outcome="complete"} 1'
-        for _ in range(50):
-            body = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read().decode()
-            if want in body:
-                break
-            time.sleep(0.1)
-        assert want in body
+        eventually(lambda: want in _get(metrics_url), 5, want)
+        body = _get(metrics_url)
         assert 'netboot_served_generation{host="pi-desktop"} 2' in body
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -130,7 +121,9 @@ def test_demo_serves_what_it_prints(tmp_path):
             if "serving TFTP" in line or time.monotonic() > deadline:
                 break
         assert len(commands) >= 10
-        time.sleep(0.3)
+        # The line comes once the port is bound: nothing else can bind it now.
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe, pytest.raises(OSError):
+            probe.bind(("127.0.0.1", port))
         config = root / "appliance.toml"
         hosts = {"dc-a6-32-01-02-03": "pi-desktop", "52-54-00-12-34-56": "arm-board",
                  "52-54-00-ab-cd-ef": "pc", "pxelinux.cfg": "arm-board"}
@@ -140,8 +133,7 @@ def test_demo_serves_what_it_prints(tmp_path):
             if host is None:
                 continue     # unprefixed files need the client's MAC (loopback has none)
             got = subprocess.run(["curl", "-s", "-o", "-", url], capture_output=True, timeout=60).stdout
-            want = subprocess.run([sys.executable, "-m", "appliance.cli.main", "-c", str(config), "cat", host, path],
-                                  capture_output=True, timeout=60).stdout
+            want = netboot("cat", host, path, config=config, text=False).stdout
             assert got == want and got, path
     finally:
         proc.send_signal(signal.SIGINT)

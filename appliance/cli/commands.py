@@ -396,10 +396,12 @@ def demo(args: argparse.Namespace) -> int:
     print(f"\nmore: netboot -c {layout.config} tree HOST | generations HOST | pin HOST N | status")
     if args.print_only:
         return 0
-    print(f"\nserving TFTP on 127.0.0.1:{args.port} (Ctrl-C stops)\n", flush=True)
     from ..control.daemon import run_daemon
 
-    return run_daemon(layout.config)
+    def ready() -> None:     # printed once the port is bound: the curl commands above work from now on
+        print(f"\nserving TFTP on 127.0.0.1:{args.port} (Ctrl-C stops)\n", flush=True)
+
+    return run_daemon(layout.config, on_ready=ready)
 
 
 def _demo_highlights(snap: HostSnapshot) -> list[str]:

@@ -23,7 +23,7 @@ import signal
 import socket
 import time
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from ..config import Config, load_config
 from ..config.load import config_warnings, require_hosts
@@ -476,7 +476,8 @@ class Appliance:
             self._published_status = line
             sd_notify(f"STATUS={line}")
 
-    def run(self) -> int:
+    def run(self, on_ready: Callable[[], None] | None = None) -> int:
+        """Serve until SIGTERM/SIGINT; ``on_ready`` is called once every socket is bound."""
         wake_r, wake_w = self._wake_r, self._wake_w
 
         def on_signal(signum: int, _frame: object) -> None:
@@ -527,6 +528,8 @@ class Appliance:
         self._publish_health()
         self._published_status = status_line(self.health.report())
         sd_notify(f"READY=1\nSTATUS={self._published_status}")
+        if on_ready is not None:
+            on_ready()
         next_tick = time.monotonic()
         try:
             while not self._stop:
@@ -574,5 +577,5 @@ def _not_serving(problem: str) -> str:
             "to serve TFTP without iSCSI meanwhile)")
 
 
-def run_daemon(config_path: Path) -> int:
-    return Appliance(config_path).run()
+def run_daemon(config_path: Path, on_ready: Callable[[], None] | None = None) -> int:
+    return Appliance(config_path).run(on_ready)

@@ -25,6 +25,7 @@ from typing import Callable, Iterable
 
 from appliance.demo import build_demo
 from appliance.demo.store import DemoLayout
+from helpers import eventually as _eventually, free_port, netboot
 
 PI = "pi-desktop"
 PI_PREFIX = "dc-a6-32-01-02-03/"
@@ -35,13 +36,7 @@ ARM = "arm-board"
 CURL_NOT_FOUND = 68     # TFTP error 1
 CURL_ACCESS = 69        # TFTP error 2
 
-FOLLOW_DEADLINE = 1.0   # SPEC §7: served within 1 s
-
-
-def free_udp_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+FOLLOW_DEADLINE = 1.0   # README: a new generation is served within 1 s
 
 
 # -- the store ---------------------------------------------------------------------------
@@ -92,7 +87,7 @@ class Store:
 
 
 def build_store(root: Path, port: int | None = None) -> Store:
-    port = port or free_udp_port()
+    port = port or free_port()
     layout = build_demo(root, port=port)
     return Store(layout, port)
 
@@ -251,17 +246,8 @@ def get(port: int, path: str, **kw) -> bytes:
 
 def eventually(check: Callable[[], object], deadline: float = FOLLOW_DEADLINE, what: str = "",
                interval: float = 0.01) -> tuple[object, float]:
-    """Poll ``check`` until truthy; return (its value, seconds taken). Fails after ``deadline``."""
-    start = time.monotonic()
-    last = None
-    while True:
-        last = check()
-        elapsed = time.monotonic() - start
-        if last:
-            return last, elapsed
-        if elapsed > deadline:
-            raise AssertionError(f"not within {deadline} s: {what} (last: {last!r:.300})")
-        time.sleep(interval)
+    """``helpers.eventually`` with the follow deadline as the default bound."""
+    return _eventually(check, deadline, what, interval)
 
 
 def sha(data: bytes) -> str:
@@ -336,10 +322,7 @@ class RawTransfer:
 # -- the CLI -----------------------------------------------------------------------------
 
 def cli(config: Path, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env.pop("NETBOOT_CONFIG", None)
-    return subprocess.run([sys.executable, "-m", "appliance.cli.main", "-c", str(config), *args],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+    return netboot(*args, config=config, timeout=timeout)
 
 
 def cli_ok(config: Path, *args: str) -> str:

@@ -15,15 +15,11 @@ import time
 import urllib.request
 from contextlib import contextmanager
 
+from helpers import free_port
+
 from .control_harness import (PC_PREFIX, PI, PI_PREFIX, cli_ok, curl, eventually, get, history, status)
 
-LOCK_HELD = 20.0
-
-
-def free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]   # far longer than any of the fetches below may take
+LOCK_HELD = 20.0    # far longer than any of the fetches below may take
 
 
 @contextmanager
@@ -63,7 +59,7 @@ def test_a_blocked_state_store_delays_no_transfer_and_the_trial_still_reverts(da
 
 
 def test_boot_events_that_cannot_be_written_are_counted_and_reported_once(store, make_daemon):
-    metrics_port = free_tcp_port()
+    metrics_port = free_port(socket.SOCK_STREAM)
     store.write_config(store.read_config().replace("[server]\n",
                                                    f'[server]\nmetrics_listen = "127.0.0.1:{metrics_port}"\n', 1))
     store.layout.state.mkdir(parents=True, exist_ok=True)

@@ -5,14 +5,10 @@ from __future__ import annotations
 import socket
 import subprocess
 
+from helpers import free_port
+
 from .control_harness import PC, PC_PREFIX, PI, PI_PREFIX, eventually, status
 from .test_access_netns import PC_MAC, PI_MAC, STRANGER_MAC, clients  # noqa: F401 (fixture)
-
-
-def free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http(url: str, netns: str | None = None) -> tuple[int, bytes]:
@@ -25,7 +21,7 @@ def http(url: str, netns: str | None = None) -> tuple[int, bytes]:
 
 
 def with_http(store, addresses: list[str]) -> int:
-    port = free_tcp_port()
+    port = free_port(socket.SOCK_STREAM)
     listen = ", ".join(f'"{a}:{port}"' for a in addresses)
     text = store.read_config().replace("[server]\n", f"[server]\nhttp_listen = [{listen}]\n", 1)
     store.write_config(text)
@@ -82,7 +78,7 @@ def test_http_off_by_default_and_bad_listen_refused(store, make_daemon, netboot_
 
 def test_http_counters_in_metrics(store, make_daemon):
     port = with_http(store, ["127.0.0.1"])
-    metrics_port = free_tcp_port()
+    metrics_port = free_port(socket.SOCK_STREAM)
     store.write_config(store.read_config().replace("[server]\n", f'[server]\nmetrics_listen = "127.0.0.1:{metrics_port}"\n', 1))
     make_daemon(store.config).start()
     assert http(f"http://127.0.0.1:{port}/{PC_PREFIX}boot.ipxe")[0] == 200

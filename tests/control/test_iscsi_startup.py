@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import free_port
+
 from .control_harness import PI, PI_PREFIX, cli, eventually, get, status
 from appliance.iscsi.sessions import ISCSI_FABRIC
 
@@ -33,12 +35,6 @@ def _iscsi_config(store, tmp_path: Path, on_failure: str | None, metrics_port: i
 initiator = "iqn.2026-04.net.example:{PI}"
 lun = {{ file = "{tmp_path}/luns/{PI}.img", size = "64M" }}
 """
-
-
-def _free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _metrics(port: int) -> str:
@@ -67,7 +63,7 @@ def test_serve_fails_with_one_clear_line_when_lio_cannot_be_opened(store, tmp_pa
 
 
 def test_degraded_mode_serves_tftp_says_so_and_retries(store, tmp_path, make_daemon):
-    port = _free_tcp_port()
+    port = free_port(socket.SOCK_STREAM)
     store.write_config(_iscsi_config(store, tmp_path, "degraded", port))
     d = make_daemon(store.config).start()
     ready = next(m for m in d.messages if "READY=1" in m.splitlines())

@@ -10,6 +10,8 @@ from __future__ import annotations
 import socket
 import urllib.request
 
+from helpers import free_port
+
 from .control_harness import PI, PI_PREFIX, cli, cli_ok, eventually, get
 
 NESTED = b'{"version": 1, "hosts": ' + b"[" * 100_000
@@ -21,9 +23,7 @@ def _kernel_is(store, number: int):
 
 
 def _with_metrics(store) -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port(socket.SOCK_STREAM)
     text = store.read_config().replace("[iscsi]", f'metrics_listen = "127.0.0.1:{port}"\n\n[iscsi]', 1)
     store.write_config(text)
     return port

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 from .control_harness import (ARM, CURL_ACCESS, PC, PC_PREFIX, PI, PI_PREFIX, RawTransfer, cli, cli_ok, curl,
                              eventually, get, sha, status)
@@ -139,7 +138,11 @@ def test_a_pinned_generation_outlives_its_profile_link(store, make_daemon):
     eventually(lambda: get(store.port, PI_PREFIX + "kernel8.img") == want, what="pin 1 served")
     eventually(lambda: f"{PI}-pinned-1.netboot-root" in _roots(store), what="pinned root")
     os.unlink(store.link(PI, 1))                       # what nix-collect-garbage -d does
-    time.sleep(0.5)
+    # A barrier: once generation 3, added after the unlink, is served, the daemon has seen the unlink.
+    top3 = make_toplevel(store.layout.store, PI, "25.05.3")
+    add_generation(store.profile(PI), top3)
+    eventually(lambda: curl(store.port, PI_PREFIX + "generations/3/kernel8.img").data == (top3 / "kernel").read_bytes(),
+               what="generation 3 listed")
     assert get(store.port, PI_PREFIX + "kernel8.img") == want
     assert get(store.port, PI_PREFIX + "generations/1/kernel8.img") == want
     s = status(store.config, PI)["hosts"][PI]
@@ -149,7 +152,7 @@ def test_a_pinned_generation_outlives_its_profile_link(store, make_daemon):
     # Unpinning lets it go: the root is pruned and the generation disappears.
     cli_ok(store.config, "unpin", PI)
     eventually(lambda: f"{PI}-pinned-1.netboot-root" not in _roots(store), what="root pruned")
-    assert [g["number"] for g in json.loads(cli_ok(store.config, "generations", PI, "--json"))["generations"]] == [2]
+    assert [g["number"] for g in json.loads(cli_ok(store.config, "generations", PI, "--json"))["generations"]] == [3, 2]
 
 
 def test_strict_access_refuses_unknown_macs_open_serves_them(store, make_daemon):

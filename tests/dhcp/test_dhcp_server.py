@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import socket
-import time
 
 from appliance.dhcp import ProxyDhcpServer
 from appliance.dhcp import packet as p
 
+from helpers import eventually
+
 from .helpers import PC_MAC, PI_MAC, config, request
 
 IPXE = ((p.OPT_IPXE_ENCAP, b"\x13\x01\x01"),)
-
-
-def _wait(pred, what: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_pxe_port_requests_are_answered_and_garbage_is_counted():
@@ -41,7 +33,7 @@ def test_pxe_port_requests_are_answered_and_garbage_is_counted():
             client.sendto(p.encode_packet(req), ("127.0.0.1", pxe_port))
             reply = p.parse_packet(client.recv(2048))
         assert reply.xid == 77 and reply.message_type == p.DHCPACK and reply.file.endswith(b"boot.ipxe")
-        _wait(lambda: server.read_stats().replies == 1, "the reply to be counted")
+        eventually(lambda: server.read_stats().replies == 1, what="the reply to be counted")
         stats = server.read_stats()
         assert stats.malformed == 8 and stats.received == 9 and stats.internal_errors == 0
         assert leases == [("10.253.7.60", PC_MAC)]   # the reply went to the source, 127.0.0.1

@@ -12,6 +12,7 @@ import pytest
 
 from appliance.content import AccessDenied, BytesContent, DictProvider, FileNotFound, TransferRecord
 from appliance.http import HttpServer
+from helpers import poll
 
 pytestmark = pytest.mark.skipif(subprocess.run(["which", "curl"], capture_output=True).returncode != 0,
                                 reason="curl missing")
@@ -41,9 +42,7 @@ class Served:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def wait_records(self, n: int, timeout: float = 5.0) -> list[TransferRecord]:
-        deadline = time.monotonic() + timeout
-        while len(self.records) < n and time.monotonic() < deadline:
-            time.sleep(0.01)
+        poll(lambda: len(self.records) >= n, timeout)
         return self.records
 
 

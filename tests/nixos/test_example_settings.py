@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import tomllib
 
 from appliance.config import parse_config
-from nix_helpers import EXAMPLE_TOML, REPO
+from helpers import netboot
+from nix_helpers import EXAMPLE_TOML
 
 
 def _example() -> dict:
@@ -45,11 +43,7 @@ def test_example_fleet_has_seven_nodes_with_their_own_directory_lun_and_initiato
 
 
 def test_netboot_check_accepts_the_example_without_touching_files() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "NETBOOT_CONFIG"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "appliance.cli.main", "-c", str(EXAMPLE_TOML), "check", "--no-files", "--json"],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=60,
-    )
+    proc = netboot("check", "--no-files", "--json", config=EXAMPLE_TOML)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert json.loads(proc.stdout)["ok"] is True
 

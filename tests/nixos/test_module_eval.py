@@ -15,13 +15,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import tomli_w
 
-from nix_helpers import REPO, eval_harness, nix_eval_error, nix_eval_json
+from helpers import netboot
+from nix_helpers import eval_harness, nix_eval_error, nix_eval_json
 
 SERVER_BASE = """
   imports = [ (repo + "/nixos/appliance.nix") ];
@@ -147,9 +147,7 @@ def netboot_check(settings: dict, tmp_path: Path) -> None:
     """The build's `netboot -c $out check --no-files` on the document pkgs.formats.toml writes."""
     path = tmp_path / "appliance.toml"
     path.write_bytes(tomli_w.dumps(settings).encode())
-    env = {k: v for k, v in os.environ.items() if k != "NETBOOT_CONFIG"}
-    proc = subprocess.run([sys.executable, "-m", "appliance.cli.main", "-c", str(path), "check", "--no-files"],
-                          capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
+    proc = netboot("check", "--no-files", config=path)
     assert proc.returncode == 0, proc.stderr + proc.stdout
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import time
 from contextlib import contextmanager
 from collections.abc import Iterator
 
 import pytest
 
+from helpers import eventually, poll
 from appliance.content import DictProvider, TransferRecord
 from appliance.tftp import TftpServer
 from appliance.tftp.packets import Packet, parse_packet
@@ -37,9 +37,8 @@ class Served:
         self.port = self.address[1]
 
     def wait_records(self, count: int, timeout: float = 5.0) -> list[TransferRecord]:
-        deadline = time.monotonic() + timeout
-        while len(self.records) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
+        """The records so far, once there are ``count`` or ``timeout`` has passed."""
+        poll(lambda: len(self.records) >= count, timeout)
         return list(self.records)
 
 
@@ -49,10 +48,7 @@ def serving(files: dict, listen: tuple[str, ...] = ("127.0.0.1:0",), **options) 
     server = TftpServer(DictProvider(files), listen=listen, on_transfer=records.append, **options)
     server.run_in_thread()
     try:
-        deadline = time.monotonic() + 30
-        while len(server.worker_pids()) < server.workers and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert len(server.worker_pids()) == server.workers, "transfer workers did not start"
+        eventually(lambda: len(server.worker_pids()) == server.workers, 30, "transfer workers to start")
         yield Served(server, records)
     finally:
         server.stop(wait=10)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import tftpy
+
+from helpers import eventually
 
 from .helpers import require_binary, serving
 
@@ -89,13 +90,10 @@ def test_atftp_windowsize(server, tree, tmp_path, blksize, windowsize):
     run([atftp, "--option", f"blksize {blksize}", "--option", f"windowsize {windowsize}",
          "-g", "-r", "kernel.img", "-l", "out", "127.0.0.1", str(server.port)], tmp_path)
     assert (tmp_path / "out").read_bytes() == tree["files"]["kernel.img"]
-    deadline = time.monotonic() + 5          # the record follows the client's last ACK
-    while time.monotonic() < deadline:
-        matching = [r for r in server.records if r.windowsize == windowsize and r.blksize == blksize]
-        if matching:
-            break
-        time.sleep(0.01)
-    assert matching and matching[-1].outcome == "complete"
+    # the record follows the client's last ACK
+    matching, _ = eventually(lambda: [r for r in server.records if r.windowsize == windowsize
+                                      and r.blksize == blksize], what="the transfer's record")
+    assert matching[-1].outcome == "complete"
 
 
 @pytest.mark.parametrize("blksize", BLKSIZES)
@@ -106,11 +104,25 @@ def test_tftpy_client(server, tree, tmp_path, blksize):
     assert out.read_bytes() == tree["files"]["exact.bin"]
 
 
-def test_tftpy_tsize(server, tree, tmp_path):
+@pytest.mark.parametrize("name", ["kernel.img", "empty"])
+def test_tftpy_tsize(server, tree, tmp_path, name):
+    """RFC 2349: the OACK's tsize is the file's size, as the client reports it."""
     out = tmp_path / "out"
     client = tftpy.TftpClient("127.0.0.1", server.port, options={"tsize": 0})
-    client.download("kernel.img", str(out), timeout=5)
+    client.download(name, str(out), timeout=5)
+    assert out.read_bytes() == tree["files"][name]
+    assert int(client.context.options["tsize"]) == len(tree["files"][name])
+
+
+def test_curl_verbose_reports_tsize(server, tree, tmp_path):
+    """curl asks for tsize and prints the size the OACK carried."""
+    curl = require_binary("curl")
+    out = tmp_path / "out"
+    result = run([curl, "-v", "--max-time", "30", "-o", str(out),
+                  f"tftp://127.0.0.1:{server.port}/kernel.img"], tmp_path)
     assert out.read_bytes() == tree["files"]["kernel.img"]
+    assert f"got option=(tsize) value=({len(tree['files']['kernel.img'])})".encode() in result.stderr, \
+        result.stderr[-2000:]
 
 
 def test_rollover_past_65535_blocks(tmp_path):

@@ -16,6 +16,7 @@ from appliance.tftp import TftpServer
 from appliance.tftp.packets import (
     Data, Error, OptionAck, encode_ack, encode_error, encode_request,
 )
+from helpers import eventually
 from peers.pi_bootloader import TftpFailure, fetch
 
 from .helpers import RawPeer, serving
@@ -353,9 +354,7 @@ def test_provider_exceptions_become_errors_and_server_continues():
         stats = server.read_stats()
         assert stats.internal_errors == 1
         assert stats.errors_sent == {0: 1, 2: 1, 1: 1}
-        deadline = time.monotonic() + 2
-        while len(records) < 4 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        eventually(lambda: len(records) >= 4, 2, "four transfer records")
         assert [r.outcome.split(":")[0] for r in records] == ["error", "denied", "not-found", "complete"]
         assert records[-1].meta == {"generation": 7}
     finally:
@@ -405,7 +404,7 @@ def test_stop_drains_transfers_that_finish_in_time(payloads):
 
         t = threading.Thread(target=download)
         t.start()
-        time.sleep(0.01)
+        eventually(lambda: s.server.read_stats().sessions_active == 1, 5, "the transfer to start")
         s.server.stop(drain=5)
         t.join(10)
         assert result.get("data") == payloads["medium.bin"]
