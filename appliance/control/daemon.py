@@ -495,6 +495,8 @@ class Appliance:
         # LIO first: boot files whose root disk is not exported are not served silently.
         self.store.ensure_dir()
         self.apply_iscsi(at_start=True)
+        # Before serving: the first request must not be the one that waits for netlink.
+        self.neighbours.connect()
         listen = [str(a) for a in self.config.server.tftp_listen]
         # Transfers are pumped by one worker process per CPU; this process admits them.
         self.tftp = TftpServer(self.resolver, listen=listen, on_transfer=self.on_transfer,

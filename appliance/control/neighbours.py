@@ -144,6 +144,20 @@ class NeighbourTable:
         self._solicitors: dict[int, socket.socket] = {}
         self._lock = threading.Lock()
 
+    def connect(self) -> None:
+        """Load the netlink library and open its socket now.
+
+        Called before serving: on a slow machine the first import takes
+        seconds (tens under emulation), and paid inside the first request it
+        outlasts the client's retransmissions, so the first boot after a start
+        times out.  A failure is reported through ``Health`` and retried as usual.
+        """
+        with self._lock:
+            try:
+                self._netlink.call(lambda ipr: None)
+            except NetlinkUnavailable:
+                pass
+
     def learn(self, ip: str, mac: str) -> None:
         self._static[canonical_ip(ip)] = mac.lower()
 
