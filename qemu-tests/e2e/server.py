@@ -137,7 +137,8 @@ class Appliance:
         for h in self.hosts:
             self.netboot("register", h.name, self.built.toplevels[h.name][h.generations[0]])
         self.sh(f"setsid netboot -c {CONFIG} serve >/var/log/netboot.log 2>&1 </dev/null &")
-        deadline = time.monotonic() + 120
+        # The daemon loads its netlink library before it serves: tens of seconds under TCG.
+        deadline = time.monotonic() + 300
         while True:
             log = self.sh("cat /var/log/netboot.log")
             if "serving TFTP on" in log:
