@@ -26,18 +26,13 @@ import time
 from pathlib import Path
 
 from appliance.demo import build_demo
+from tests.helpers import free_port
 from appliance.demo.store import add_generation, make_toplevel
 
 HOST = "pi-desktop"
 PATH = "dc-a6-32-01-02-03/cmdline.txt"
 GOAL_MEDIAN = 0.100
 PER_GENERATION_DEADLINE = 5.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_daemon(config: Path, log: Path) -> tuple[subprocess.Popen, socket.socket]:

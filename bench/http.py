@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.helpers import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / ".cache" / "bench"
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -50,12 +52,6 @@ def nginx_binary() -> Path:
         for deb in debs.glob("nginx_*.deb"):
             subprocess.run(["dpkg-deb", "-x", str(deb), str(CACHE / "root")], check=True, timeout=120)
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def answers(port: int) -> bool:
@@ -100,7 +96,7 @@ class Server:
 
 
 def nginx_server(root: Path, work: Path) -> Server:
-    port = free_port()
+    port = free_port(socket.SOCK_STREAM)
     for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"):
         (work / d).mkdir(exist_ok=True)
     conf = work / "nginx.conf"
@@ -166,11 +162,11 @@ def main(argv: list[str] | None = None) -> int:
         servers = [
             nginx_server(root, Path(tmp) / "nginx"),
             Server("appliance (2 loops)", [py, "-m", "appliance.http", "--root", str(root), "--workers", "2",
-                                           "--listen", f"{HOST}:{(p := free_port())}"], p),
+                                           "--listen", f"{HOST}:{(p := free_port(socket.SOCK_STREAM))}"], p),
             Server("appliance (1 loop)", [py, "-m", "appliance.http", "--root", str(root), "--workers", "1",
-                                          "--listen", f"{HOST}:{(p := free_port())}"], p),
+                                          "--listen", f"{HOST}:{(p := free_port(socket.SOCK_STREAM))}"], p),
             Server("stdlib http.server", [py, "-m", "http.server", "--bind", HOST, "--directory", str(root),
-                                          str(p := free_port())], p),
+                                          str(p := free_port(socket.SOCK_STREAM))], p),
         ]
         rows: list[tuple[str, float, float]] = []
         try:

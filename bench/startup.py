@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.helpers import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 PROBE_INTERVAL = 0.02
@@ -30,12 +32,6 @@ MINIMAL_SERVER = """
 import sys, rtslib_fb, tftpy
 tftpy.TftpServer(sys.argv[1]).listen(sys.argv[2], int(sys.argv[3]))
 """
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def answered(port: int, path: str) -> bool:

@@ -45,6 +45,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.helpers import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / ".cache" / "bench"
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -85,12 +87,6 @@ def dnsmasq_binary() -> Path | None:
         subprocess.run(["dpkg-deb", "-x", str(deb), str(CACHE / "root")], check=True, timeout=120)
     path = CACHE / "root/usr/sbin/dnsmasq"
     return path if path.exists() else None
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def port_69_free() -> bool:

@@ -1,6 +1,8 @@
-"""pytest over qemu-tests/: make the ``lab`` package importable."""
+"""pytest over qemu-tests/: make the ``lab`` package and the shared ``tests.helpers`` importable."""
 
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(HERE.parent))

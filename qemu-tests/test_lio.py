@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
 
 import pytest
 
-from lab import Chap, Initiator, Result, ServerVM, free_port, project_vm
+from lab import Chap, Initiator, Result, ServerVM, project_vm
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.vm
 
@@ -108,7 +110,7 @@ def lab():
             if os.environ.get("CI"):
                 pytest.fail(message)
             pytest.skip(message)
-    port = free_port()
+    port = free_port(socket.SOCK_STREAM)
     with project_vm(hostfwd=[(port, 3260)]) as vm:
         print(f"\nlab VM up in {vm.boot_seconds:.1f} s (pid {vm.pid}, iSCSI on 127.0.0.1:{port})")
         vm.run("mkdir -p /srv/luns /tmp/lab/secrets /tmp/lab/store /tmp/lab/state /tmp/lab/profiles && "

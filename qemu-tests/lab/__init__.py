@@ -9,7 +9,7 @@
 """
 
 from .image import ServerImage, build_pydeps, build_server_image, default_cache_dir, package_versions
-from .vm import CommandFailed, Result, ServerVM, Share, VMError, free_port
+from .vm import CommandFailed, Result, ServerVM, Share, VMError
 from .project import REPO, project_vm
 
 __all__ = [
@@ -23,7 +23,6 @@ __all__ = [
     "build_pydeps",
     "build_server_image",
     "default_cache_dir",
-    "free_port",
     "package_versions",
     "project_vm",
 ]

@@ -2,7 +2,7 @@
 
     image = build_server_image()
     with ServerVM(image, shares=[Share(repo, "/lab/repo", readonly=True)],
-                  hostfwd=[(free_port(), 3260)]) as vm:
+                  hostfwd=[(free_port(socket.SOCK_STREAM), 3260)]) as vm:
         r = vm.run("python3 -m appliance.cli.main -c /tmp/x.toml iscsi status")
         r.check()
 
@@ -27,7 +27,7 @@ from typing import Mapping, Sequence
 
 from .image import ServerImage
 
-__all__ = ["CommandFailed", "Result", "ServerVM", "Share", "VMError", "free_port"]
+__all__ = ["CommandFailed", "Result", "ServerVM", "Share", "VMError"]
 
 
 class VMError(RuntimeError):
@@ -65,12 +65,6 @@ class Share:
     host_path: Path
     guest_path: str
     readonly: bool = False
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
