@@ -29,7 +29,7 @@ rec {
   # derive the same target IQN without the server's configuration.
   defaultTargetPrefix = "iqn.2026-11.lan.netboot";
 
-  # Target IQN the appliance creates for a host (SPEC §3, §8).
+  # Target IQN the appliance creates for a host (README: iSCSI root LUNs).
   targetIqn = prefix: host: "${prefix}:${host}";
 
   # Module option values → the document written as TOML.

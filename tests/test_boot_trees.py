@@ -1,4 +1,4 @@
-"""Boot trees (SPEC §5): golden checks of what each kind of host is served."""
+"""Boot trees (README: Boot trees): golden checks of what each kind of host is served."""
 
 from __future__ import annotations
 

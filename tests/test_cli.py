@@ -1,4 +1,4 @@
-"""The ``netboot`` command end to end on a demo store (SPEC §5, §7, §11)."""
+"""The ``netboot`` command end to end on a demo store (README: Boot trees, Operator workflow)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Configuration: every rule of SPEC §3, located by key path, all problems at once."""
+"""Configuration: every rule of the README's configuration reference, located by key path, all problems at once."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ SECRET = "hunter2-Sup3rS3cret-value"
 
 
 def spec_doc() -> dict:
-    """The SPEC §3 example, as the TOML parser would hand it over."""
+    """The README's example configuration, as the TOML parser would hand it over."""
     return {
         "server": {
             "state_dir": "/var/lib/netboot",

@@ -1,4 +1,5 @@
-"""Nix generations (SPEC §4): reading profiles, validating toplevels, registering new ones."""
+"""Nix generations (nix-env profiles, bootspec of NixOS RFC 125): reading profiles, validating
+toplevels, registering new ones."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Confirming a boot by its iSCSI session (pure decision, SPEC §7)."""
+"""Confirming a boot by its iSCSI session (pure decision; README: Operator workflow)."""
 
 from appliance.control.operations import session_confirms
 from appliance.control.state import HostState, Trial

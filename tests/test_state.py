@@ -1,4 +1,4 @@
-"""Operator state and transitions (SPEC §7): pins, rollback, trials, the state file."""
+"""Operator state and transitions (README: Operator workflow): pins, rollback, trials, the state file."""
 
 from __future__ import annotations
 

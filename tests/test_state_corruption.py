@@ -1,4 +1,4 @@
-"""A corrupt state.json never loses a pin silently (README: state; SPEC §7).
+"""A corrupt state.json never loses a pin silently (README: Operator workflow, state).
 
 Every command refuses with one line naming the file, the preserved copy and
 the way out; ``netboot state show`` / ``netboot state repair`` are the

@@ -1,4 +1,4 @@
-"""iSCSI root LUNs on kernel LIO (SPEC §8): desired → observed → plan → apply.
+"""iSCSI root LUNs on kernel LIO (README: iSCSI root LUNs): desired → observed → plan → apply.
 
 - ``desired``: frozen desired state from a ``Config`` (secrets hidden in ``Secret``);
 - ``observe``: LIO read once into frozen data; ``sessions``: who is logged in;

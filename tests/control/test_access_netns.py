@@ -1,4 +1,4 @@
-"""Host resolution by client IP → MAC and access control, with real neighbour entries (SPEC §6).
+"""Host resolution by client IP → MAC and access control, with real neighbour entries (README: TFTP server).
 
 Each client is a network namespace joined to the root namespace by a veth
 pair whose namespace side carries a configured host's MAC; the daemon listens

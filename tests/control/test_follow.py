@@ -1,4 +1,4 @@
-"""Following the profiles: new, rolled-back, removed and broken generations (SPEC §4, §7)."""
+"""Following the profiles: new, rolled-back, removed and broken generations (README: Operator workflow)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Operator commands against a running daemon: pin, unpin, rollback, trial, confirm (SPEC §7)."""
+"""Operator commands against a running daemon: pin, unpin, rollback, trial, confirm (README: Operator workflow)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Transfers against a changing selection, crashes, boot events and GC roots (SPEC §4, §6, §7)."""
+"""Transfers against a changing selection, crashes, boot events and GC roots (README: TFTP server, Operator workflow)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every .nix file in the repository parses (SPEC §10)."""
+"""Every .nix file in the repository parses (README: NixOS)."""
 
 from __future__ import annotations
 
