@@ -5,7 +5,7 @@ loaded as on a real appliance) and, for comparison, a minimal script that
 imports the same libraries (tftpy, rtslib-fb) and serves a directory with
 tftpy's server.  Each run measures the wall time from process start to the
 first DATA packet for an existing file (an RRQ every 20 ms from a fresh
-port until one is answered).  Prints every run, the medians and the ratio.
+port until one is answered; the probe file is small, one ACK ends it).  Prints every run, the medians and the ratio.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -21,10 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.helpers import free_port
+from bench.tftp import HOST, REPO, free_port, tftp_probe
 
-REPO = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
 PROBE_INTERVAL = 0.02
 START_TIMEOUT = 120.0
 
@@ -32,22 +29,6 @@ MINIMAL_SERVER = """
 import sys, rtslib_fb, tftpy
 tftpy.TftpServer(sys.argv[1]).listen(sys.argv[2], int(sys.argv[3]))
 """
-
-
-def answered(port: int, path: str) -> bool:
-    """One RRQ from a fresh port; True when DATA block 1 comes back (then the transfer is ended)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((HOST, 0))
-        s.settimeout(PROBE_INTERVAL)
-        s.sendto(b"\0\1" + path.encode() + b"\0octet\0", (HOST, port))
-        try:
-            data, addr = s.recvfrom(65536)
-        except OSError:
-            return False
-        if data[:4] != b"\0\3\0\1":
-            return False
-        s.sendto(b"\0\5\0\0done\0", addr)        # ERROR 0: end the transfer, nothing more wanted
-        return True
 
 
 def time_to_answer(argv: list[str], port: int, path: str, env: dict[str, str] | None = None) -> float:
@@ -59,36 +40,47 @@ def time_to_answer(argv: list[str], port: int, path: str, env: dict[str, str] | 
             if proc.poll() is not None:
                 err = proc.stderr.read().decode(errors="replace")[-800:]
                 raise RuntimeError(f"{argv[:4]} exited ({proc.returncode}) before answering: {err}")
-            if answered(port, path):
+            if tftp_probe(port, path, timeout=PROBE_INTERVAL):
                 return time.monotonic() - started
         raise RuntimeError(f"{argv[:4]} did not answer within {START_TIMEOUT:.0f} s")
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_process(proc)
 
 
-def demo_setup(workdir: Path, port: int) -> tuple[Path, str, Path]:
-    """A demo store + config with iSCSI enabled; (config, a served path, its file in the store)."""
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM to the process group (it runs in its own session), SIGKILL if it lingers."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def demo_setup(workdir: Path, port: int) -> tuple[Path, str, bytes]:
+    """A demo store + config with iSCSI enabled; (config, a served path, its content).
+
+    The path is a small generated file (one DATA block, so one ACK ends the probe)."""
+    from appliance.boot import Generated
     from appliance.config import load_config
     from appliance.control.snapshot import build_snapshot
     from appliance.control.state import StateStore
     from appliance.demo import build_demo
 
     layout = build_demo(workdir, port=port)
-    text = layout.config.read_text().replace("[iscsi]\nenable = false", "[iscsi]\nenable = true\nportals = [\"127.0.0.1:3260\"]")
+    text = layout.config.read_text().replace("[iscsi]\nenable = false",
+                                             "[iscsi]\nenable = true\nportals = [\"127.0.0.1:3260\"]\n"
+                                             # serve on where LIO is missing (this host, not the VM)
+                                             "on_failure = \"degraded\"")
     layout.config.write_text(text)
     config = load_config(layout.config)
     snapshot = build_snapshot(config, StateStore(config.server.state_dir).load().choices())
     for hs in snapshot.hosts.values():
         for path, source in sorted(hs.tree.files.items()):
-            if path.endswith("/kernel") and isinstance(getattr(source, "path", None), (str, Path)):
-                return layout.config, path, Path(source.path)
-    raise RuntimeError("demo store has no kernel to fetch")
+            if isinstance(source, Generated) and 0 < len(source.data) < 512:
+                return layout.config, path, source.data
+    raise RuntimeError("demo store has no small generated file to fetch")
 
 
 def measure(repeat: int) -> dict[str, list[float]]:
@@ -97,16 +89,16 @@ def measure(repeat: int) -> dict[str, list[float]]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
     with tempfile.TemporaryDirectory(prefix="netboot-startup-") as tmp:
         port = free_port()
-        config, path, source = demo_setup(Path(tmp) / "demo", port)
+        config, path, data = demo_setup(Path(tmp) / "demo", port)
         plain = Path(tmp) / "plain"
         plain.mkdir()
-        (plain / "kernel").write_bytes(source.read_bytes())
+        (plain / "probe.txt").write_bytes(data)
         for _ in range(repeat):             # interleaved: load drifts hit both alike
             times["netboot serve"].append(time_to_answer(
                 [sys.executable, "-m", "appliance.cli.main", "-c", str(config), "serve"], port, path, env))
             mport = free_port()
             times["tftpy + rtslib script"].append(time_to_answer(
-                [sys.executable, "-c", MINIMAL_SERVER, str(plain), HOST, str(mport)], mport, "kernel", env))
+                [sys.executable, "-c", MINIMAL_SERVER, str(plain), HOST, str(mport)], mport, "probe.txt", env))
     return times
 
 

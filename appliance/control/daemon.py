@@ -492,11 +492,15 @@ class Appliance:
 
         for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, on_signal)
-        # LIO first: boot files whose root disk is not exported are not served silently.
         self.store.ensure_dir()
-        self.apply_iscsi(at_start=True)
         # Before serving: the first request must not be the one that waits for netlink.
         self.neighbours.connect()
+        # TFTP answers at once; LIO is set up meanwhile (seconds under a slow CPU).
+        # Boot files whose root disk is not exported yet are not served: those
+        # hosts' requests wait until the apply ends, and a failed apply at start
+        # stops everything as before.
+        if self.config.iscsi.enable:
+            self.resolver.held = frozenset(name for name, host in self.config.hosts.items() if host.iscsi)
         listen = [str(a) for a in self.config.server.tftp_listen]
         # Transfers are pumped by one worker process per CPU; this process admits them.
         self.tftp = TftpServer(self.resolver, listen=listen, on_transfer=self.on_transfer,
@@ -505,6 +509,13 @@ class Appliance:
         self.tftp.start()
         self._watch_frames({port for _, port in self.tftp.addresses})
         self.tftp.run_in_thread()
+        try:
+            self.apply_iscsi(at_start=True)
+        except BaseException:
+            self.tftp.stop()
+            raise
+        finally:
+            self.resolver.held = frozenset()
         if self.config.server.http_listen:
             self.http = HttpServer(self.resolver, [(a.host, a.port) for a in self.config.server.http_listen],
                                    on_transfer=self.on_transfer)

@@ -16,11 +16,13 @@ from typing import Callable, Iterable, Mapping
 
 from ..boot import Generated, StoreFile
 from ..config import Host
-from ..content import AccessDenied, BytesContent, Content, FileContent, FileNotFound, TransferRecord
+from ..content import AccessDenied, BytesContent, Content, FileContent, FileNotFound, RetryLater, TransferRecord
 from .neighbours import ClientLink, NeighbourTable, canonical_ip
 from .snapshot import HostSnapshot, Snapshot
 
 log = logging.getLogger(__name__)
+
+HOLD_RETRY = 0.2       # seconds between looks at a held request
 
 @dataclass(frozen=True)
 class PathIndex:
@@ -109,6 +111,9 @@ class BootResolver:
         self._decisions: dict[str, Decision] = {}
         self._published = snapshot
         self._current = (snapshot, PathIndex.of(snapshot))
+        # Hosts whose requests wait (RetryLater) until the daemon lifts the hold:
+        # while LIO is set up at start, a host's boot files wait for its root disk.
+        self.held: frozenset[str] = frozenset()
 
     def set_snapshot(self, snapshot: Snapshot, settled: Iterable[Decision] = ()) -> None:
         index = PathIndex.of(snapshot)
@@ -196,6 +201,8 @@ class BootResolver:
     def open(self, client: tuple[str, int], path: str) -> Content:
         current = self._current
         hs, full, mac = self.locate(client, path, current)
+        if hs.host.name in self.held:
+            raise RetryLater(HOLD_RETRY)
         guard = current[0].trials.get(hs.host.name)
         if guard is not None and guard.kernel_served and starts_boot(hs, full):
             why = f"host fetched {full} again before the trial of generation {guard.generation} was confirmed"

@@ -37,20 +37,21 @@ _WORKER_MAIN = "import sys; from appliance.tftp.worker import run_worker; sys.ex
 
 
 def default_worker_count() -> int:
-    """One worker per usable CPU but one, at least one.
+    """One worker per usable CPU but one; none (serve in-process) on a single CPU.
 
     One worker already takes the data path away from the admitting process
     (its threads, the GIL, provider look-ups and file opens no longer delay
     datagrams).  Each further worker adds wake-ups (fewer ACKs handled per
     epoll wait) and only pays where a core would otherwise idle: the last
     core is left to the admitting process, the control loop and the kernel's
-    network stack.
+    network stack.  On one CPU a second interpreter only competes with the
+    start-up for it.
     """
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
-    return max(1, cpus - 1)
+    return cpus - 1 if cpus > 1 else 0
 
 
 class WorkerGone(Exception):
@@ -254,7 +255,10 @@ def run_worker(control_fd: int) -> int:
     server.on_transfer = report
     server.start()
     server.watch(control.fileno(), on_control)
-    _send(control, {"op": "ready"})
+    try:
+        _send(control, {"op": "ready"})
+    except OSError:
+        return 0                       # the server stopped before this worker was up
     server.serve_forever()
     try:
         _send(control, {"op": "stopped", "stats": server.read_stats()})
