@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 
 from appliance.doctor import Facts, HostFacts, diagnose
 from appliance.doctor.facts import Generation, LioFacts, PortFacts
 
-from .control_harness import PI, PI_PREFIX, curl, eventually
+from helpers import netboot
+
+from .control_harness import PI, PI_PREFIX, curl, eventually, status
 
 
 def doctor(config, *args: str) -> tuple[int, dict]:
-    proc = subprocess.run([sys.executable, "-m", "appliance.cli.main", "-c", str(config), "doctor", "--json", *args],
-                          capture_output=True, text=True, timeout=60)
+    proc = netboot("doctor", "--json", *args, config=config)
     return proc.returncode, json.loads(proc.stdout)
 
 
@@ -34,9 +33,7 @@ def problems(report: dict, check: str | None = None) -> list[dict]:
 def test_a_served_pi_that_fetched_kernel_and_initrd_is_healthy(store, daemon) -> None:
     for name in ("start4.elf", "config.txt", "kernel8.img", "initrd"):
         assert curl(store.port, PI_PREFIX + name).ok, name
-    eventually(lambda: len(json.loads(subprocess.run(
-        [sys.executable, "-m", "appliance.cli.main", "-c", str(store.config), "status", PI, "--json"],
-        capture_output=True, text=True).stdout)["hosts"][PI]["last_boot_events"]) >= 4)
+    eventually(lambda: len(status(store.config, PI)["hosts"][PI]["last_boot_events"]) >= 4)
     code, report = doctor(store.config, PI)
     assert code == 0, report
     assert problems(report) == []
@@ -91,8 +88,7 @@ def test_a_bad_config_is_the_only_finding_and_points_at_check(store) -> None:
 
 
 def test_text_output_gives_each_problem_its_fix(store) -> None:
-    proc = subprocess.run([sys.executable, "-m", "appliance.cli.main", "-c", str(store.config), "doctor", PI],
-                          capture_output=True, text=True, timeout=60)
+    proc = netboot("doctor", PI, config=store.config)
     assert proc.returncode == 1
     lines = proc.stdout.splitlines()
     fail = next(i for i, line in enumerate(lines) if line.startswith("FAIL port:udp/"))
@@ -167,5 +163,5 @@ def test_rule_unreadable_secret_and_port_not_answering() -> None:
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl missing")
 def test_doctor_is_in_the_help() -> None:
-    proc = subprocess.run([sys.executable, "-m", "appliance.cli.main", "--help"], capture_output=True, text=True)
+    proc = netboot("--help")
     assert "doctor" in proc.stdout

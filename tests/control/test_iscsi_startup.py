@@ -7,14 +7,13 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from helpers import free_port
+from helpers import free_port, netboot
 
 from .control_harness import PI, PI_PREFIX, cli, eventually, get, status
 from appliance.iscsi.sessions import ISCSI_FABRIC
@@ -48,8 +47,7 @@ def _failures(metrics: str) -> int:
 def test_serve_fails_with_one_clear_line_when_lio_cannot_be_opened(store, tmp_path):
     store.write_config(_iscsi_config(store, tmp_path, None))
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "appliance.cli.main", "-c", str(store.config), "serve"],
-                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    proc = netboot("serve", config=store.config, input="")
     assert proc.returncode == 1, (proc.stdout, proc.stderr)
     assert time.monotonic() - started < 30
     last = proc.stderr.strip().splitlines()[-1]

@@ -12,7 +12,7 @@ import pytest
 
 from appliance.content import AccessDenied, BytesContent, DictProvider, FileNotFound, TransferRecord
 from appliance.http import HttpServer
-from helpers import poll
+from helpers import eventually, poll
 
 pytestmark = pytest.mark.skipif(subprocess.run(["which", "curl"], capture_output=True).returncode != 0,
                                 reason="curl missing")
@@ -208,10 +208,7 @@ def test_slowloris_cannot_exhaust_connections(files):
             assert time.monotonic() - start < 1.5
         assert s.server.read_stats().evicted >= 1     # the first one took a trickler's slot
         # the trickling clients that were not evicted are cut at header_timeout, however steady
-        deadline = time.monotonic() + 6
-        while s.server.read_stats().connections_active and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert s.server.read_stats().connections_active == 0
+        eventually(lambda: s.server.read_stats().connections_active == 0, 6, "the tricklers to be cut", 0.1)
         stop.set()
         t.join()
     finally:

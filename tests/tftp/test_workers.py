@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from appliance.tftp.packets import Data, OptionAck, encode_request
+from helpers import eventually
 
 from .helpers import RawPeer, require_binary, serving
 
@@ -29,15 +30,6 @@ def alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
-
-
-def wait_until(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +80,8 @@ def test_a_killed_worker_is_replaced_and_its_transfer_gets_a_record(big, tmp_pat
         (record,) = s.wait_records(1)
         assert record.outcome == "error: transfer worker exited"
         assert record.path == "big.bin" and record.client[1] == peer.port
-        assert wait_until(lambda: len(s.server.worker_pids()) == 1 and s.server.worker_pids() != [victim])
+        eventually(lambda: len(s.server.worker_pids()) == 1 and s.server.worker_pids() != [victim], 10,
+                   "a replacement worker")
         assert not alive(victim)
         assert s.server.read_stats().worker_failures == 1
         out = tmp_path / "after"
@@ -105,7 +98,7 @@ def test_sigterm_stops_server_and_workers(big):
                             cwd=REPO, stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         port = int(proc.stdout.readline().rsplit(":", 1)[1])
-        assert wait_until(lambda: len(_children(proc.pid)) == 2)
+        eventually(lambda: len(_children(proc.pid)) == 2, 10, "two transfer workers")
         workers = _children(proc.pid)
         with RawPeer() as peer:
             # A transfer in progress when SIGTERM arrives ends with a record and an ERROR.
@@ -117,7 +110,7 @@ def test_sigterm_stops_server_and_workers(big):
             assert proc.wait(15) == 0
         out = proc.stdout.read()
         assert "big.bin error: server stopping" in out or "big.bin error: server" in out, out
-        assert wait_until(lambda: not any(alive(pid) for pid in workers), 5)
+        eventually(lambda: not any(alive(pid) for pid in workers), 5, "the workers to exit")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
