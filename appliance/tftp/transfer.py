@@ -192,7 +192,7 @@ class Transfer:
         self._adaptive = adaptive
         self._min_timeout = min(min_timeout, timeout)
         self._max_timeout = max(max_timeout, timeout)
-        # A negotiated timeout is the client's retransmission period: allow two.
+        # A fixed period (adaptive=False) gets at least two tries before giving up.
         self._give_up_after = give_up_after if adaptive else max(give_up_after, 2 * timeout)
         self.progress_at = 0.0     # when the window last moved (or the transfer started)
         self.retransmissions = 0   # datagrams sent again on timeout
