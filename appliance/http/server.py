@@ -31,8 +31,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 
-from ..content import (AccessDenied, Content, ContentProvider, FileNotFound, RequestRefused, RetryLater,
-                       TransferRecord, clean_path)
+from ..content import (AccessDenied, Content, ContentProvider, FileNotFound, OutOfResources, RequestRefused,
+                       RetryLater, TransferRecord, clean_path)
 from ..errors import HttpError
 from .request import (
     MAX_HEAD_BYTES,
@@ -527,15 +527,18 @@ class _Loop:
         self.write(conn)
 
     def refuse(self, conn: _Connection, path: str, exc: RequestRefused, is_head: bool) -> None:
+        extra: list[tuple[str, str]] = []
         if isinstance(exc, FileNotFound):
-            status, outcome = 404, "not-found"
+            status, outcome, message = 404, "not-found", "no such file"
         elif isinstance(exc, AccessDenied):
-            status, outcome = 403, "denied"
+            status, outcome, message = 403, "denied", "access denied"
+        elif isinstance(exc, OutOfResources):   # out of file descriptors: retryable, never a 404
+            status, outcome, message = 503, f"error: {exc}", "busy, retry"
+            extra = [("Retry-After", "1")]
         else:
-            status, outcome = 400, f"error: {exc}"
+            status, outcome, message = 400, f"error: {exc}", "bad request"
         self.server.emit(TransferRecord(conn.client, path, {}, 0, 0, 0.0, outcome, transport="http"), self.stats)
-        self.respond(conn, status, error_head(status, "no such file" if status == 404 else "access denied"
-                                              if status == 403 else "bad request", conn.keep_alive), is_head)
+        self.respond(conn, status, error_head(status, message, conn.keep_alive, extra), is_head)
 
     def respond(self, conn: _Connection, status: int, response: bytes, is_head: bool) -> None:
         """A small complete response (no content): the body is dropped for HEAD."""

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from appliance.content import AccessDenied, BytesContent, DictProvider, FileNotFound, TransferRecord
+from appliance.content import AccessDenied, BytesContent, DictProvider, FileNotFound, OutOfResources, TransferRecord
 from appliance.http import HttpServer
 from helpers import eventually, poll
 
@@ -176,6 +176,20 @@ def test_provider_refusals_and_failures_map_to_status_and_events():
         outcomes = [(r.path, r.outcome.split(":")[0]) for r in s.wait_records(4)]
         assert outcomes == [("other", "denied"), ("boom", "error"), ("nothing", "not-found"), ("fine", "complete")]
         assert s.server.read_stats().internal_errors == 1
+    finally:
+        s.server.stop()
+
+
+def test_out_of_file_descriptors_is_503_retry_not_404():
+    class Provider:
+        def open(self, client, path):
+            raise OutOfResources(f"{path}: Too many open files")
+
+    s = Served(Provider())
+    try:
+        status, _ = status_and_body(f"{s.url}/kernel")
+        assert status == 503
+        assert s.wait_records(1)[0].outcome.startswith("error")
     finally:
         s.server.stop()
 
