@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import socket
 
 from .control_harness import (ARM, CURL_ACCESS, PC, PC_PREFIX, PI, PI_PREFIX, RawTransfer, cli, cli_ok, curl,
                              eventually, get, sha, status)
 from appliance.demo.store import add_generation, make_toplevel
+from appliance.tftp.packets import encode_request, parse_packet
+from peers.pi_bootloader import fetch
 
 
 def test_transfer_in_progress_keeps_its_generation(daemon, store):
@@ -228,3 +232,31 @@ def test_store_directory_swapped_for_a_symlink_after_validation_is_not_followed(
         os.rename(package + ".aside", package)
     assert get(store.port, PI_PREFIX + "kernel8.img") == kernel   # the real file again
     assert "escap" in daemon.log() or "symlink" in daemon.log()
+
+
+def test_out_of_file_descriptors_is_never_file_not_found(daemon, store):
+    """The appliance's own provider under an exhausted open-file limit: the request is
+    dropped (the client retries and is served once descriptors are back), never
+    answered "File not found"; the operator gets one log line."""
+    kernel = get(store.port, PI_PREFIX + "kernel8.img")
+    soft, hard = resource.prlimit(daemon.pid, resource.RLIMIT_NOFILE)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        resource.prlimit(daemon.pid, resource.RLIMIT_NOFILE, (3, hard))   # no descriptor can be opened
+        try:
+            for name in ("kernel8.img", "cmdline.txt"):              # a store file, a generated one
+                sock.sendto(encode_request(PI_PREFIX + name), ("127.0.0.1", store.port))
+            sock.settimeout(1.0)
+            answers = []
+            try:
+                while True:
+                    answers.append(parse_packet(sock.recv(2048)))
+            except socket.timeout:
+                pass
+            assert answers == []                  # dropped, not "File not found"
+        finally:
+            resource.prlimit(daemon.pid, resource.RLIMIT_NOFILE, (soft, hard))
+        got = fetch(("127.0.0.1", store.port), PI_PREFIX + "kernel8.img", sock=sock, timeout=0.5,
+                    total_timeout=10)
+    assert got.data == kernel
+    assert daemon.log().count("out of file descriptors") == 1
