@@ -396,3 +396,18 @@ def test_negotiated_timeout_is_used_as_is():
     assert t.deadline == pytest.approx(3.001)
     t.on_timeout(3.001)
     assert t.deadline == pytest.approx(6.001)
+
+
+def test_reclaim_ends_a_stalled_transfer_with_an_error_and_a_record():
+    t = make(b"x" * 5000, blksize=512)
+    t.start(0.0)
+    assert t.progress_at == 0.0
+    t.on_ack(1, 0.5)
+    assert t.progress_at == 0.5
+    t.on_timeout(t.deadline)
+    out = t.reclaim(3.0)
+    packet = parse_packet(out[0])
+    assert isinstance(packet, Error) and packet.code == 0
+    assert t.done and t.record.outcome == "reclaimed" and t.record.bytes_sent == 512
+    assert t.record.retransmissions == 1
+    assert t.reclaim(4.0) == []
