@@ -8,8 +8,12 @@ datagrams, keeps time and counts.
 
 Policies implemented here:
 
-- one session per client (address, port): a repeated RRQ from it while its
-  session runs is a retransmission and is ignored;
+- one session per client (address, port): the RRQ that started its transfer,
+  again while the transfer runs or up to ``_RETRANSMISSION_WINDOW`` seconds
+  after it ended, is a retransmission and is ignored (a client re-sends its
+  RRQ until the first reply comes; a busy loop may read that copy only after
+  the transfer ended, and answering it would OACK a finished client until the
+  transfer gives up); another RRQ from that port is the client's next file;
 - a datagram on a session socket from any other address/port gets ERROR 5
   and does not touch the session;
 - WRQ → ERROR 2 (read-only); an unknown mode → ERROR 4;
@@ -83,6 +87,9 @@ _ETHERNET_MAX_BLKSIZE = {socket.AF_INET: 1468, socket.AF_INET6: 1448}   # MTU 15
 # read the final ACK of the previous transfer: such an RRQ is kept this long
 # and served when that transfer's record arrives.
 _REQUEST_AFTER_RECORD_WINDOW = 0.25
+# How long after a transfer ended a copy of the RRQ that started it is still
+# taken for a retransmission (iPXE re-sends after 0.25 s, 0.5 s, 1 s, ...).
+_RETRANSMISSION_WINDOW = 1.0
 _EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 _FD_WARNING_INTERVAL = 600.0   # seconds between repeated "out of file descriptors" warnings
 
@@ -155,10 +162,11 @@ def _add_stats(total: TftpStats, part: TftpStats) -> None:
 class _Remote:
     """A transfer handed to a worker: what its record needs back, and for a worker crash."""
 
-    __slots__ = ("worker", "client", "path", "meta", "size", "blksize", "windowsize", "started")
+    __slots__ = ("worker", "client", "path", "meta", "size", "blksize", "windowsize", "started", "request")
 
     def __init__(self, worker: Worker, client: tuple, path: str, meta, size: int, blksize: int,
-                 windowsize: int, started: float) -> None:
+                 windowsize: int, started: float, request: Request | None) -> None:
+        self.request = request
         self.worker = worker
         self.client = client
         self.path = path
@@ -170,9 +178,11 @@ class _Remote:
 
 
 class _Session:
-    __slots__ = ("sock", "fd", "client", "key", "transfer", "content", "closed", "timer_at")
+    __slots__ = ("sock", "fd", "client", "key", "transfer", "content", "closed", "timer_at", "request")
 
-    def __init__(self, sock: socket.socket, client: tuple, transfer: Transfer, content: Content) -> None:
+    def __init__(self, sock: socket.socket, client: tuple, transfer: Transfer, content: Content,
+                 request: Request | None) -> None:
+        self.request = request         # the RRQ that started it (None in a worker process)
         self.sock = sock
         self.fd = sock.fileno()
         self.client = client
@@ -254,6 +264,8 @@ class TftpServer:
         self._remote_by_address: dict[str, int] = {}       # transfers in workers, by client address
         self._waiting: dict[tuple[str, int], tuple] = {}   # RRQs waiting for a worker's record
         self._deferred: dict[tuple[str, int], _Deferred] = {}   # RRQs the provider asked to retry
+        # RRQs of transfers that ended → until when a copy is a retransmission (oldest first)
+        self._answered: dict[tuple[str, int], tuple[Request, float]] = {}
         self._retired_stats = TftpStats()                  # final counters of workers that are gone
         self._epoll: select.epoll | None = None
         self._wake_r = self._wake_w = -1
@@ -555,6 +567,28 @@ class TftpServer:
             return
         self._on_request(listener, packet, addr, local_ip, scope)
 
+    def _is_retransmission(self, key: tuple[str, int], request: Request) -> bool:
+        """``request`` is the one that started the client's running or just-ended transfer."""
+        session = self._by_client.get(key)
+        if session is not None:
+            return request == session.request
+        remote = self._remote.get(key)
+        if remote is not None:
+            return request == remote.request
+        answered = self._answered.get(key)
+        return answered is not None and request == answered[0] and time.monotonic() < answered[1]
+
+    def _remember_answered(self, key: tuple[str, int], request: Request) -> None:
+        answered = self._answered
+        now = time.monotonic()
+        answered.pop(key, None)
+        answered[key] = (request, now + _RETRANSMISSION_WINDOW)
+        while True:                         # oldest first: drop those that expired
+            oldest = next(iter(answered))
+            if answered[oldest][1] > now:
+                break
+            del answered[oldest]
+
     @staticmethod
     def _destination(listener: _Listener, ancdata: list) -> tuple[str, int]:
         for level, kind, data in ancdata:
@@ -567,7 +601,7 @@ class TftpServer:
     def _on_request(self, listener: _Listener, request: Request, addr: tuple,
                     local_ip: str, scope: int) -> None:
         key = (addr[0], addr[1])
-        if key in self._deferred:
+        if key in self._deferred or self._is_retransmission(key, request):
             self.stats.duplicate_requests += 1
             return
         session = self._by_client.get(key)
@@ -666,9 +700,9 @@ class TftpServer:
                                  windowsize=negotiated.windowsize,
                                  oack=negotiated.oack, netascii=netascii,
                                  **self._retransmission(negotiated.timeout))
-            if self._pool is not None and self._hand_off(sock, addr, content, transfer_args):
+            if self._pool is not None and self._hand_off(sock, addr, content, transfer_args, request):
                 return
-            self.adopt(sock, addr, content, transfer_args)
+            self.adopt(sock, addr, content, transfer_args, request)
         except Exception as exc:  # socket exhaustion, a failing Content: this request only
             if sock is not None:
                 sock.close()
@@ -692,10 +726,11 @@ class TftpServer:
         return dict(timeout=min(negotiated, self.timeout), min_timeout=self.min_timeout, max_timeout=negotiated,
                     give_up_after=max(self.give_up_after, 2 * negotiated), adaptive=True)
 
-    def adopt(self, sock: socket.socket, addr: tuple, content: Content, transfer_args: dict) -> None:
+    def adopt(self, sock: socket.socket, addr: tuple, content: Content, transfer_args: dict,
+              request: Request | None = None) -> None:
         """Run a transfer on ``sock`` (bound, non-blocking; the server owns it from now on)."""
         transfer = Transfer(content, **transfer_args)
-        session = _Session(sock, addr, transfer, content)
+        session = _Session(sock, addr, transfer, content, request)
         out = transfer.start(time.monotonic())
         self._sessions[session.fd] = session
         self._by_client[session.key] = session
@@ -706,7 +741,8 @@ class TftpServer:
 
     # -- transfer workers ---------------------------------------------------------------
 
-    def _hand_off(self, sock: socket.socket, addr: tuple, content: Content, transfer_args: dict) -> bool:
+    def _hand_off(self, sock: socket.socket, addr: tuple, content: Content, transfer_args: dict,
+                  request: Request) -> bool:
         """Give the transfer to a worker; False when none can take it (serve it here)."""
         worker = self._pool.pick()
         if worker is None:
@@ -728,7 +764,7 @@ class TftpServer:
         self._remote_by_address[addr[0]] = self._remote_by_address.get(addr[0], 0) + 1
         self._remote[key] = _Remote(worker, transfer_args["client"], transfer_args["path"], content.meta,
                                     content.size, transfer_args["blksize"], transfer_args["windowsize"],
-                                    time.monotonic())
+                                    time.monotonic(), request)
         return True
 
     def _watch_worker(self, worker: Worker) -> None:
@@ -755,6 +791,7 @@ class TftpServer:
         remote = self._pop_remote(key)
         if remote is not None:
             record = replace(record, meta=remote.meta)
+            self._remember_answered(key, remote.request)
         self._emit(record)
         waiting = self._waiting.pop(key, None)
         if waiting is not None and time.monotonic() - waiting[-1] <= _REQUEST_AFTER_RECORD_WINDOW:
@@ -913,6 +950,8 @@ class TftpServer:
         session.closed = True
         self._sessions.pop(session.fd, None)
         self._by_client.pop(session.key, None)
+        if session.request is not None:
+            self._remember_answered(session.key, session.request)
         mine = self._by_address.get(session.client[0])
         if mine is not None:
             mine.discard(session)

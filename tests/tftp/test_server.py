@@ -445,3 +445,47 @@ def test_negotiated_timeout_bounds_the_backoff_without_costing_every_loss_the_wh
         gaps = [b - a for a, b in zip([0.0] + arrivals, arrivals)]
         assert gaps[0] < 1.0                          # adaptive: not the client's 3 s
         assert max(gaps) < 3.5 and max(gaps) > 1.5    # backs off, up to the negotiated 3 s
+
+
+def _read_to_end(peer: RawPeer, tid: tuple[str, int], blksize: int) -> bytes:
+    received = b""
+    while True:
+        packet, _ = peer.recv(2)
+        assert isinstance(packet, Data), packet
+        received += packet.payload
+        peer.send(encode_ack(packet.block), tid)
+        if len(packet.payload) < blksize:
+            return received
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_retransmitted_request_read_late_starts_no_second_transfer(payloads, workers):
+    """iPXE re-sends its RRQ after 0.25 s.  On a slow server that copy is read
+    after the transfer it asked for has ended (or, with workers, before the
+    worker's record arrives): it is the same request, not a new one, and must
+    not start a transfer that OACKs a finished client for 30 s and records a
+    timeout.  The same request later (a new boot from the same port) is served."""
+    request = encode_request("small.bin", options={"blksize": 1432, "tsize": 0})
+    with serving(payloads, workers=workers) as s, RawPeer() as peer:
+        peer.send(request, s.address)
+        peer.send(request, s.address)            # the client's retransmission, before any reply
+        oack, tid = peer.recv()
+        assert isinstance(oack, OptionAck), oack
+        peer.send(encode_ack(0), tid)
+        assert _read_to_end(peer, tid, 1432) == payloads["small.bin"]
+        peer.send(request, s.address)            # a copy that arrives (or is read) late
+        assert peer.recv_nothing(1.5), "a second transfer answered a retransmitted request"
+        assert [r.outcome for r in s.wait_records(1)] == ["complete"]
+        assert s.server.read_stats().duplicate_requests == 2
+        # The client boots again from the same port: its RRQ retransmissions get served.
+        oack = None
+        for _ in range(10):
+            peer.send(request, s.address)
+            try:
+                oack, tid = peer.recv(0.5)
+                break
+            except socket.timeout:
+                continue
+        assert isinstance(oack, OptionAck), oack
+        peer.send(encode_ack(0), tid)
+        assert _read_to_end(peer, tid, 1432) == payloads["small.bin"]
