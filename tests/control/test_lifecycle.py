@@ -1,4 +1,5 @@
-"""``netboot serve`` as systemd sees it: READY=1, SIGHUP reload, SIGTERM, config follow (sd_notify(3); README: `netboot serve`)."""
+"""``netboot serve`` as systemd sees it: READY=1, SIGHUP reload, SIGTERM, config follow
+(sd_notify(3); README: `netboot serve`)."""
 
 from __future__ import annotations
 

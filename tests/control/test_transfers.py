@@ -1,4 +1,5 @@
-"""Transfers against a changing selection, crashes, boot events and GC roots (README: TFTP server, Operator workflow)."""
+"""Transfers against a changing selection, crashes, boot events and GC roots
+(README: TFTP server, Operator workflow)."""
 
 from __future__ import annotations
 
