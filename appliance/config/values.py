@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from .. import listen
+
 _MAC = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
 # RFC 3720 §3.2.6.3.1: iqn.YYYY-MM.reverse.domain[:identifier], lower case.
 _IQN = re.compile(r"^iqn\.\d{4}-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[^\s]+)?$")
@@ -63,28 +65,11 @@ def parse_size(value: object) -> int:
 
 
 def parse_listen(value: object, default_port: int) -> tuple[str, int]:
-    """``"0.0.0.0:69"``, ``"[::]:69"``, ``"10.0.4.3"`` → (host, port)."""
-    if not isinstance(value, str) or not value:
-        raise ValueProblem(f"{value!r} is not an address (expected host:port)")
-    text = value.strip()
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise ValueProblem(f"{value!r} is not an address (expected [v6]:port)")
-        port_text = rest[1:] if rest else ""
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    else:
-        host, port_text = text, ""
+    """``"0.0.0.0:69"``, ``"[::]:69"``, ``"10.0.4.3"`` → (host, port) (``appliance.listen``)."""
     try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueProblem(f"{value!r}: {host!r} is not an IP address") from None
-    if port_text == "":
-        return host, default_port
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueProblem(f"{value!r}: port {port_text!r} is not in 0–65535")
-    return host, int(port_text)
+        return listen.parse_listen(value, default_port)
+    except ValueError as exc:
+        raise ValueProblem(str(exc)) from None
 
 
 def normalize_serial(value: object) -> str:

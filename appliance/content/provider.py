@@ -135,7 +135,7 @@ class ContentProvider(Protocol):
     def open(self, client: tuple[str, int], path: str) -> Content: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TransferRecord:
     """One per finished or aborted transfer (the source of boot events).
 
@@ -151,10 +151,10 @@ class TransferRecord:
 
     client: tuple[str, int]
     path: str
-    meta: Mapping[str, object]
-    bytes_sent: int
-    size: int
-    duration: float
+    meta: Mapping[str, object] = field(default_factory=dict)
+    bytes_sent: int = 0
+    size: int = 0
+    duration: float = 0.0
     outcome: str
     blksize: int = 0
     windowsize: int = 0

@@ -501,7 +501,7 @@ class Appliance:
         # stops everything as before.
         if self.config.iscsi.enable:
             self.resolver.held = frozenset(name for name, host in self.config.hosts.items() if host.iscsi)
-        listen = [str(a) for a in self.config.server.tftp_listen]
+        listen = [(a.host, a.port) for a in self.config.server.tftp_listen]
         # Transfers are pumped by one worker process per CPU; this process admits them.
         self.tftp = TftpServer(self.resolver, listen=listen, on_transfer=self.on_transfer,
                                give_up_after=self.config.server.tftp_give_up_after,

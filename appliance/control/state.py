@@ -11,7 +11,6 @@ copy of its bytes (``state.json.corrupt-<time>``), until the operator runs
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ..errors import StateCorrupt, StateError
+from ..filelock import FileLock
 from .state_codec import MAX_STATE_BYTES, Salvage, StateFormatError, decode_state, encode_state, salvage_state
 from .state_model import HISTORY_LIMIT, HostState, State, Trial
 
@@ -91,14 +91,11 @@ class StateStore:
     def locked(self) -> Iterator[None]:
         self.ensure_dir()
         try:
-            fd = os.open(self.dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+            lock = FileLock.open(self.dir / LOCK_FILE, 0o644)
         except OSError as exc:
             raise StateError(f"cannot open lock in {self.dir}: {exc.strerror}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with lock:
             yield
-        finally:
-            os.close(fd)
 
     # -- reading -------------------------------------------------------------------------
 

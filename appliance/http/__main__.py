@@ -12,7 +12,7 @@ import sys
 import threading
 
 from ..content import DirectoryProvider, TransferRecord
-from ..tftp import parse_listen_address
+from ..listen import parse_listen
 from .server import HttpServer
 
 
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{record.bytes_sent}/{record.size} B {record.duration:.3f}s", flush=True)
 
     server = HttpServer(DirectoryProvider(args.root),
-                        [parse_listen_address(a) for a in args.listen or ["127.0.0.1:8080"]],
+                        [parse_listen(a) for a in args.listen or ["127.0.0.1:8080"]],
                         on_transfer=report if args.verbose else None, workers=args.workers)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())

@@ -480,7 +480,7 @@ class _Loop:
             return
         except Exception as exc:  # the provider is foreign code; it must not stop the server
             self.stats.internal_errors += 1
-            self.server.emit(TransferRecord(conn.client, path, {}, 0, 0, 0.0, f"error: internal error: {exc!r}",
+            self.server.emit(TransferRecord(client=conn.client, path=path, outcome=f"error: internal error: {exc!r}",
                                             transport="http"), self.stats)
             self.respond(conn, 500, error_head(500, "internal error", conn.keep_alive), is_head)
             return
@@ -537,7 +537,7 @@ class _Loop:
             extra = [("Retry-After", "1")]
         else:
             status, outcome, message = 400, f"error: {exc}", "bad request"
-        self.server.emit(TransferRecord(conn.client, path, {}, 0, 0, 0.0, outcome, transport="http"), self.stats)
+        self.server.emit(TransferRecord(client=conn.client, path=path, outcome=outcome, transport="http"), self.stats)
         self.respond(conn, status, error_head(status, message, conn.keep_alive, extra), is_head)
 
     def respond(self, conn: _Connection, status: int, response: bytes, is_head: bool) -> None:
@@ -646,6 +646,7 @@ class _Loop:
 
     def record(self, conn: _Connection, outcome: str) -> TransferRecord:
         content = conn.content
-        return TransferRecord(conn.client, conn.path, content.meta if content is not None else {},
-                              max(0, conn.sent - conn.head_len), content.size if content is not None else 0,
-                              time.monotonic() - conn.started, outcome, transport="http")
+        return TransferRecord(client=conn.client, path=conn.path, meta=content.meta if content is not None else {},
+                              bytes_sent=max(0, conn.sent - conn.head_len),
+                              size=content.size if content is not None else 0,
+                              duration=time.monotonic() - conn.started, outcome=outcome, transport="http")

@@ -7,14 +7,13 @@ adapter is passed in (tests, or a caller that keeps one).
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from ..config.model import Config
 from ..errors import DestructiveChange, IscsiError
+from ..filelock import FileLock
 from .desired import LioDesired, SecretReader, desired_state, owns_backstore, read_secret_file
 from .lio import LioAdapter
 from .plan import Action, Plan, plan
@@ -30,14 +29,11 @@ def apply_lock(path: Path) -> Iterator[None]:
     """An exclusive lock held from observe to the last action."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        lock = FileLock.open(path)
     except OSError as exc:
         raise IscsiError(f"cannot open the apply lock {path}: {exc.strerror}") from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with lock:
         yield
-    finally:
-        os.close(fd)   # closing releases the lock
 
 
 @dataclass(frozen=True)

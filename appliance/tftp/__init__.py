@@ -11,7 +11,7 @@ returns for (client, path) and knows nothing about hosts, generations or Nix.
 
 from .options import Negotiated, OptionRefused, negotiate
 from .packets import MalformedPacket, parse_packet
-from .server import TftpServer, TftpStats, parse_listen_address
+from .server import TftpServer, TftpStats
 from .transfer import Transfer
 
 __all__ = [
@@ -22,6 +22,5 @@ __all__ = [
     "TftpStats",
     "Transfer",
     "negotiate",
-    "parse_listen_address",
     "parse_packet",
 ]

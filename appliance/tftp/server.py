@@ -59,12 +59,13 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from ..content import (MAX_FILENAME_BYTES, AccessDenied, BytesContent, Content, ContentProvider, FileContent,
                        FileNotFound, OutOfResources, RequestRefused, RetryLater, TransferRecord, clean_path)
 from ..errors import TftpError
+from ..listen import parse_listen
 from .options import MAX_OPTIONS, WINDOWSIZE_MAX, OptionRefused, negotiate
 from .packets import (
     ERR_ACCESS, ERR_ILLEGAL_OP, ERR_OPTION, ERR_UNDEFINED, ERR_UNKNOWN_TID,
@@ -75,7 +76,7 @@ from .worker import INLINE_CONTENT_MAX, Worker, WorkerGone, WorkerPool
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TftpServer", "TftpStats", "parse_listen_address"]
+__all__ = ["TftpServer", "TftpStats"]
 
 _IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)   # Linux value; missing from Python 3.11
 _MAX_REQUEST_BYTES = 1024      # RFC 2347 limits requests to 512 bytes; be lenient
@@ -122,21 +123,18 @@ class TftpStats:
     sessions_active: int = 0
 
 
-def parse_listen_address(text: str | tuple[str, int]) -> tuple[str, int]:
-    """"0.0.0.0:69", "[::]:6969", "127.0.0.1:0" (or a (host, port) pair)."""
-    if isinstance(text, tuple):
-        host, port = text
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep or not port_text.isdigit():
-            raise ValueError(f"listen address {text!r} is not HOST:PORT")
-        port = int(port_text)
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-    ipaddress.ip_address(host)   # raises ValueError for names: bind to addresses only
-    if not 0 <= int(port) <= 65535:
-        raise ValueError(f"port {port} out of range")
-    return host, int(port)
+def _listen_address(address: str | tuple[str, int]) -> tuple[str, int]:
+    """A ``(host, port)`` pair, or ``"HOST:PORT"`` text (``appliance.listen``)."""
+    if isinstance(address, tuple):
+        return parse_listen(f"[{address[0]}]:{address[1]}" if ":" in address[0] else f"{address[0]}:{address[1]}")
+    return parse_listen(address)
+
+
+def _unstarted(client: tuple[str, int], path: str, outcome: str, *, meta: Mapping[str, object] | None = None,
+               size: int = 0) -> TransferRecord:
+    """The record of a request that never became a transfer (refused, failed to start)."""
+    return TransferRecord(client=client, path=path, meta=meta or {}, size=size, outcome=outcome,
+                          blksize=512, windowsize=1)
 
 
 class _Listener:
@@ -175,6 +173,12 @@ class _Remote:
         self.blksize = blksize
         self.windowsize = windowsize
         self.started = started
+
+    def aborted(self, now: float, outcome: str) -> TransferRecord:
+        """The record of this transfer ended without the worker's own (crash, shutdown)."""
+        return TransferRecord(client=self.client, path=self.path, meta=self.meta, size=self.size,
+                              duration=now - self.started, outcome=outcome, blksize=self.blksize,
+                              windowsize=self.windowsize)
 
 
 class _Session:
@@ -232,7 +236,7 @@ class TftpServer:
                  max_filename_bytes: int = MAX_FILENAME_BYTES, max_options: int = MAX_OPTIONS,
                  workers: int = 0, reuse_port: bool = False) -> None:
         self.provider = provider
-        self.listen = [parse_listen_address(a) for a in listen]
+        self.listen = [_listen_address(a) for a in listen]
         self.on_transfer = on_transfer
         self.timeout = float(timeout)
         self.min_timeout = float(min_timeout)
@@ -630,8 +634,7 @@ class TftpServer:
         error_sock = listener.error_sock
         if request.is_write:
             self._send_error(error_sock, addr, ERR_ACCESS, "Read-only server")
-            self._emit(TransferRecord(client, request.filename.decode("utf-8", "replace"), {}, 0, 0, 0.0,
-                                      "denied", 512, 1))
+            self._emit(_unstarted(client, request.filename.decode("utf-8", "replace"), "denied"))
             return
         if request.mode not in ("octet", "netascii"):
             self._send_error(error_sock, addr, ERR_ILLEGAL_OP, "Unsupported mode")
@@ -667,8 +670,7 @@ class TftpServer:
                 return
             stats.internal_errors += 1
             self._send_error(error_sock, addr, ERR_UNDEFINED, "internal error")
-            self._emit(TransferRecord(client, path, {}, 0, 0, 0.0,
-                                      f"error: internal error: {exc!r}", 512, 1))
+            self._emit(_unstarted(client, path, f"error: internal error: {exc!r}"))
             return
         self._start_transfer(listener, request, addr, client, path, content, local_ip, scope)
 
@@ -688,8 +690,8 @@ class TftpServer:
             except OptionRefused as exc:
                 content.close()
                 self._send_error(listener.error_sock, addr, ERR_OPTION, str(exc))
-                self._emit(TransferRecord(client, path, content.meta, 0, content.size, 0.0,
-                                          f"error: option negotiation failed: {exc}", 512, 1))
+                self._emit(_unstarted(client, path, f"error: option negotiation failed: {exc}",
+                                      meta=content.meta, size=content.size))
                 return
             sock = self._with_fds(lambda: socket.socket(listener.family, socket.SOCK_DGRAM))
             sock.bind((local_ip, 0, 0, scope) if listener.family == socket.AF_INET6 else (local_ip, 0))
@@ -712,7 +714,7 @@ class TftpServer:
                 return
             self.stats.internal_errors += 1
             self._send_error(listener.error_sock, addr, ERR_UNDEFINED, "internal error")
-            self._emit(TransferRecord(client, path, {}, 0, 0, 0.0, f"error: internal error: {exc!r}", 512, 1))
+            self._emit(_unstarted(client, path, f"error: internal error: {exc!r}"))
 
     def _retransmission(self, negotiated: float | None) -> dict:
         """Retransmission settings: always adaptive with backoff.  A ``timeout``
@@ -813,9 +815,7 @@ class TftpServer:
         for key in lost:
             remote = self._pop_remote(key)
             self.stats.transfers_aborted += 1
-            self._emit(TransferRecord(remote.client, remote.path, remote.meta, 0, remote.size,
-                                      now - remote.started, "error: transfer worker exited",
-                                      remote.blksize, remote.windowsize))
+            self._emit(remote.aborted(now, "error: transfer worker exited"))
         if self._stop_at is None:
             try:
                 self._watch_worker(self._pool.spawn())
@@ -932,7 +932,7 @@ class TftpServer:
         else:
             self._send_error(sock, addr, ERR_UNDEFINED, str(exc) or "Request refused")
             outcome = f"error: {exc}"
-        self._emit(TransferRecord(client, path, {}, 0, 0, 0.0, outcome, 512, 1))
+        self._emit(_unstarted(client, path, outcome))
 
     # -- endings -----------------------------------------------------------------
 
@@ -1040,9 +1040,7 @@ class TftpServer:
         for key in list(self._remote):
             remote = self._pop_remote(key)
             self.stats.transfers_aborted += 1
-            self._emit(TransferRecord(remote.client, remote.path, remote.meta, 0, remote.size,
-                                      now - remote.started, "error: server stopping", remote.blksize,
-                                      remote.windowsize))
+            self._emit(remote.aborted(now, "error: server stopping"))
 
     def _close_all(self) -> None:
         self._close_listeners()

@@ -8,6 +8,8 @@ import inspect
 import pathlib
 import re
 
+import pytest
+
 import appliance.content as content
 import appliance.tftp as tftp
 
@@ -29,7 +31,10 @@ def test_transfer_record_fields():
     assert fields == ["client", "path", "meta", "bytes_sent", "size", "duration", "outcome",
                       "blksize", "windowsize", "transport", "retransmissions"]
     assert content.TransferRecord.__dataclass_params__.frozen
-    assert content.TransferRecord(("10.0.0.5", 80), "a", {}, 0, 0, 0.0, "complete").transport == "tftp"
+    refused = content.TransferRecord(client=("10.0.0.5", 80), path="a", outcome="not-found")
+    assert (refused.transport, refused.meta, refused.bytes_sent, refused.size) == ("tftp", {}, 0, 0)
+    with pytest.raises(TypeError):   # built by keyword only: eleven fields are too many to line up
+        content.TransferRecord(("10.0.0.5", 80), "a", {}, 0, 0, 0.0, "complete")
 
 
 def test_content_helpers_match_the_protocol(tmp_path):

@@ -420,13 +420,14 @@ def test_start_failure_is_a_tftp_error():
 
 
 def test_listen_address_parsing():
-    from appliance.tftp import parse_listen_address
+    from appliance.listen import parse_listen
 
-    assert parse_listen_address("0.0.0.0:69") == ("0.0.0.0", 69)
-    assert parse_listen_address("[::]:6969") == ("::", 6969)
-    for bad in ("localhost:69", "1.2.3.4", "1.2.3.4:99999", "[::1]"):
+    assert parse_listen("0.0.0.0:69") == ("0.0.0.0", 69)
+    assert parse_listen("[::]:6969") == ("::", 6969)
+    assert parse_listen("10.0.4.3", 3260) == ("10.0.4.3", 3260)
+    for bad in ("localhost:69", "1.2.3.4", "1.2.3.4:99999", "[::1]", "::1"):
         with pytest.raises(ValueError):
-            parse_listen_address(bad)
+            parse_listen(bad)
 
 
 def test_negotiated_timeout_bounds_the_backoff_without_costing_every_loss_the_whole_timeout():
