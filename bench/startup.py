@@ -75,7 +75,7 @@ def demo_setup(workdir: Path, port: int) -> tuple[Path, str, bytes]:
                                              "on_failure = \"degraded\"")
     layout.config.write_text(text)
     config = load_config(layout.config)
-    snapshot = build_snapshot(config, StateStore(config.server.state_dir).load().choices())
+    snapshot = build_snapshot(config, StateStore(config.server.state_dir).load().hosts)
     for hs in snapshot.hosts.values():
         for path, source in sorted(hs.tree.files.items()):
             if isinstance(source, Generated) and 0 < len(source.data) < 512:

@@ -19,7 +19,7 @@ import pytest
 
 from appliance.boot import Generated, StoreFile, gather_inputs, render_tree
 from appliance.config import parse_config
-from appliance.control.selection import HostChoice
+from appliance.control.state_model import HostState, Trial
 from appliance.control.snapshot import build_host_snapshot
 from appliance.demo.store import add_generation, make_firmware, make_toplevel
 from appliance.errors import ConfigError, GenerationError
@@ -79,11 +79,11 @@ class Env:
             "hosts": {"h": self.host_table},
         })
 
-    def snapshot(self, choice: HostChoice = HostChoice(), generation: int | None = None):
+    def snapshot(self, choice: HostState = HostState(), generation: int | None = None):
         config = self.config
         return build_host_snapshot(config, config.host("h"), choice, generation=generation)
 
-    def tree(self, choice: HostChoice = HostChoice()):
+    def tree(self, choice: HostState = HostState()):
         return self.snapshot(choice).tree
 
 
@@ -222,7 +222,7 @@ def test_rpi_pin_selects_what_the_top_level_serves(env_factory):
     env = env_factory("rpi")
     for v in ("1", "2"):
         env.add(v, kernel_data=f"kernel {v}".encode())
-    tree = env.tree(HostChoice(pin=1))
+    tree = env.tree(HostState(pin=1))
     assert tree.generation == 1
     assert data(tree.files["dc-a6-32-01-02-03/kernel8.img"]) == b"kernel 1"
     assert data(tree.files["dc-a6-32-01-02-03/cmdline.txt"]).startswith(f"init={env.tops[1]}/init ".encode())
@@ -459,10 +459,10 @@ def test_uboot_pin_changes_the_default(env_factory):
         env.add(v)
     header, entries = menu_entries(data(env.tree().files[MENU]).decode())
     assert header["DEFAULT"] == "nixos-3"
-    header, entries = menu_entries(data(env.tree(HostChoice(pin=1)).files[MENU]).decode())
+    header, entries = menu_entries(data(env.tree(HostState(pin=1)).files[MENU]).decode())
     assert header["DEFAULT"] == "nixos-1"
     assert [label for label, _ in entries] == ["nixos-3", "nixos-2", "nixos-1"]
-    header, _ = menu_entries(data(env.tree(HostChoice(pin=1, trial=2)).files[MENU]).decode())
+    header, _ = menu_entries(data(env.tree(HostState(pin=1, trial=Trial(2, None, 0.0))).files[MENU]).decode())
     assert header["DEFAULT"] == "nixos-2"
 
 
@@ -545,7 +545,7 @@ def test_ipxe_script(env_factory):
     env = ipxe_env(env_factory)
     for v in ("1", "2", "3"):
         env.add(v, kernel_params=("console=ttyS0,115200",))
-    files = env.tree(HostChoice(pin=2)).files
+    files = env.tree(HostState(pin=2)).files
     script = data(files["52-54-00-ab-cd-ef/boot.ipxe"])
     assert data(files["boot.ipxe"]) == script
     lines = script.decode().splitlines()
@@ -605,7 +605,7 @@ def test_ipxe_menu_timeout_zero_boots_the_default_without_a_menu(env_factory):
     env = env_factory("ipxe", mac=IPXE_MAC, cmdline="ip=dhcp", menu_timeout=0)
     for v in ("1", "2", "3"):
         env.add(v)
-    lines = data(env.tree(HostChoice(pin=2)).files["boot.ipxe"]).decode().splitlines()
+    lines = data(env.tree(HostState(pin=2)).files["boot.ipxe"]).decode().splitlines()
     commands = [line for line in lines if line and not line.startswith("#")]
     assert not [line for line in commands if line.split()[0] in ("menu", "item", "choose")]
     assert commands[0] == "goto nixos-2"

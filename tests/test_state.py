@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from appliance.control import operations
-from appliance.control.selection import HostChoice, select_generation
+from appliance.control.selection import select_generation
 from appliance.control.state import HostState, State, StateStore, Trial
 from appliance.demo.store import add_generation, make_toplevel
 from appliance.errors import GenerationError, StateCorrupt
@@ -50,7 +50,7 @@ class Gens:
         return read_profile(self.path, self.roots)
 
     def served(self, state: State):
-        return select_generation(self.profile, state.host("h").choice())
+        return select_generation(self.profile, state.host("h"))
 
 
 @pytest.fixture
@@ -72,14 +72,14 @@ def gens_factory(tmp_path):
 def test_selection_precedence(gens_factory):
     g = gens_factory(4, broken=(4,), current=3)
     p = g.profile
-    assert select_generation(p, HostChoice()).number == 3
-    assert select_generation(p, HostChoice()).reason == "follow"
-    assert select_generation(p, HostChoice(pin=1)).reason == "pin"
-    assert select_generation(p, HostChoice(pin=1)).number == 1
-    assert select_generation(p, HostChoice(pin=1, trial=2)).number == 2
-    assert select_generation(p, HostChoice(pin=1, trial=2)).reason == "trial"
+    assert select_generation(p, HostState()).number == 3
+    assert select_generation(p, HostState()).reason == "follow"
+    assert select_generation(p, HostState(pin=1)).reason == "pin"
+    assert select_generation(p, HostState(pin=1)).number == 1
+    assert select_generation(p, HostState(pin=1, trial=Trial(2, None, 0.0))).number == 2
+    assert select_generation(p, HostState(pin=1, trial=Trial(2, None, 0.0))).reason == "trial"
     # An invalid pin is not honoured, and status can say why.
-    sel = select_generation(p, HostChoice(pin=4))
+    sel = select_generation(p, HostState(pin=4))
     assert (sel.number, sel.reason) == (3, "follow")
     assert "pin generation 4" in sel.note
 
@@ -87,16 +87,16 @@ def test_selection_precedence(gens_factory):
 def test_invalid_current_falls_back_to_last_known_good_then_newest(gens_factory):
     g = gens_factory(4, broken=(4,), current=4)
     p = g.profile
-    sel = select_generation(p, HostChoice(last_known_good=1))
+    sel = select_generation(p, HostState(last_known_good=1))
     assert (sel.number, sel.reason) == (1, "last-known-good")
     assert "4" in sel.note
-    sel = select_generation(p, HostChoice())
+    sel = select_generation(p, HostState())
     assert (sel.number, sel.reason) == (3, "newest")
 
 
 def test_nothing_valid_selects_nothing(gens_factory):
     g = gens_factory(2, broken=(1, 2))
-    sel = select_generation(g.profile, HostChoice(pin=1, last_known_good=2))
+    sel = select_generation(g.profile, HostState(pin=1, last_known_good=2))
     assert sel.generation is None and sel.reason == "none"
 
 

@@ -34,7 +34,7 @@ def _store(config: Config) -> StateStore:
 def _host_snapshot(config: Config, name: str, state: State | None = None, generation: int | None = None) -> HostSnapshot:
     host = config.host(name)
     state = state if state is not None else _store(config).load()
-    return build_host_snapshot(config, host, state.host(name).choice(), generation=generation)
+    return build_host_snapshot(config, host, state.host(name), generation=generation)
 
 
 # -- check ---------------------------------------------------------------------------
@@ -152,11 +152,11 @@ def _change(args: argparse.Namespace, what) -> State:
     host = config.host(args.host)
 
     def change(state: State) -> State:
-        snap = build_host_snapshot(config, host, state.host(host.name).choice())
+        snap = build_host_snapshot(config, host, state.host(host.name))
         return what(state, snap, time.time())
 
     new = store.update(change)
-    after = build_host_snapshot(config, host, new.host(host.name).choice())
+    after = build_host_snapshot(config, host, new.host(host.name))
     print(f"{host.name}: serving generation {after.selection.number} ({after.selection.reason})")
     return new
 
@@ -389,7 +389,7 @@ def demo(args: argparse.Namespace) -> int:
     print(f"demo store and config in {root}")
     print(f"  config: {layout.config}")
     for name, host in config.hosts.items():
-        snap = build_host_snapshot(config, host, _store(config).load().host(name).choice())
+        snap = build_host_snapshot(config, host, _store(config).load().host(name))
         print(f"\n{name} ({host.boot.name}, generation {snap.selection.number}):")
         for p in _demo_highlights(snap):
             print(f"  curl -s -o {os.path.basename(p)} tftp://127.0.0.1:{args.port}/{p}")

@@ -83,7 +83,7 @@ class Appliance:
         self.state: State = self._load_state()
         self.neighbours = NeighbourTable(health=self.health)
         self.cache = StoreCache()
-        snapshot = build_snapshot(self.config, self.state.choices(), self.cache)
+        snapshot = build_snapshot(self.config, self.state.hosts, self.cache)
         snapshot = Snapshot(snapshot.config, snapshot.hosts, self._trial_guards(snapshot.hosts))
         # Nothing is served yet: make the roots, and drop those left over from an
         # earlier run (a removed host, an old pin), in one pass.
@@ -113,13 +113,13 @@ class Appliance:
         """Rebuild the snapshot (all hosts, or some) and swap it in; GC roots first."""
         old = self.resolver.published
         if hosts is None or old.config is not self.config:
-            built = build_snapshot(self.config, self.state.choices(), self.cache)
+            built = build_snapshot(self.config, self.state.hosts, self.cache)
             snapshot = Snapshot(self.config, built.hosts, self._trial_guards(built.hosts))
         else:
             new_hosts = dict(old.hosts)
             for name in hosts:
                 new_hosts[name] = build_host_snapshot(self.config, self.config.hosts[name],
-                                                      self.state.host(name).choice(), cache=self.cache)
+                                                      self.state.host(name), cache=self.cache)
             trials = {n: g for n, g in old.trials.items() if n not in hosts}
             trials.update(self._trial_guards({n: new_hosts[n] for n in hosts}))
             snapshot = Snapshot(self.config, new_hosts, trials)
@@ -141,7 +141,7 @@ class Appliance:
             if trial is None or hs.selection.reason != "trial" or hs.selection.number != trial.generation:
                 continue
             after = operations.revert_trial(self.state, name, "", 0.0).host(name)
-            fallback = build_host_snapshot(self.config, hs.host, after.choice(), cache=self.cache)
+            fallback = build_host_snapshot(self.config, hs.host, after, cache=self.cache)
             guards[name] = TrialGuard(trial.generation, trial.kernel_served_at is not None, fallback)
         return guards
 

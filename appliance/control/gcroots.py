@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Mapping
 
 from ..nix import Generation, Profile, StoreRoots, read_generation
 from ..nix.store import atomic_symlink
-from .selection import HostChoice
+from .state_model import HostState
 
 if TYPE_CHECKING:
     from .snapshot import HostSnapshot
@@ -34,7 +34,7 @@ def desired_roots(hosts: Mapping[str, HostSnapshot], state: State) -> dict[str, 
     roots: dict[str, Path] = {}
     for name, hs in hosts.items():
         hstate = state.host(name)
-        wanted = {"served": hs.selection.number, **kept_roles(hstate.choice())}
+        wanted = {"served": hs.selection.number, **kept_roles(hstate)}
         for role, number in wanted.items():
             gen = hs.profile.get(number) if number is not None else None
             if gen is not None and gen.toplevel is not None:
@@ -42,16 +42,16 @@ def desired_roots(hosts: Mapping[str, HostSnapshot], state: State) -> dict[str, 
     return roots
 
 
-def kept_roles(choice: HostChoice) -> dict[str, int | None]:
+def kept_roles(choice: HostState) -> dict[str, int | None]:
     """The generations the operator's choices keep, by role."""
-    return {"pinned": choice.pin, "trial": choice.trial, "last-known-good": choice.last_known_good}
+    return {"pinned": choice.pin, "trial": choice.trial_generation, "last-known-good": choice.last_known_good}
 
 
 def root_name(host: str, role: str, number: int | None) -> str:
     return f"{host}-{role}{'' if number is None else f'-{number}'}{MARK}"
 
 
-def retained_generations(directory: Path | None, host: str, choice: HostChoice, profile: Profile,
+def retained_generations(directory: Path | None, host: str, choice: HostState, profile: Profile,
                          roots: StoreRoots) -> Profile:
     """``profile`` plus the kept generations whose profile links are gone but whose roots remain."""
     if directory is None:

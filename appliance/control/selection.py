@@ -5,15 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..nix import Generation, Profile
-
-
-@dataclass(frozen=True)
-class HostChoice:
-    """The operator's choices for one host, as persisted in the state file."""
-
-    pin: int | None = None
-    trial: int | None = None
-    last_known_good: int | None = None
+from .state_model import HostState
 
 
 @dataclass(frozen=True)
@@ -27,14 +19,14 @@ class Selection:
         return self.generation.number if self.generation else None
 
 
-def select_generation(profile: Profile, choice: HostChoice) -> Selection:
+def select_generation(profile: Profile, choice: HostState) -> Selection:
     notes = []
 
     def valid(number: int | None) -> Generation | None:
         gen = profile.get(number) if number is not None else None
         return gen if gen is not None and gen.valid else None
 
-    for number, reason in ((choice.trial, "trial"), (choice.pin, "pin")):
+    for number, reason in ((choice.trial_generation, "trial"), (choice.pin, "pin")):
         if number is None:
             continue
         gen = valid(number)

@@ -16,7 +16,8 @@ from ..boot.gather import store_roots
 from ..config import Config, Host
 from ..nix import Profile, StoreCache, StoreRoots, read_profile
 from .gcroots import retained_generations
-from .selection import HostChoice, Selection, select_generation
+from .selection import Selection, select_generation
+from .state_model import HostState
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class Snapshot:
         return self.hosts[name]
 
 
-def build_host_snapshot(config: Config, host: Host, choice: HostChoice, roots: StoreRoots | None = None,
+def build_host_snapshot(config: Config, host: Host, choice: HostState, roots: StoreRoots | None = None,
                         generation: int | None = None, cache: StoreCache | None = None) -> HostSnapshot:
     """Read the host's profile, select a generation (or take ``generation``) and render its tree."""
     roots = roots or store_roots(config)
@@ -60,7 +61,7 @@ def build_host_snapshot(config: Config, host: Host, choice: HostChoice, roots: S
     if generation is None:
         selection = select_generation(profile, choice)
     else:
-        selection = select_generation(profile, HostChoice(pin=generation))
+        selection = select_generation(profile, HostState(pin=generation))
         if selection.reason != "pin":
             from ..errors import GenerationError
 
@@ -71,8 +72,8 @@ def build_host_snapshot(config: Config, host: Host, choice: HostChoice, roots: S
     return HostSnapshot(host=host, profile=profile, selection=selection, tree=tree)
 
 
-def build_snapshot(config: Config, choices: Mapping[str, HostChoice], cache: StoreCache | None = None) -> Snapshot:
+def build_snapshot(config: Config, choices: Mapping[str, HostState], cache: StoreCache | None = None) -> Snapshot:
     roots = store_roots(config)
-    hosts = {name: build_host_snapshot(config, host, choices.get(name, HostChoice()), roots, cache=cache)
+    hosts = {name: build_host_snapshot(config, host, choices.get(name, HostState()), roots, cache=cache)
              for name, host in config.hosts.items()}
     return Snapshot(config=config, hosts=hosts)

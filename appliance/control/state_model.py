@@ -6,8 +6,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from .selection import HostChoice
-
 HISTORY_LIMIT = 200
 
 
@@ -25,9 +23,9 @@ class HostState:
     trial: Trial | None = None
     last_known_good: int | None = None
 
-    def choice(self) -> HostChoice:
-        return HostChoice(pin=self.pin, trial=self.trial.generation if self.trial else None,
-                          last_known_good=self.last_known_good)
+    @property
+    def trial_generation(self) -> int | None:
+        return self.trial.generation if self.trial else None
 
 
 @dataclass(frozen=True)
@@ -48,6 +46,3 @@ class State:
                      "generation": generation, "reason": reason}
             history = (*history, entry)[-HISTORY_LIMIT:]
         return State(hosts=hosts, history=history)
-
-    def choices(self) -> dict[str, HostChoice]:
-        return {name: hs.choice() for name, hs in self.hosts.items()}

@@ -213,7 +213,7 @@ def _host(config: Config, store: StateStore, name: str, sessions: dict | None) -
         events=tuple(store.recent_events(name, limit=EVENTS)),
     )
     try:
-        choice = store.load().host(name).choice()
+        choice = store.load().host(name)
         snap = build_host_snapshot(config, host, choice, roots=store_roots(config))
     except ApplianceError as exc:
         return HostFacts(**common, tree_error=str(exc))
