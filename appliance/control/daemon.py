@@ -34,6 +34,7 @@ from ..http import HttpServer
 from ..nix import StoreCache
 from ..tftp import TftpServer, TftpStats
 from ..tftp.worker import default_worker_count
+from ..wakeup import WakePipe
 from . import operations
 from .frames import FrameSources
 from .gcroots import desired_roots, sync_roots
@@ -90,7 +91,8 @@ class Appliance:
         sync_roots(self.config.server.gcroots_dir, desired_roots(snapshot.hosts, self.state), prune=True)
         # From the TFTP thread to this loop: boot events and TFTP-side decisions.
         self.control: queue.SimpleQueue = queue.SimpleQueue()
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.wake = WakePipe()
+        self.wake.open()
         self._unpersisted: list[Decision] = []     # decisions whose state write failed: retried each tick
         self.events_dropped = 0
         self._events_failing = False
@@ -199,10 +201,7 @@ class Appliance:
     def _post(self, item: Decision | dict) -> None:
         """Queue work for the control loop and wake it (any thread)."""
         self.control.put(item)
-        try:
-            os.write(self._wake_w, b"x")
-        except OSError:
-            pass   # the pipe is full: the loop is awake already
+        self.wake.wake()
 
     def on_transfer(self, record: TransferRecord) -> None:
         """TFTP thread: count, and queue the boot event; never touches the state directory."""
@@ -478,17 +477,13 @@ class Appliance:
 
     def run(self, on_ready: Callable[[], None] | None = None) -> int:
         """Serve until SIGTERM/SIGINT; ``on_ready`` is called once every socket is bound."""
-        wake_r, wake_w = self._wake_r, self._wake_w
 
         def on_signal(signum: int, _frame: object) -> None:
             if signum == signal.SIGHUP:
                 self._reload = True
             else:
                 self._stop = True
-            try:
-                os.write(wake_w, b"x")
-            except OSError:
-                pass
+            self.wake.wake()
 
         for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, on_signal)
@@ -547,12 +542,9 @@ class Appliance:
         try:
             while not self._stop:
                 timeout = max(0.0, next_tick - time.monotonic())
-                readable, _, _ = select.select([self.inotify.fd, wake_r], [], [], timeout)
-                if wake_r in readable:
-                    try:
-                        os.read(wake_r, 512)
-                    except OSError:
-                        pass
+                readable, _, _ = select.select([self.inotify.fd, self.wake.fileno()], [], [], timeout)
+                if self.wake.fileno() in readable:
+                    self.wake.drain()
                 self.drain_control()
                 if self._reload:
                     self._reload = False
@@ -580,8 +572,7 @@ class Appliance:
                 self.dhcp.stop()
             self.inotify.close()
             self.neighbours.close()
-            os.close(wake_r)
-            os.close(wake_w)
+            self.wake.close()
         return 0
 
 

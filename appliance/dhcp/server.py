@@ -17,14 +17,13 @@ on every datagram, so a reloaded ``[hosts]`` applies at once.
 from __future__ import annotations
 
 import logging
-import os
 import select
 import socket
-import threading
 from dataclasses import dataclass, replace
 from typing import Callable
 
 from ..config.model import Config
+from ..wakeup import LoopServer
 from . import packet as p
 from .policy import DHCP_PORT, PXE_PORT, decide, seen_lease
 
@@ -58,17 +57,20 @@ def reply_destination(request: p.DhcpPacket, port: int, source: tuple[str, int])
     return "255.255.255.255", CLIENT_PORT
 
 
-class ProxyDhcpServer:
+class ProxyDhcpServer(LoopServer):
     """``open()`` binds, ``serve_forever()`` / ``run_in_thread()`` loops, ``stop()`` ends.
 
     ``on_lease(ip, mac)`` is called (from the server's thread) when a
     configured client shows which address it has taken.
     """
 
+    thread_name = "proxydhcp"
+
     def __init__(self, config: Callable[[], Config], *, interface: str | None,
                  on_lease: Callable[[str, str], None] | None = None,
                  host: str = "0.0.0.0", port: int = DHCP_PORT, pxe_port: int | None = PXE_PORT,
                  client_port: int = CLIENT_PORT) -> None:
+        super().__init__()
         self._config = config
         self.interface = interface
         self.on_lease = on_lease
@@ -80,9 +82,6 @@ class ProxyDhcpServer:
         self._sockets: dict[int, tuple[socket.socket, int]] = {}    # fd → (socket, logical port)
         self._leases: dict[str, str] = {}                            # mac → ip last reported
         self._warned: set[tuple[str, str]] = set()
-        self._wake_r = self._wake_w = -1
-        self._stopping = False
-        self._thread: threading.Thread | None = None
 
     # -- sockets -------------------------------------------------------------------
 
@@ -114,7 +113,7 @@ class ProxyDhcpServer:
                             self.pxe_port, exc.strerror)
             else:
                 self._sockets[pxe.fileno()] = (pxe, PXE_PORT)
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.wake.open()
         self._stopping = False
 
     @property
@@ -125,10 +124,7 @@ class ProxyDhcpServer:
         for sock, _ in self._sockets.values():
             sock.close()
         self._sockets.clear()
-        for fd in (self._wake_r, self._wake_w):
-            if fd >= 0:
-                os.close(fd)
-        self._wake_r = self._wake_w = -1
+        self.wake.close()
 
     # -- one datagram ----------------------------------------------------------------
 
@@ -199,14 +195,11 @@ class ProxyDhcpServer:
 
     def step(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds and handle what has arrived (bounded per call)."""
-        fds = [*self._sockets, self._wake_r]
+        fds = [*self._sockets, self.wake.fileno()]
         readable, _, _ = select.select(fds, [], [], timeout)
         for fd in readable:
-            if fd == self._wake_r:
-                try:
-                    os.read(self._wake_r, 512)
-                except OSError:
-                    pass
+            if fd == self.wake.fileno():
+                self.wake.drain()
                 continue
             sock, port = self._sockets[fd]
             for _ in range(64):
@@ -218,34 +211,6 @@ class ProxyDhcpServer:
                     log.warning("proxyDHCP: receive failed: %s", exc.strerror)
                     break
                 self.handle(data, source, port, sock)
-
-    def serve_forever(self) -> None:
-        self.open()
-        try:
-            while not self._stopping:
-                self.step(1.0)
-        finally:
-            self.close()
-
-    def run_in_thread(self, name: str = "proxydhcp") -> threading.Thread:
-        """Bind now (so errors surface to the caller) and serve in a daemon thread."""
-        self.open()
-        self._thread = threading.Thread(target=self.serve_forever, name=name, daemon=True)
-        self._thread.start()
-        return self._thread
-
-    def stop(self, wait: float = 5.0) -> None:
-        self._stopping = True
-        if self._wake_w >= 0:
-            try:
-                os.write(self._wake_w, b"x")
-            except OSError:
-                pass
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(wait)
-            self._thread = None
-        elif self._thread is None:
-            self.close()
 
     def read_stats(self, reset: bool = False) -> DhcpStats:
         """A copy of the counters; with ``reset`` the counters restart at zero."""

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, fields
 from ..content import (AccessDenied, Content, ContentProvider, FileNotFound, OutOfResources, RequestRefused,
                        RetryLater, TransferRecord, clean_path)
 from ..errors import HttpError
+from ..wakeup import WakePipe
 from .request import (
     MAX_HEAD_BYTES,
     BadRequest,
@@ -234,22 +235,18 @@ class _Loop:
         self.retrying: dict[int, _Connection] = {}
         self.selector: selectors.BaseSelector | None = None
         self.stop_at: float | None = None
-        self._wake_r = self._wake_w = -1
+        self._wake = WakePipe()
 
     def open(self, listeners: list[socket.socket]) -> None:
         self.selector = selectors.DefaultSelector()
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._wake.open()
+        self.selector.register(self._wake.fileno(), selectors.EVENT_READ, None)
         for sock in listeners:
             self.selector.register(sock, selectors.EVENT_READ, sock)
 
     def request_stop(self, stop_at: float) -> None:
         self.stop_at = stop_at
-        if self._wake_w >= 0:
-            try:
-                os.write(self._wake_w, b"x")
-            except OSError:
-                pass
+        self._wake.wake()
 
     # -- the loop -------------------------------------------------------------------
 
@@ -282,10 +279,7 @@ class _Loop:
                         else:
                             self.read(data)
                     elif data is None:
-                        try:
-                            os.read(self._wake_r, 512)
-                        except OSError:
-                            pass
+                        self._wake.drain()
                     else:
                         self.accept(data)
                 now = time.monotonic()
@@ -298,9 +292,7 @@ class _Loop:
             for conn in list(self.conns.values()):
                 self.abort(conn, "server stopping")
             selector.close()
-            os.close(self._wake_r)
-            os.close(self._wake_w)
-            self._wake_r = self._wake_w = -1
+            self._wake.close()
 
     def retry(self, now: float) -> None:
         for conn in [c for c in self.retrying.values() if c.retry_at <= now]:

@@ -54,7 +54,6 @@ import errno
 import heapq
 import ipaddress
 import logging
-import os
 import select
 import socket
 import threading
@@ -66,6 +65,7 @@ from ..content import (MAX_FILENAME_BYTES, AccessDenied, BytesContent, Content, 
                        FileNotFound, OutOfResources, RequestRefused, RetryLater, TransferRecord, clean_path)
 from ..errors import TftpError
 from ..listen import parse_listen
+from ..wakeup import WakePipe
 from .options import MAX_OPTIONS, WINDOWSIZE_MAX, OptionRefused, negotiate
 from .packets import (
     ERR_ACCESS, ERR_ILLEGAL_OP, ERR_OPTION, ERR_UNDEFINED, ERR_UNKNOWN_TID,
@@ -272,7 +272,7 @@ class TftpServer:
         self._answered: dict[tuple[str, int], tuple[Request, float]] = {}
         self._retired_stats = TftpStats()                  # final counters of workers that are gone
         self._epoll: select.epoll | None = None
-        self._wake_r = self._wake_w = -1
+        self._wake = WakePipe()
         self._lock = threading.Lock()
         self._stop_at: float | None = None
         self._loop_thread: int | None = None
@@ -287,8 +287,8 @@ class TftpServer:
         if self._epoll is not None:
             return
         self._epoll = select.epoll()
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._epoll.register(self._wake_r, select.EPOLLIN)
+        self._wake.open()
+        self._epoll.register(self._wake.fileno(), select.EPOLLIN)
         try:
             for host, port in self.listen:
                 self._bind_listener(host, port)
@@ -396,11 +396,7 @@ class TftpServer:
             if self._stop_at is None:
                 self._stop_at = time.monotonic() + max(0.0, drain)
             looping = self._serving
-            if self._wake_w >= 0:
-                try:
-                    os.write(self._wake_w, b"x")
-                except OSError:
-                    pass
+            self._wake.wake()
         if looping:
             if threading.get_ident() != self._loop_thread:
                 self._finished.wait(wait)
@@ -459,11 +455,8 @@ class TftpServer:
                 self._on_listener_readable(fd)
             elif fd in self._watched:
                 self._watched[fd]()
-            elif fd == self._wake_r:
-                try:
-                    os.read(self._wake_r, 512)
-                except OSError:
-                    pass
+            elif fd == self._wake.fileno():
+                self._wake.drain()
         if timers and timers[0][0] <= now:
             self._run_timers(now)
         if deferred:
@@ -1046,12 +1039,5 @@ class TftpServer:
         self._close_listeners()
         if self._epoll is not None:
             self._epoll.close()
-        for fd in (self._wake_r, self._wake_w):
-            if fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError as exc:
-                    if exc.errno != errno.EBADF:
-                        raise
-        self._wake_r = self._wake_w = -1
+        self._wake.close()
         self._timers.clear()
