@@ -4,11 +4,10 @@
 - ``observe``: LIO read once into frozen data; ``sessions``: who is logged in;
 - ``plan``: the pure planner (ownership, drift, refusals of destructive changes);
 - ``lio``: the edge — kernel preparation, one ``RTSRoot``, action execution;
-- ``api`` / ``commands``: what the daemon and the CLI call.
+- ``api``: what the daemon and the application layer (``appliance.app``) call.
 """
 
 from .api import ApplyReport, format_plan, iscsi_apply, iscsi_plan, iscsi_status
-from .commands import cmd_apply, cmd_plan, cmd_status
 from .desired import LioDesired, Secret, desired_state, read_secret_file
 from .lio import LioAdapter, ensure_backing_file, prepare_kernel
 from .observe import LioObserved, SessionObserved, observe
@@ -25,9 +24,6 @@ __all__ = [
     "Refusal",
     "Secret",
     "SessionObserved",
-    "cmd_apply",
-    "cmd_plan",
-    "cmd_status",
     "desired_state",
     "ensure_backing_file",
     "format_plan",

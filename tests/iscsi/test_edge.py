@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import appliance.iscsi as iscsi
+from appliance.app import App, emit
 from appliance.config.model import Config, IscsiConfig, ListenAddress
 from appliance.errors import IscsiError, LioUnavailable
 from appliance.iscsi.lio import KernelPaths, ensure_backing_file, prepare_kernel
@@ -23,7 +23,7 @@ from .test_plan import TWO
 def test_public_surface():
     for name in iscsi.__all__:
         assert hasattr(iscsi, name), name
-    assert callable(iscsi.cmd_plan) and callable(iscsi.iscsi_apply)
+    assert callable(iscsi.iscsi_plan) and callable(iscsi.iscsi_apply)
 
 
 # -- kernel preparation ----------------------------------------------------------------
@@ -83,7 +83,7 @@ def test_on_this_host_without_lio_the_commands_say_what_is_missing(tmp_path, cap
     from dataclasses import replace
     from .test_plan import CHAP, config, host
     cfg = config(host("pi-desktop", chap=replace(CHAP, secret_file=secret, mutual_secret_file=secret)))
-    code = iscsi.cmd_plan(cfg, argparse.Namespace(json=False, allow_destroy=False))
+    code = emit(App(cfg).iscsi_plan())
     out = capsys.readouterr()
     assert code == 1
     assert "kernel LIO is not available" in out.err
@@ -92,10 +92,11 @@ def test_on_this_host_without_lio_the_commands_say_what_is_missing(tmp_path, cap
 
 def test_disabled_iscsi_touches_nothing(capsys):
     cfg = Config(iscsi=IscsiConfig(enable=False, portals=(ListenAddress("0.0.0.0", 3260),)))
-    for cmd in (iscsi.cmd_plan, iscsi.cmd_apply, iscsi.cmd_status):
-        assert cmd(cfg, argparse.Namespace(json=False, allow_destroy=False)) == 0
+    app = App(cfg)
+    for operation in (app.iscsi_plan, app.iscsi_apply, app.iscsi_status):
+        assert emit(operation()) == 0
         assert "disabled" in capsys.readouterr().out
-    assert iscsi.cmd_status(cfg, argparse.Namespace(json=True)) == 0
+    assert emit(app.iscsi_status(), as_json=True) == 0
     assert json.loads(capsys.readouterr().out) == {"enabled": False, "hosts": {}}
     assert iscsi.iscsi_apply(cfg).disabled
 
