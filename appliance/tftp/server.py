@@ -3,8 +3,8 @@
 Single-threaded: one listening socket per configured address, one fresh
 ephemeral-port socket (the TFTP "TID") per transfer, bound to the local
 address the request arrived on.  Everything protocol-related is delegated to
-``packets``, ``paths``, ``options`` and ``transfer``; this module only moves
-datagrams, keeps time and counts.
+``packets``, ``admission`` (whether a request may start), ``options`` and
+``transfer``; this module only moves datagrams, keeps time and counts.
 
 Policies implemented here:
 
@@ -16,7 +16,7 @@ Policies implemented here:
   transfer gives up); another RRQ from that port is the client's next file;
 - a datagram on a session socket from any other address/port gets ERROR 5
   and does not touch the session;
-- WRQ → ERROR 2 (read-only); an unknown mode → ERROR 4;
+- WRQ → ERROR 2 (read-only); an unknown mode → ERROR 4 (``admission.admit``);
 - a datagram on a listening socket that does not parse → ERROR 4; stray
   DATA/ACK/OACK/ERROR there are dropped; all of them are counted;
 - at ``max_sessions`` concurrent transfers, or ``max_sessions_per_client``
@@ -61,14 +61,15 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from ..content import (MAX_FILENAME_BYTES, AccessDenied, BytesContent, Content, ContentProvider, FileContent,
-                       FileNotFound, OutOfResources, RequestRefused, RetryLater, TransferRecord, clean_path)
+from ..content import (MAX_FILENAME_BYTES, BytesContent, Content, ContentProvider, FileContent, OutOfResources,
+                       RequestRefused, RetryLater, TransferRecord)
 from ..errors import TftpError
 from ..listen import parse_listen
 from ..wakeup import WakePipe
+from .admission import Refuse, admit, refusal
 from .options import MAX_OPTIONS, WINDOWSIZE_MAX, OptionRefused, negotiate
 from .packets import (
-    ERR_ACCESS, ERR_ILLEGAL_OP, ERR_OPTION, ERR_UNDEFINED, ERR_UNKNOWN_TID,
+    ERR_ILLEGAL_OP, ERR_OPTION, ERR_UNDEFINED, ERR_UNKNOWN_TID,
     OP_ACK, Error, MalformedPacket, Request, encode_error, parse_packet,
 )
 from .transfer import Transfer, netascii_size
@@ -623,24 +624,14 @@ class TftpServer:
             return
         stats = self.stats
         stats.requests += 1
-        client = (addr[0], addr[1])
-        error_sock = listener.error_sock
-        if request.is_write:
-            self._send_error(error_sock, addr, ERR_ACCESS, "Read-only server")
-            self._emit(_unstarted(client, request.filename.decode("utf-8", "replace"), "denied"))
-            return
-        if request.mode not in ("octet", "netascii"):
-            self._send_error(error_sock, addr, ERR_ILLEGAL_OP, "Unsupported mode")
+        decision = admit(request, self.max_filename_bytes)
+        if isinstance(decision, Refuse):
+            self._refuse(listener.error_sock, addr, decision)
             return
         if len(self._deferred) >= self.max_sessions or not self._make_room(addr[0]):
             stats.refused_busy += 1
             return
-        try:
-            path = clean_path(request.filename, self.max_filename_bytes)
-        except RequestRefused as exc:
-            self._refuse(error_sock, addr, client, request.filename.decode("utf-8", "replace"), exc)
-            return
-        self._open(listener, request, addr, path, local_ip, scope)
+        self._open(listener, request, addr, decision.path, local_ip, scope)
 
     def _open(self, listener: _Listener, request: Request, addr: tuple, path: str, local_ip: str,
               scope: int) -> None:
@@ -659,7 +650,7 @@ class TftpServer:
                 self._on_fd_exhausted()
                 return
             if isinstance(exc, RequestRefused):
-                self._refuse(error_sock, addr, client, path, exc)
+                self._refuse(error_sock, addr, refusal(exc, path))
                 return
             stats.internal_errors += 1
             self._send_error(error_sock, addr, ERR_UNDEFINED, "internal error")
@@ -914,18 +905,10 @@ class TftpServer:
             pass
         return _ETHERNET_MAX_BLKSIZE.get(family, 1468)
 
-    def _refuse(self, sock: socket.socket, addr: tuple, client: tuple[str, int], path: str,
-                exc: RequestRefused) -> None:
-        if isinstance(exc, FileNotFound):
-            self._send_error(sock, addr, 1, "File not found")
-            outcome = "not-found"
-        elif isinstance(exc, AccessDenied):
-            self._send_error(sock, addr, ERR_ACCESS, "Access violation")
-            outcome = "denied"
-        else:
-            self._send_error(sock, addr, ERR_UNDEFINED, str(exc) or "Request refused")
-            outcome = f"error: {exc}"
-        self._emit(_unstarted(client, path, outcome))
+    def _refuse(self, sock: socket.socket, addr: tuple, decision: Refuse) -> None:
+        self._send_error(sock, addr, decision.code, decision.message)
+        if decision.outcome is not None:
+            self._emit(_unstarted((addr[0], addr[1]), decision.path, decision.outcome))
 
     # -- endings -----------------------------------------------------------------
 
