@@ -71,36 +71,28 @@ def sd_notify(message: str) -> None:
 class Appliance:
     """The running appliance: config, state, snapshot and the TFTP server."""
 
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path, config: Config) -> None:
+        """Wiring only: ``open()`` reads the state and the profiles and opens file descriptors."""
         self.config_path = config_path.absolute()
-        self.config: Config = load_config(config_path)
-        require_hosts(self.config)
-        for warning in config_warnings(self.config):
-            log.warning("config: %s", warning)
+        self.config: Config = config
         self.store = StateStore(self.config.server.state_dir)
         self.health = Health()
         self._published_status: str | None = None     # the last STATUS= sent; None until READY=1
         self.state_problem: str | None = None     # set while state.json is corrupt: writes are refused
-        self.state: State = self._load_state()
+        self.state = State()
         self.neighbours = NeighbourTable(health=self.health)
         self.cache = StoreCache()
-        snapshot = build_snapshot(self.config, self.state.hosts, self.cache)
-        snapshot = Snapshot(snapshot.config, snapshot.hosts, self._trial_guards(snapshot.hosts))
-        # Nothing is served yet: make the roots, and drop those left over from an
-        # earlier run (a removed host, an old pin), in one pass.
-        sync_roots(self.config.server.gcroots_dir, desired_roots(snapshot.hosts, self.state), prune=True)
         # From the TFTP thread to this loop: boot events and TFTP-side decisions.
         self.control: queue.SimpleQueue = queue.SimpleQueue()
         self.wake = WakePipe()
-        self.wake.open()
         self._unpersisted: list[Decision] = []     # decisions whose state write failed: retried each tick
         self.events_dropped = 0
         self._events_failing = False
-        self.resolver = BootResolver(snapshot, self.neighbours, on_decision=self._post)
+        self.resolver: BootResolver             # set by open()
         self.tftp: TftpServer | None = None
         self.http: HttpServer | None = None
         self.dhcp: ProxyDhcpServer | None = None
-        self.inotify = Inotify()
+        self.inotify: Inotify | None = None
         self.session_since: dict[str, float] = {}
         self.boots = BootCounters()
         self.iscsi_health = IscsiHealth()
@@ -108,6 +100,46 @@ class Appliance:
         self._iscsi_retry_at: float | None = None     # monotonic
         self._stop = False
         self._reload = False
+
+    @classmethod
+    def open(cls, config_path: Path) -> "Appliance":
+        """Load and check the config, read the state and the profiles, create the GC roots
+        and open the wake pipe and inotify; ``close()`` (or ``with``) releases them."""
+        config = load_config(config_path)
+        require_hosts(config)
+        for warning in config_warnings(config):
+            log.warning("config: %s", warning)
+        appliance = cls(config_path, config)
+        try:
+            appliance._open()
+        except BaseException:
+            appliance.close()
+            raise
+        return appliance
+
+    def _open(self) -> None:
+        self.state = self._load_state()
+        snapshot = build_snapshot(self.config, self.state.hosts, self.cache)
+        snapshot = Snapshot(snapshot.config, snapshot.hosts, self._trial_guards(snapshot.hosts))
+        # Nothing is served yet: make the roots, and drop those left over from an
+        # earlier run (a removed host, an old pin), in one pass.
+        sync_roots(self.config.server.gcroots_dir, desired_roots(snapshot.hosts, self.state), prune=True)
+        self.wake.open()
+        self.resolver = BootResolver(snapshot, self.neighbours, on_decision=self._post)
+        self.inotify = Inotify()
+
+    def close(self) -> None:
+        if self.inotify is not None:
+            self.inotify.close()
+            self.inotify = None
+        self.neighbours.close()
+        self.wake.close()
+
+    def __enter__(self) -> "Appliance":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # -- snapshots ---------------------------------------------------------------------
 
@@ -570,9 +602,6 @@ class Appliance:
                 metrics.shutdown()
             if self.dhcp is not None:
                 self.dhcp.stop()
-            self.inotify.close()
-            self.neighbours.close()
-            self.wake.close()
         return 0
 
 
@@ -582,4 +611,5 @@ def _not_serving(problem: str) -> str:
 
 
 def run_daemon(config_path: Path, on_ready: Callable[[], None] | None = None) -> int:
-    return Appliance(config_path).run(on_ready)
+    with Appliance.open(config_path) as appliance:
+        return appliance.run(on_ready)

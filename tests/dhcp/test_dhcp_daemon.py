@@ -18,16 +18,16 @@ def _with_dhcp(layout, enable: bool) -> Appliance:
     text = layout.config.read_text()
     layout.config.write_text(text + f'\n[dhcp]\nenable = {"true" if enable else "false"}\n'
                                     'interface = "lo"\nserver_address = "10.253.0.1"\n')
-    return Appliance(layout.config)
+    return Appliance.open(layout.config)
 
 
 def test_disabled_by_default(demo_layout):
-    app = Appliance(demo_layout.config)
-    app._start_dhcp()
-    assert app.dhcp is None and app.config.dhcp.enable is False
-    app = _with_dhcp(demo_layout, enable=False)
-    app._start_dhcp()
-    assert app.dhcp is None
+    with Appliance.open(demo_layout.config) as app:
+        app._start_dhcp()
+        assert app.dhcp is None and app.config.dhcp.enable is False
+    with _with_dhcp(demo_layout, enable=False) as app:
+        app._start_dhcp()
+        assert app.dhcp is None
 
 
 @pytest.mark.root
@@ -37,6 +37,7 @@ def test_a_lease_seen_by_the_proxy_reaches_the_neighbour_table(demo_layout):
     app = _with_dhcp(demo_layout, enable=True)
     app._start_dhcp()             # logs, does not raise, when the port cannot be bound
     if app.dhcp is None:
+        app.close()
         pytest.skip("port 67 is taken on this machine")
     try:
         assert app.neighbours.lease_of("10.253.0.50") is None
@@ -51,4 +52,20 @@ def test_a_lease_seen_by_the_proxy_reaches_the_neighbour_table(demo_layout):
         assert app.dhcp.read_stats().leases_seen == 1
     finally:
         app.dhcp.stop()
-        app.neighbours.close()
+        app.close()
+
+
+def test_opening_is_explicit_and_close_releases_what_open_took(demo_layout):
+    from appliance.config import load_config
+
+    app = Appliance(demo_layout.config, load_config(demo_layout.config))
+    assert app.inotify is None and not app.wake.is_open          # the constructor does no I/O
+    assert not (demo_layout.root / "gcroots").exists()
+    with Appliance.open(demo_layout.config) as app:
+        fds = (app.inotify.fd, app.wake.fileno())
+        assert all(os.fstat(fd) for fd in fds)
+        assert any((demo_layout.root / "gcroots").iterdir())    # roots exist before anything is served
+    assert app.inotify is None and not app.wake.is_open
+    for fd in fds:
+        with pytest.raises(OSError):
+            os.fstat(fd)
