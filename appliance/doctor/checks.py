@@ -1,20 +1,22 @@
 """The rules of ``netboot doctor``: Facts → Findings, no I/O.
 
 Each finding says what is wrong and the command or setting that fixes it.
-Raspberry Pi EEPROM settings are those of the Pi 4 bootloader documentation
+Raspberry Pi EEPROM settings are those of the bootloader documentation
 (raspberrypi.com, "Raspberry Pi bootloader configuration": BOOT_ORDER,
-TFTP_IP, TFTP_PREFIX).
+TFTP_IP, TFTP_PREFIX); what each boot style needs comes from its module
+(``appliance/boot/styles``).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from fnmatch import fnmatch
 
+from ..boot.styles import BootStyle, style_named
 from .facts import Facts, HostFacts, LioFacts, PortFacts
 
 # Kernel modules LIO needs, by what uses them.
 LIO_CORE = ("target_core_mod", "iscsi_target_mod")
-RPI_FIRMWARE = ("start4.elf", "fixup4.dat")
 
 
 @dataclass(frozen=True)
@@ -144,8 +146,9 @@ def check_host(h: HostFacts, facts: Facts) -> list[Finding]:
                             + (f", invalid: {invalid}" if invalid else "")))
     if h.tree_error:
         findings.append(_error(check, f"boot tree: {h.tree_error}", f"netboot tree {h.name}"))
-    if h.boot == "rpi":
-        findings += _check_rpi_files(h, check)
+    style = style_named(h.boot)
+    if style.default_firmware is not None or style.required_files:
+        findings += _check_style_files(h, style, check)
     for key, problem in h.secret_problems:
         findings.append(_error(check, f"{key}: {problem}",
                                "write the CHAP secret (12–16 characters) into that file, owned by root, "
@@ -154,22 +157,20 @@ def check_host(h: HostFacts, facts: Facts) -> list[Finding]:
     return findings
 
 
-def _check_rpi_files(h: HostFacts, check: str) -> list[Finding]:
+def _check_style_files(h: HostFacts, style: BootStyle, check: str) -> list[Finding]:
     findings = []
-    if h.firmware_files is None:
+    if style.default_firmware is not None and h.firmware_files is None:
         findings.append(_error(check, f"firmware directory {h.firmware_path} is missing or unreadable",
                                "set [firmware.rpi] path to the boot/ folder of the Raspberry Pi firmware "
                                "(NixOS: the module defaults it to pkgs.raspberrypifw)"))
-    else:
-        missing = [f for f in RPI_FIRMWARE if f not in h.firmware_files]
+    elif style.default_firmware is not None:
+        missing = [f for f in style.firmware_files if f not in (h.firmware_files or ())]
         if missing:
             findings.append(_error(check, f"firmware {h.firmware_path} lacks {', '.join(missing)}",
                                    "point [firmware.rpi] path at a complete firmware boot/ folder"))
     if h.served is not None and not h.tree_error:
-        wanted = [*RPI_FIRMWARE, "kernel8.img", "initrd", "config.txt", "cmdline.txt"]
-        absent = [f for f in wanted if h.tftp_prefix + f not in h.tree_paths]
-        if not any(p.startswith(h.tftp_prefix + "bcm2711-") and p.endswith(".dtb") for p in h.tree_paths):
-            absent.append("bcm2711-*.dtb")
+        absent = [f for f in style.required_files
+                  if not any(fnmatch(p, h.tftp_prefix + f) for p in h.tree_paths)]
         if absent:
             findings.append(_error(check, f"boot tree under {h.tftp_prefix or '/'} lacks {', '.join(absent)}",
                                    f"netboot tree {h.name}; check the firmware path and the generation's dtbs/"))
@@ -186,7 +187,7 @@ def _is_initrd(path: str) -> bool:
 
 
 def _never_fetched_fix(h: HostFacts, facts: Facts) -> str:
-    if h.boot == "rpi":
+    if style_named(h.boot).eeprom_netboot:
         prefix = {"mac": "TFTP_PREFIX=2 (the MAC directory)", "serial": "TFTP_PREFIX=0 (the serial number)"}.get(
             h.prefix_kind, f"TFTP_PREFIX=1, TFTP_PREFIX_STR={h.tftp_prefix}")
         return (f"in the Pi's EEPROM (rpi-eeprom-config --edit): BOOT_ORDER with 2 (network), "
@@ -219,11 +220,11 @@ def _check_boot_events(h: HostFacts, facts: Facts, check: str) -> list[Finding]:
     elif not kernel:
         findings.append(_error(check, f"boot stopped before the kernel: {where}",
                                f"check the boot files: netboot cat {h.name} "
-                               + (f"{h.tftp_prefix}config.txt" if h.boot == "rpi" else "(menu or script)")))
+                               + (f"{h.tftp_prefix}config.txt" if style_named(h.boot).eeprom_netboot else "(menu or script)")))
     elif not initrd:
         findings.append(_error(check, f"boot stopped after the kernel, the initrd was not fetched: {where}",
                                f"netboot tree {h.name}; the kernel command line: netboot cat {h.name} "
-                               + (f"{h.tftp_prefix}cmdline.txt" if h.boot == "rpi" else "…")))
+                               + (f"{h.tftp_prefix}cmdline.txt" if style_named(h.boot).eeprom_netboot else "…")))
     elif h.iscsi and h.sessions == 0:
         findings.append(_error(check, f"kernel and initrd served, but {h.target} has no iSCSI session: "
                                "the initrd did not log in",

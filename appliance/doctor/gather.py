@@ -198,7 +198,7 @@ def _secret_problems(config: Config, name: str) -> tuple[tuple[str, str], ...]:
 
 def _host(config: Config, store: StateStore, name: str, sessions: dict | None) -> HostFacts:
     host = config.hosts[name]
-    firmware = config.firmware.get(host.firmware or "rpi") if host.boot.name == "rpi" else None
+    firmware = config.firmware.get(host.firmware) if host.boot.default_firmware and host.firmware else None
     try:
         firmware_files = frozenset(os.listdir(firmware.path)) if firmware else None
     except OSError:

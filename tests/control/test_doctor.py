@@ -165,3 +165,16 @@ def test_rule_unreadable_secret_and_port_not_answering() -> None:
 def test_doctor_is_in_the_help() -> None:
     proc = netboot("--help")
     assert "doctor" in proc.stdout
+
+
+def test_a_pi5_is_checked_by_its_own_style():
+    """rpi5 needs no start4.elf: the doctor asks the boot style what firmware and tree must hold."""
+    whole = frozenset(f"pi/{f}" for f in ("config.txt", "cmdline.txt", "initrd", "kernel_2712.img",
+                                          "bcm2712-rpi-5-b.dtb"))
+    pi5 = dict(boot="rpi5", firmware_files=frozenset({"bcm2712-rpi-5-b.dtb"}), iscsi=False, target=None)
+    assert not any("lacks" in e for e in _errors(_facts(_pi(tree_paths=whole, **pi5))))
+    errors = _errors(_facts(_pi(tree_paths=whole - {"pi/bcm2712-rpi-5-b.dtb"}, **pi5)))
+    assert [e for e in errors if "lacks" in e] == [e for e in errors if "lacks bcm2712-*.dtb" in e] != []
+    assert not any("start4.elf" in e for e in errors)
+    # Never fetched anything: the fix is the Pi's EEPROM, as for a Pi 4.
+    assert any("rpi-eeprom-config" in f.fix for f in diagnose(_facts(_pi(tree_paths=whole, **pi5))))

@@ -67,6 +67,9 @@ class BootStyle(Protocol):
     name: str                         # the value of a host's ``boot`` key
     description: str                  # one line, for --help, docs and the NixOS option
     default_firmware: str | None      # [firmware.*] table used when the host names none
+    firmware_files: tuple[str, ...]   # what that firmware directory must hold (netboot doctor)
+    required_files: tuple[str, ...]   # fnmatch patterns under the host's prefix a served tree has (doctor)
+    eeprom_netboot: bool              # set up in the board's EEPROM (TFTP_PREFIX, BOOT_ORDER), not by DHCP alone
 
     def host_problems(self, table: Mapping[str, Any], firmware: Collection[str]) -> Iterable[tuple[str, str]]:
         """(host key, message) for each style-specific problem of a host's config table."""

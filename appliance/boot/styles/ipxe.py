@@ -40,6 +40,9 @@ class Ipxe:
     name: str = "ipxe"
     description: str = "iPXE script with a menu of generations (boot.ipxe); PXE ROMs chain-load iPXE"
     default_firmware: str | None = None
+    firmware_files: tuple[str, ...] = ()
+    required_files: tuple[str, ...] = ()
+    eeprom_netboot: bool = False
 
     def host_problems(self, table: Mapping[str, Any], firmware: Collection[str]) -> Iterable[tuple[str, str]]:
         return require_mac(self.name, table)

@@ -34,6 +34,10 @@ class RaspberryPi:
     name: str = "rpi"
     description: str = "Raspberry Pi 4 / Pi 400 / CM4 EEPROM netboot (start4.elf firmware, kernel8.img)"
     default_firmware: str | None = "rpi"
+    firmware_files: tuple[str, ...] = ("start4.elf", "fixup4.dat")
+    required_files: tuple[str, ...] = ("start4.elf", "fixup4.dat", "kernel8.img", "initrd", "config.txt",
+                                       "cmdline.txt", "bcm2711-*.dtb")
+    eeprom_netboot: bool = True
     # What a boot directory may take from the firmware package: blobs and
     # overlays, never its kernel*.img / cmdline.txt / config.txt (ours are generated).
     firmware_patterns: tuple[str, ...] = ("start*.elf", "fixup*.dat", "bootcode.bin", "*.dtb", "overlays/*")

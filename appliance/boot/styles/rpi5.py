@@ -29,6 +29,8 @@ class RaspberryPi5(RaspberryPi):
     name: str = "rpi5"
     description: str = "Raspberry Pi 5 / Pi 500 / CM5 EEPROM netboot (no start*.elf, kernel_2712.img)"
     firmware_patterns: tuple[str, ...] = ("bcm2712*.dtb", "overlays/*")
+    firmware_files: tuple[str, ...] = ("bcm2712-rpi-5-b.dtb",)
+    required_files: tuple[str, ...] = ("initrd", "config.txt", "cmdline.txt", "bcm2712-*.dtb")
     dtb_pattern: str = "bcm2712*.dtb"
     boot_files: tuple[str, ...] = ("config.txt",)
     config_base: tuple[str, ...] = ("kernel={kernel}", "initramfs initrd followkernel", "enable_uart=1")

@@ -30,6 +30,9 @@ class UBoot:
     name: str = "uboot"
     description: str = "U-Boot PXE menu (pxelinux.cfg/01-<mac>) and boot.scr.uimg for distro boot"
     default_firmware: str | None = None
+    firmware_files: tuple[str, ...] = ()
+    required_files: tuple[str, ...] = ()
+    eeprom_netboot: bool = False
 
     def host_problems(self, table: Mapping[str, Any], firmware: Collection[str]) -> Iterable[tuple[str, str]]:
         return require_mac(self.name, table)
