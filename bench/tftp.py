@@ -441,7 +441,7 @@ def write_results(rows: list[Row], notes: list[str], repeat: int) -> None:
               f"Measured {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} with `python -m bench.tftp` "
               f"(`bench/run`): loopback, one 32 MiB file, best of {repeat} for single-client rows; "
               f"{os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}, "
-              f"load before the run {load[0]:.2f}.\n"
+              f"load average when written {load[0]:.2f}.\n"
               f"MB = 10^6 bytes. Server CPU = user + system seconds of the server's processes "
               f"(workers and per-transfer forks included); CPU µs / DATA = that / DATA packets sent. "
               f"Peak RSS = resident memory summed over the server's processes during the largest "

@@ -7,6 +7,7 @@ returns for (client, path) and knows nothing about hosts, generations or Nix.
     options   option negotiation policy
     transfer  one transfer as a state machine without I/O
     server    sockets, epoll loop, timers, stats
+    worker    transfer worker processes (the data path out of the admitting process)
 """
 
 from .options import Negotiated, OptionRefused, negotiate

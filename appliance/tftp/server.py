@@ -158,22 +158,19 @@ def _add_stats(total: TftpStats, part: TftpStats) -> None:
             setattr(total, name, getattr(total, name) + value)
 
 
+@dataclass(slots=True)
 class _Remote:
     """A transfer handed to a worker: what its record needs back, and for a worker crash."""
 
-    __slots__ = ("worker", "client", "path", "meta", "size", "blksize", "windowsize", "started", "request")
-
-    def __init__(self, worker: Worker, client: tuple, path: str, meta, size: int, blksize: int,
-                 windowsize: int, started: float, request: Request | None) -> None:
-        self.request = request
-        self.worker = worker
-        self.client = client
-        self.path = path
-        self.meta = meta
-        self.size = size
-        self.blksize = blksize
-        self.windowsize = windowsize
-        self.started = started
+    worker: Worker
+    client: tuple
+    path: str
+    meta: object
+    size: int
+    blksize: int
+    windowsize: int
+    started: float
+    request: Request | None
 
     def aborted(self, now: float, outcome: str) -> TransferRecord:
         """The record of this transfer ended without the worker's own (crash, shutdown)."""
