@@ -788,16 +788,21 @@ class TftpServer:
             _add_stats(self._retired_stats, worker.stats)
         status = self._pool.remove(worker)
         lost = [key for key, remote in self._remote.items() if remote.worker is worker]
+        # One that dies before it was ever ready would die again: no restart loop,
+        # its share of transfers is served in this process.
+        restart = self._stop_at is None and worker.ready
         if self._stop_at is None or lost:
             self.stats.worker_failures += 1
             log.error("TFTP transfer worker %d exited (status %s); %d transfer(s) aborted%s",
-                      worker.proc.pid, status, len(lost), "" if self._stop_at is not None else ", restarting it")
+                      worker.proc.pid, status, len(lost),
+                      ", restarting it" if restart else "" if self._stop_at is not None
+                      else "; it never started, serving in this process instead")
         now = time.monotonic()
         for key in lost:
             remote = self._pop_remote(key)
             self.stats.transfers_aborted += 1
             self._emit(remote.aborted(now, "error: transfer worker exited"))
-        if self._stop_at is None:
+        if restart:
             try:
                 self._watch_worker(self._pool.spawn())
             except OSError as exc:

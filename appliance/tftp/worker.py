@@ -1,4 +1,4 @@
-"""Transfer workers: child processes that only pump data, one per core.
+"""Transfer workers: child processes that only pump data.
 
 The server process keeps everything that needs shared state — listening
 sockets, request admission, the ``ContentProvider`` (snapshot, access

@@ -123,3 +123,30 @@ def _children(pid: int) -> list[int]:
             return [int(p) for p in f.read().split()]
     except FileNotFoundError:
         return []
+
+
+def test_a_worker_that_cannot_start_is_not_restarted_and_transfers_are_served_here(big, tmp_path, monkeypatch):
+    from appliance.content import DictProvider
+    from appliance.tftp import TftpServer
+    from appliance.tftp import worker as worker_module
+
+    curl = require_binary("curl")
+    path, data = big
+    monkeypatch.setattr(worker_module, "_WORKER_MAIN", "import sys; sys.exit(3)")
+    records = []
+    server = TftpServer(DictProvider({"big.bin": str(path)}), listen=["127.0.0.1:0"],
+                        on_transfer=records.append, workers=1)
+    server.run_in_thread()
+    try:
+        eventually(lambda: server.read_stats().worker_failures == 1, 10, "the worker's failure")
+        time.sleep(0.5)
+        assert server.read_stats().worker_failures == 1, "a worker that never started was restarted"
+        assert server.worker_pids() == []
+        out = tmp_path / "here"
+        subprocess.run([curl, "-sS", "--max-time", "60", "-o", str(out),
+                        f"tftp://127.0.0.1:{server.addresses[0][1]}/big.bin"], check=True, timeout=90)
+        assert out.read_bytes() == data
+        eventually(lambda: len(records) == 1, 5, "the record")
+        assert records[0].outcome == "complete"
+    finally:
+        server.stop(wait=10)
