@@ -30,12 +30,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.results import write_block
 from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / ".cache" / "bench"
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-BEGIN, END = "<!-- http: begin -->", "<!-- http: end -->"
 MB = 1_000_000
 HOST = "127.0.0.1"
 CLIENT_TIMEOUT = 300
@@ -199,14 +198,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_results(text: str) -> None:
-    block = f"{BEGIN}\n{text}\n{END}"
-    current = RESULTS.read_text() if RESULTS.exists() else ""
-    if BEGIN in current and END in current:
-        head, _, rest = current.partition(BEGIN)
-        _, _, tail = rest.partition(END)
-        RESULTS.write_text(head + block + tail)
-    else:
-        RESULTS.write_text(current.rstrip("\n") + "\n\n## HTTP throughput\n\n" + block + "\n")
+    write_block("http", "HTTP throughput", text)
 
 
 if __name__ == "__main__":

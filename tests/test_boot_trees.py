@@ -59,6 +59,7 @@ class Env:
         self.firmware = firmware
         self.tops: dict[int, Path] = {}
         self.server: dict[str, object] = {}
+        self.dhcp: dict[str, object] = {}
         self.firmware_tables: dict[str, Path] = {}
 
     def add(self, version: str, number: int | None = None, current: bool = True, **kw) -> int:
@@ -77,6 +78,7 @@ class Env:
             "firmware": {"rpi": {"path": str(self.firmware)},
                          **{k: {"path": str(v)} for k, v in self.firmware_tables.items()}},
             "hosts": {"h": self.host_table},
+            **({"dhcp": self.dhcp} if self.dhcp else {}),
         })
 
     def snapshot(self, choice: HostState = HostState(), generation: int | None = None):
@@ -582,6 +584,19 @@ def test_ipxe_loads_kernel_and_initrd_over_http_when_enabled(env_factory, http_l
     assert f"initrd --name initrd {d}/initrd" in lines
     # the URLs name files of the tree itself (the same tree HTTP serves)
     assert "52-54-00-ab-cd-ef/generations/1/kernel" in files and "52-54-00-ab-cd-ef/generations/1/initrd" in files
+
+
+def test_ipxe_http_urls_name_the_proxydhcp_server_address_not_next_server(env_factory):
+    # With the router doing DHCP and the proxy the boot options, iPXE's ${next-server} is the
+    # router's siaddr (dnsmasq puts its own address there), not the appliance: real iPXE
+    # fetched the kernel from the router.  The proxy's server_address is where clients reach us.
+    env = ipxe_env(env_factory)
+    env.add("1")
+    env.server["http_listen"] = ["0.0.0.0:8080"]
+    env.dhcp.update({"enable": True, "interface": "eth0", "server_address": "10.0.4.3"})
+    text = data(env.tree().files["boot.ipxe"]).decode()
+    assert "${next-server}" not in text
+    assert "initrd --name initrd http://10.0.4.3:8080/52-54-00-ab-cd-ef/generations/1/initrd" in text.splitlines()
 
 
 def test_ipxe_default_follows_the_profile(env_factory):

@@ -70,14 +70,18 @@ def gather_inputs(config: Config, host: Host, selected: Generation | None, kept:
 
 
 def http_base_url(config: Config) -> str | None:
-    """Where boot scripts point iPXE for HTTP: the first ``http_listen`` address,
-    or the DHCP next-server (iPXE's ``${next-server}``) when it is a wildcard."""
+    """Where clients reach the HTTP transport: the first ``http_listen`` address, or for a
+    wildcard the proxyDHCP's ``server_address`` when the proxy is on, else iPXE's
+    ``${next-server}``.  With a router doing DHCP and the proxy only the boot options,
+    ``${next-server}`` is the router's siaddr (dnsmasq puts its own address there), not this
+    machine; the proxy's server address is the one clients were told to boot from."""
     if not config.server.http_listen:
         return None
     listen = config.server.http_listen[0]
     host = listen.host
     if ipaddress.ip_address(host).is_unspecified:
-        host = "${next-server}"
+        proxy = config.dhcp
+        host = proxy.server_address if proxy.enable and proxy.server_address else "${next-server}"
     elif ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{listen.port}"

@@ -47,6 +47,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from ..boot.gather import http_base_url
 from ..boot.styles import DhcpAnswer, DhcpQuery
 from ..config.model import Config
 from . import packet as p
@@ -133,7 +134,7 @@ def decide(request: p.DhcpPacket, config: Config, port: int = DHCP_PORT) -> Deci
         return Decision(None, "not PXE firmware (vendor class is not PXEClient or HTTPClient)", host.name)
 
     answer = host.boot.dhcp_answer(host, DhcpQuery(
-        ipxe=is_ipxe(request), arch=_arch(request), http_boot=http_boot, http_base=http_url_base(config),
+        ipxe=is_ipxe(request), arch=_arch(request), http_boot=http_boot, http_base=http_base_url(config),
         bios_bootfile=settings.bios_bootfile, efi_bootfile=settings.efi_bootfile))
     if answer.refusal:
         return Decision(None, answer.refusal, host.name)
@@ -176,19 +177,6 @@ def _vendor_options(answer: DhcpAnswer) -> bytes:
     if answer.pxe_menu is not None:
         return pxe_menu_options(answer.pxe_menu)
     return PXE_BYPASS_DISCOVERY if answer.skip_discovery else b""
-
-
-def http_url_base(config: Config) -> str | None:
-    """``http://address:port`` of the HTTP transport as clients on the proxy's LAN reach it."""
-    if not config.server.http_listen:
-        return None
-    listen = config.server.http_listen[0]
-    host = listen.host
-    if ipaddress.ip_address(host).is_unspecified:
-        host = config.dhcp.server_address or ""
-    elif ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{listen.port}" if host else None
 
 
 def _usable(ip: str) -> bool:

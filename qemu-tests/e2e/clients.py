@@ -9,6 +9,7 @@ namespace and killed by its PID when the boot ends, also on failure.
 from __future__ import annotations
 
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -19,10 +20,15 @@ from typing import Sequence
 from .artifacts import FAILED, MARKER
 
 UBOOT_BIOS = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS.fd")
 
 # (label, regex) milestones in console order; the first match of each is timed.
 MILESTONES = (
-    ("firmware: DHCP", r"Configuring \(net0|BOOTP broadcast|DHCP client bound|sending discover"),
+    ("firmware: DHCP", r"Configuring \(net0|BOOTP broadcast|DHCP client bound|sending discover"
+                       r"|>>Start (PXE|HTTP Boot) over IPv4"),
+    ("firmware: NBP downloaded", r"Downloading NBP file|Downloading\.\.\.|NBP file downloaded"),
+    ("iPXE started", r"iPXE initialising devices"),
     ("firmware: boot script", r"boot\.ipxe\.\.\.|boot\.scr\.uimg|Retrieving file: pxelinux\.cfg|## Executing script"),
     ("kernel started", r"Linux version \d"),
     ("initrd: start", r"e2e-initrd: start"),
@@ -36,7 +42,8 @@ MILESTONES = (
 
 
 # The firmware found nothing to boot: no point waiting for the timeout.
-FIRMWARE_GAVE_UP = ("No bootable device", "Kernel panic", "SCRIPT FAILED", "netboot-appliance: pxe boot failed")
+FIRMWARE_GAVE_UP = ("No bootable device", "Kernel panic", "SCRIPT FAILED", "netboot-appliance: pxe boot failed",
+                    "UEFI Interactive Shell", "Boot Manager Menu")
 
 
 @dataclass
@@ -67,6 +74,20 @@ def x86_ipxe_argv(console: Path, tap: str, mac: str, reboot: bool = False) -> li
             "-m", "512", "-boot", "n", *([] if reboot else ["-no-reboot"]),
             "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
             "-device", f"virtio-net-pci,netdev=n0,mac={mac}"]
+
+
+def ovmf_argv(console: Path, tap: str, mac: str, vars_copy: Path, http_boot: bool = False) -> list[str]:
+    """x86-64 UEFI (OVMF) whose own network stack boots: ``romfile=`` keeps the iPXE option ROM
+    out of the NIC.  IPv6 boot options are switched off (the lab has no IPv6); ``http_boot``
+    also switches off PXE so that UEFI HTTP Boot is the first boot option that can work."""
+    shutil.copyfile(OVMF_VARS, vars_copy)
+    opts = ["IPv6PXESupport", *(["IPv4PXESupport"] if http_boot else [])]
+    return ["qemu-system-x86_64", *_qemu_common(console), "-machine", "pc", "-m", "512", "-no-reboot",
+            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}",
+            *[a for opt in opts for a in ("-fw_cfg", f"name=opt/org.tianocore/{opt},string=n")],
+            "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
+            "-device", f"virtio-net-pci,netdev=n0,mac={mac},romfile=,bootindex=1"]
 
 
 def arm64_uboot_argv(console: Path, tap: str, mac: str, reboot: bool = False) -> list[str]:
@@ -170,7 +191,7 @@ def dhcp_events(lines: Sequence[str], since: float) -> list[tuple[float, str]]:
 
 
 def format_timeline(boot: Boot, events: Sequence[dict], clock_offset: float, dhcp: Sequence[str] = ()) -> str:
-    """Console milestones and the appliance's TFTP boot events on one time axis."""
+    """Console milestones and the appliance's TFTP and HTTP boot events on one time axis."""
     rows: list[tuple[float, str]] = []
     for t, label, line in boot.seen:
         rows.append((t, f"{label:<28} {line[:90]}"))
@@ -179,7 +200,8 @@ def format_timeline(boot: Boot, events: Sequence[dict], clock_offset: float, dhc
         dur = float(ev.get("duration") or 0)
         kib = (ev.get("bytes") or 0) / 1024
         rate = f"{kib / 1024 / dur:.1f} MiB/s" if dur > 0 else "-"
-        rows.append((end - dur, f"{'TFTP ' + str(ev.get('outcome')):<28} {ev.get('path')} "
+        transport = str(ev.get("transport") or "tftp").upper()
+        rows.append((end - dur, f"{transport + ' ' + str(ev.get('outcome')):<28} {ev.get('path')} "
                                 f"gen {ev.get('generation')}: {kib:.0f} KiB in {dur:.2f} s ({rate})"))
     for when, what in dhcp_events(dhcp, boot.started):
         rows.append((when - boot.started, f"{'DHCP (dnsmasq)':<28} {what}"))

@@ -34,7 +34,7 @@ class Client:
 @dataclass
 class Lab:
     workdir: Path
-    boot_file: str = "boot.ipxe"
+    boot_file: str | None = "boot.ipxe"     # None: addresses only, like a home router (proxyDHCP for boot)
     clients: Sequence[Client] = ()
     subnet: int = field(default_factory=lambda: 16 + os.getpid() % 200)
     name: str = field(default_factory=lambda: f"nbe2e-{os.getpid()}")
@@ -100,7 +100,7 @@ class Lab:
         argv = ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0", "--no-resolv", "--no-hosts",
                 f"--interface={self.bridge}", "--bind-interfaces", "--except-interface=lo",
                 f"--dhcp-range={self.prefix}.100,{self.prefix}.199,255.255.255.0,1h",
-                f"--dhcp-boot={self.boot_file},,{self.server_ip}",
+                *([f"--dhcp-boot={self.boot_file},,{self.server_ip}"] if self.boot_file else []),
                 "--dhcp-option=option:router",      # no default route: nothing is routed
                 "--dhcp-option=option:dns-server",
                 "--no-ping", "--dhcp-authoritative", "--log-dhcp",

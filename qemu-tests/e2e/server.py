@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ LUN_DIR = "/var/lib/netboot/luns"
 PROFILES = "/nix/var/nix/profiles/netboot"
 TARGET_PREFIX = "iqn.2026-11.lan.netboot-e2e"
 SERVER_MAC = "52:54:00:e2:00:02"
+IPXE_FIRMWARE = "/lab/ipxe"
+IPXE_NBPS = ("undionly.kpxe", "ipxe.efi", "snponly.efi")
 
 
 def initiator_iqn(host: str) -> str:
@@ -58,6 +61,9 @@ class Appliance:
     hosts: Sequence[HostSpec]
     workdir: Path
     cmdline_override: dict[str, str] = field(default_factory=dict)   # host → cmdline (isolation)
+    http_port: int | None = None    # [server] http_listen on the wildcard address
+    proxy_dhcp: bool = False        # [dhcp] on the lab NIC: boot options from the appliance, addresses from dnsmasq
+    ipxe_firmware: Path | None = None   # Debian's iPXE NBPs (/usr/lib/ipxe) as the ipxe hosts' firmware
     vm: NetnsServerVM | None = None
     clock_offset: float = 0.0       # host time - guest time
 
@@ -68,11 +74,13 @@ class Appliance:
         env = {"PYTHONPATH": f"{GUEST_REPO}:{GUEST_DEPS}", "PYTHONDONTWRITEBYTECODE": "1",
                "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}
         self.workdir.mkdir(parents=True, exist_ok=True)
+        nbps = self._copy_ipxe_nbps() if self.ipxe_firmware else None
         self.vm = NetnsServerVM(
             image, netns=self.netns, user_net=False, smp=1, memory_mb=1024, env=env, workdir=self.workdir,
             shares=[Share(REPO, GUEST_REPO, readonly=True), Share(deps, GUEST_DEPS, readonly=True),
                     Share(self.built.store, "/nix/store", readonly=True),
-                    Share(self.built.luns, "/lab/luns", readonly=True)],
+                    Share(self.built.luns, "/lab/luns", readonly=True),
+                    *([Share(nbps, IPXE_FIRMWARE, readonly=True)] if nbps else [])],
             extra_args=["-netdev", f"tap,id=lan,ifname={self.tap},script=no,downscript=no",
                         "-device", f"virtio-net-pci,netdev=lan,mac={SERVER_MAC}"])
         self.vm.start()
@@ -81,6 +89,16 @@ class Appliance:
         except BaseException:
             self.stop()
             raise
+
+    def _copy_ipxe_nbps(self) -> Path:
+        """The NBPs as plain files: Debian's /usr/lib/ipxe links into the host's /boot, which
+        the VM does not see (in a Nix store they are plain files)."""
+        assert self.ipxe_firmware
+        out = self.workdir / "ipxe-nbps"
+        out.mkdir(exist_ok=True)
+        for name in IPXE_NBPS:
+            shutil.copyfile(self.ipxe_firmware / name, out / name)
+        return out
 
     def stop(self) -> None:
         if self.vm is not None:
@@ -108,18 +126,25 @@ class Appliance:
     def netboot(self, *args: str, check: bool = True, timeout: float = 120) -> str:
         return self.sh("netboot -c " + CONFIG + " " + shlex.join(args), timeout=timeout, check=check)
 
-    def config_text(self) -> str:
+    def config_text(self, http: bool = True) -> str:
+        """The appliance's config; ``http=False`` leaves HTTP off (TFTP-only, for comparisons)."""
         lines = ["[server]", 'state_dir = "/var/lib/netboot/state"', 'store_dir = "/nix/store"',
-                 'tftp_listen = ["0.0.0.0:69"]', 'gcroots_dir = "/var/lib/netboot/gcroots"', "",
+                 'tftp_listen = ["0.0.0.0:69"]', 'gcroots_dir = "/var/lib/netboot/gcroots"',
+                 *([f'http_listen = ["0.0.0.0:{self.http_port}"]'] if self.http_port and http else []), "",
                  "[iscsi]", "enable = true", f'portals = ["{self.server_ip}:3260"]',
                  f'target_prefix = "{TARGET_PREFIX}"', "",
                  "[firmware.rpi]", f'path = "{self.built.firmware}"', ""]
+        if self.ipxe_firmware:
+            lines += ["[firmware.ipxe]", f'path = "{IPXE_FIRMWARE}"', ""]
+        if self.proxy_dhcp:
+            lines += ["[dhcp]", "enable = true", 'interface = "eth0"', f'server_address = "{self.server_ip}"', ""]
         for h in self.hosts:
             cmdline = self.cmdline_override.get(h.name) or (
                 f"netboot.iscsi_initiator={initiator_iqn(h.name)} netboot.iscsi_target={target_iqn(h.name)} "
                 f"netboot.iscsi_portal={self.server_ip}")
             lines += [f"[hosts.{h.name}]", f'boot = "{h.boot}"', f'mac = "{h.mac}"',
                       f'profile = "{PROFILES}/{h.name}"', f'cmdline = "{cmdline}"', "menu_timeout = 1",
+                      *(['firmware = "ipxe"'] if self.ipxe_firmware and h.boot == "ipxe" else []),
                       "trial_confirm_after = 600", "",
                       f"[hosts.{h.name}.iscsi]", f'initiator = "{initiator_iqn(h.name)}"',
                       f'lun = {{ file = "{LUN_DIR}/{h.name}.img", size = {self.built.lun_bytes} }}', ""]
@@ -136,17 +161,31 @@ class Appliance:
         self.netboot("check")
         for h in self.hosts:
             self.netboot("register", h.name, self.built.toplevels[h.name][h.generations[0]])
-        self.sh(f"setsid netboot -c {CONFIG} serve >/var/log/netboot.log 2>&1 </dev/null &")
+        self._serve()
+        self.measure_clock()
+
+    def _serve(self) -> None:
+        """Start ``netboot serve`` (its PID in /run/netboot.pid) and wait until it serves."""
+        starts = self.log().count("serving TFTP on")
+        self.sh("setsid sh -c 'echo $$ >/run/netboot.pid; exec netboot -c " + CONFIG +
+                " serve >>/var/log/netboot.log 2>&1 </dev/null' &")
         # The daemon loads its netlink library before it serves: tens of seconds under TCG.
         deadline = time.monotonic() + 300
         while True:
-            log = self.sh("cat /var/log/netboot.log")
-            if "serving TFTP on" in log:
+            log = self.log()
+            if log.count("serving TFTP on") > starts:
                 break
             if time.monotonic() > deadline or "Traceback" in log:
                 raise RuntimeError(f"netboot serve did not start:\n{log}")
             time.sleep(1)
-        self.measure_clock()
+
+    def restart(self, http: bool = True) -> None:
+        """Stop ``netboot serve``, rewrite the config (HTTP on or off) and start it again."""
+        assert self.vm
+        self.sh("kill $(cat /run/netboot.pid); for i in $(seq 100); do kill -0 $(cat /run/netboot.pid) 2>/dev/null "
+                "|| exit 0; sleep 0.2; done; exit 1")
+        self.vm.write_file(CONFIG, self.config_text(http=http))
+        self._serve()
 
     def measure_clock(self) -> None:
         t0 = time.time()
@@ -155,7 +194,7 @@ class Appliance:
         self.clock_offset = (t0 + t1) / 2 - guest
 
     def log(self) -> str:
-        return self.sh("cat /var/log/netboot.log")
+        return self.sh("cat /var/log/netboot.log 2>/dev/null || true")
 
     def dmesg(self) -> str:
         return self.sh("dmesg")
