@@ -95,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Measured] = []
     workdir = Path(tempfile.mkdtemp(prefix="bench-qemu-boot-"))
     try:
-        with lab_session(workdir, dhcp_boot_options=False, http_port=HTTP_PORT, proxy_dhcp=True,
-                         ipxe_firmware=IPXE_NBPS) as e2e:
+        with lab_session(workdir, dhcp_boot_options=False, router_advertisements=True, http_port=HTTP_PORT,
+                         proxy_dhcp=True, ipxe_firmware=IPXE_NBPS) as e2e:
             for client in clients:
                 for http in (False, True):
                     results.append(boot(e2e, client, http))

@@ -1,5 +1,6 @@
 """Real PC firmware boots from the appliance over TFTP and HTTP, on a home-network split:
-dnsmasq hands out addresses only (like a router), the appliance's proxyDHCP the boot options.
+dnsmasq hands out addresses only and sends IPv6 router advertisements (like a router), the
+appliance's proxyDHCP gives the boot options.
 
 - UEFI PXE: OVMF's own PXE stack (virtio-net, no option ROM) → ``ipxe.efi`` over TFTP →
   ``boot.ipxe`` → kernel and initrd over HTTP → iSCSI root → marker;
@@ -36,8 +37,11 @@ IPXE_NBPS = Path("/usr/lib/ipxe")      # Debian's ipxe package (nixpkgs' ipxe ha
 def lab(request, tmp_path_factory):
     if not (IPXE_NBPS / "ipxe.efi").exists() or not OVMF_CODE.exists():
         pytest.skip("needs Debian's ipxe and ovmf packages (scripts/install.sh)")
+    # A home network: the router hands out addresses (no boot options) and IPv6 router
+    # advertisements; the appliance's proxyDHCP the boot options.
     with module_lab(request, tmp_path_factory.mktemp("firmware"), dhcp_boot_options=False,
-                     http_port=HTTP_PORT, proxy_dhcp=True, ipxe_firmware=IPXE_NBPS) as e2e:
+                    router_advertisements=True, http_port=HTTP_PORT, proxy_dhcp=True,
+                    ipxe_firmware=IPXE_NBPS) as e2e:
         yield e2e
 
 

@@ -107,12 +107,14 @@ class LabUnavailable(RuntimeError):
 @contextlib.contextmanager
 def lab_session(workdir: Path, summary: Summary | None = None, *,
                 cmdline_override: dict[str, Callable[[str], str]] | None = None,
-                dhcp_boot_options: bool = True, **appliance_options) -> Iterator[E2E]:
+                dhcp_boot_options: bool = True, router_advertisements: bool = False,
+                **appliance_options) -> Iterator[E2E]:
     """One lab: artifacts, the bridge with dnsmasq, the server VM running ``netboot serve``;
     torn down on exit, also after a failure or SIGTERM.
 
     ``dhcp_boot_options=False`` makes dnsmasq hand out addresses only (a home router), for
-    the appliance's proxyDHCP; ``appliance_options`` go to ``Appliance`` (HTTP, proxyDHCP, iPXE NBPs);
+    the appliance's proxyDHCP; ``router_advertisements`` puts IPv6 RAs on the bridge (see ``Lab``);
+    ``appliance_options`` go to ``Appliance`` (HTTP, proxyDHCP, iPXE NBPs);
     ``cmdline_override`` maps a host to a function of the server address giving its command line.
     """
     why = missing_requirements()
@@ -129,7 +131,8 @@ def lab_session(workdir: Path, summary: Summary | None = None, *,
         print(f"\ne2e: logs in {workdir}", flush=True)
         arches = {a: build_arch(a) for a in ("amd64", "arm64")}
         built = build_store(HOSTS, arches)
-        net = Lab(workdir=workdir, boot_file="boot.ipxe" if dhcp_boot_options else None)
+        net = Lab(workdir=workdir, boot_file="boot.ipxe" if dhcp_boot_options else None,
+                  router_advertisements=router_advertisements)
         net.clients = [Client(h.name, h.mac, f"{net.prefix}.{h.octet}") for h in HOSTS]
         with net:
             appliance = Appliance(

@@ -35,6 +35,9 @@ class Client:
 class Lab:
     workdir: Path
     boot_file: str | None = "boot.ipxe"     # None: addresses only, like a home router (proxyDHCP for boot)
+    # IPv6 router advertisements on the bridge (IPv4 stays the boot path): iPXE's "Configuring"
+    # waits for its IPv6 autoconfiguration too, ~15 s when no router answers.
+    router_advertisements: bool = False
     clients: Sequence[Client] = ()
     subnet: int = field(default_factory=lambda: 16 + os.getpid() % 200)
     name: str = field(default_factory=lambda: f"nbe2e-{os.getpid()}")
@@ -48,6 +51,10 @@ class Lab:
     @property
     def prefix(self) -> str:
         return f"10.213.{self.subnet}"
+
+    @property
+    def ipv6_prefix(self) -> str:     # a unique local prefix, only with router_advertisements
+        return f"fd5b:e2e:0:{self.subnet:x}::"
 
     @property
     def gateway_ip(self) -> str:      # the bridge: where dnsmasq answers
@@ -82,12 +89,15 @@ class Lab:
         _ip("netns", "add", self.name)
         ns = ["-n", self.name]
         sysctl = self.netns_argv(["sysctl", "-q", "-w"])
-        # No IPv6 anywhere in the namespace: iPXE would wait ~13 s for router advertisements.
+        # No IPv6 in the namespace (the bridge only with router_advertisements).
         for key in ("net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"):
             subprocess.run([*sysctl, key], check=True, capture_output=True)
         _ip(*ns, "link", "set", "lo", "up")
         _ip(*ns, "link", "add", self.bridge, "type", "bridge", "forward_delay", "0", "stp_state", "0")
-        subprocess.run([*sysctl, f"net.ipv6.conf.{self.bridge}.disable_ipv6=1"], check=True, capture_output=True)
+        ipv6 = "0" if self.router_advertisements else "1"
+        subprocess.run([*sysctl, f"net.ipv6.conf.{self.bridge}.disable_ipv6={ipv6}"], check=True, capture_output=True)
+        if self.router_advertisements:
+            _ip(*ns, "addr", "add", f"{self.ipv6_prefix}1/64", "dev", self.bridge, "nodad")
         _ip(*ns, "addr", "add", f"{self.gateway_ip}/24", "dev", self.bridge)
         _ip(*ns, "link", "set", self.bridge, "up")
         for tap in (self.server_tap, self.client_tap):
@@ -103,6 +113,7 @@ class Lab:
                 *([f"--dhcp-boot={self.boot_file},,{self.server_ip}"] if self.boot_file else []),
                 "--dhcp-option=option:router",      # no default route: nothing is routed
                 "--dhcp-option=option:dns-server",
+                *([f"--dhcp-range={self.ipv6_prefix},ra-only", "--enable-ra"] if self.router_advertisements else []),
                 "--no-ping", "--dhcp-authoritative", "--log-dhcp",
                 f"--log-facility={self.dnsmasq_log}", f"--dhcp-leasefile={self.workdir / 'leases'}",
                 f"--pid-file={self.workdir / 'dnsmasq.pid'}", "--user=root", "--group=root"]

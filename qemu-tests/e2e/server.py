@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,9 +113,9 @@ class Appliance:
 
     def _save_logs(self) -> None:
         assert self.vm
-        for name in ("netboot.log", "dmesg.txt"):
-            r = self.vm.run(f"cat /var/log/{name}", timeout=30)
-            (self.workdir / f"server-{name}").write_text(r.stdout)
+        for path in ("/var/log/netboot.log", "/var/log/dmesg.txt", "/var/lib/netboot/state/events.jsonl"):
+            r = self.vm.run(f"cat {path}", timeout=30)
+            (self.workdir / f"server-{Path(path).name}").write_text(r.stdout)
 
     def sh(self, cmd: str, timeout: float = 120, check: bool = True) -> str:
         assert self.vm
@@ -182,10 +183,31 @@ class Appliance:
     def restart(self, http: bool = True) -> None:
         """Stop ``netboot serve``, rewrite the config (HTTP on or off) and start it again."""
         assert self.vm
-        self.sh("kill $(cat /run/netboot.pid); for i in $(seq 100); do kill -0 $(cat /run/netboot.pid) 2>/dev/null "
-                "|| exit 0; sleep 0.2; done; exit 1")
+        # Wait for its whole session (serve started it with setsid: TFTP transfer workers included)
+        # to be gone: a worker still holding UDP 69 would swallow the next client's requests.
+        # The guest's init does not reap orphans, so a zombie counts as gone.
+        self.sh("sid=$(cat /run/netboot.pid); kill $sid; for i in $(seq 300); do alive=; "
+                "for st in /proc/[0-9]*/stat; do set -- $(sed 's/.*) //' $st 2>/dev/null) x x x x; "
+                "[ \"$4\" = \"$sid\" ] && [ \"$1\" != Z ] && alive=1; done; "
+                "[ -z \"$alive\" ] && exit 0; sleep 0.2; done; exit 1", timeout=180)
         self.vm.write_file(CONFIG, self.config_text(http=http))
         self._serve()
+        self.wait_answering()
+
+    def wait_answering(self, timeout: float = 120) -> float:
+        """Seconds until TFTP answers a request from the lab network (a refusal counts).
+
+        Right after start the daemon is still busy for a while under TCG (its first pass
+        over the hosts); a client booted then waits for its first answer."""
+        started = time.monotonic()
+        url = f"tftp://{self.server_ip}/boot.ipxe"      # from the bridge's address: no such host
+        while True:
+            rc = subprocess.run(["ip", "netns", "exec", self.netns, "curl", "-s", "-o", "/dev/null",
+                                 "--max-time", "3", url], capture_output=True, timeout=30).returncode
+            if rc != 28:                                # 28: timed out; anything else is an answer
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                raise RuntimeError(f"TFTP on {self.server_ip} did not answer within {timeout:.0f} s")
 
     def measure_clock(self) -> None:
         t0 = time.time()
