@@ -78,8 +78,8 @@ def x86_ipxe_argv(console: Path, tap: str, mac: str, reboot: bool = False) -> li
 
 def ovmf_argv(console: Path, tap: str, mac: str, vars_copy: Path, http_boot: bool = False) -> list[str]:
     """x86-64 UEFI (OVMF) whose own network stack boots: ``romfile=`` keeps the iPXE option ROM
-    out of the NIC.  IPv6 boot options are switched off (the lab has no IPv6); ``http_boot``
-    also switches off PXE so that UEFI HTTP Boot is the first boot option that can work."""
+    out of the NIC.  PXE over IPv6 is switched off (the lab boots over IPv4); ``http_boot``
+    also switches off PXE over IPv4, so that UEFI HTTP Boot is the first boot option."""
     shutil.copyfile(OVMF_VARS, vars_copy)
     opts = ["IPv6PXESupport", *(["IPv4PXESupport"] if http_boot else [])]
     return ["qemu-system-x86_64", *_qemu_common(console), "-machine", "pc", "-m", "512", "-no-reboot",
