@@ -26,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from e2e.clients import OVMF_CODE, ovmf_argv, x86_ipxe_argv     # noqa: E402
 from e2e.harness import E2E, INTRUDER, PC, module_lab        # noqa: E402
 from e2e.store import HostSpec                                 # noqa: E402
-from tests.helpers import poll                                 # noqa: E402
 
 pytestmark = pytest.mark.vm
 
@@ -68,17 +67,9 @@ def assert_kernel_and_initrd_over_http(e2e: E2E, started: float) -> dict[str, se
     return done
 
 
-def _pc_sessions(e2e: E2E) -> list:
-    return e2e.appliance.status(PC.name)["hosts"][PC.name]["iscsi"]["session"] or []
-
-
 def boot_to_marker(e2e: E2E, scenario: str, argv: list[str]):
-    # The previous scenario's client was switched off while logged in; a new login with the
-    # same initiator name while LIO still holds that session has been seen to lose its disk
-    # right after login (session reinstatement).  Real machines log out; wait for LIO instead.
-    _, waited = poll(lambda: not _pc_sessions(e2e), 90, interval=2)
-    print(f"\n{scenario}: previous iSCSI session of pc gone after {waited:.0f} s "
-          f"(still there: {_pc_sessions(e2e)})", flush=True)
+    waited = e2e.wait_sessions_gone(PC)     # the previous scenario's client did not log out
+    print(f"\n{scenario}: pc's previous iSCSI session gone after {waited:.0f} s", flush=True)
     boot = e2e.boot(scenario, PC, "marker generation 1", argv=argv)
     assert boot.outcome == "marker", boot.text()[-4000:]
     assert boot.generations() == ["1"]

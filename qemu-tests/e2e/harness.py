@@ -76,6 +76,19 @@ class E2E:
             assert f"generation {k}" in out, out
             self.registered[spec.name] = k
 
+    def wait_sessions_gone(self, spec: HostSpec, timeout: float = 90) -> float:
+        """Seconds until LIO holds no session of ``spec``'s target (bounded; goes on after ``timeout``).
+
+        A client switched off while logged in leaves its session behind until LIO notices; a
+        new login with the same initiator name meanwhile has been seen to lose its disk right
+        after login.  Real machines log out; the lab waits instead."""
+        def gone() -> bool:
+            return not self.appliance.status(spec.name)["hosts"][spec.name]["iscsi"]["session"]
+        started = time.monotonic()
+        while not gone() and time.monotonic() - started < timeout:
+            time.sleep(2)
+        return time.monotonic() - started
+
     def boot(self, scenario: str, spec: HostSpec, expected: str, reboot: bool = False,
              until: str = "marker", stop_on_failure: bool = True, argv: list[str] | None = None) -> Boot:
         console = self.workdir / f"{scenario}.console.log"
