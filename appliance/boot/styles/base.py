@@ -3,7 +3,8 @@
 A boot style is one module in this package implementing ``BootStyle``; the
 registry in ``__init__.py`` is the only list of styles.  Configuration
 parsing, tree rendering, trial detection (``starts_boot`` / ``kernel_paths``),
-the proxyDHCP answer, the CLI and the NixOS module's option type all read it.
+the proxyDHCP answer, the CLI, ``netboot doctor`` and the NixOS module's
+option type all read it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Collection, Iterable, Mapping, Protocol, runtime_checkable
 
-from ..tree import Generated, Source, StoreFile
 from .. import text
+from ..tree import Generated, Source, StoreFile
 
 if TYPE_CHECKING:
     from ...config.model import Host
