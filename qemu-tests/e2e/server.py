@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 from lab import Share, ServerVM, build_pydeps, build_server_image, default_cache_dir
-from lab.project import GUEST_DEPS, GUEST_REPO, REPO
+from lab.project import GUEST_DEPS, GUEST_REPO, REPO, compile_project, guest_env
 
 from .store import BuiltStore, HostSpec
 
@@ -72,8 +72,8 @@ class Appliance:
         cache = default_cache_dir()
         image = build_server_image(cache)
         deps = build_pydeps(cache)
-        env = {"PYTHONPATH": f"{GUEST_REPO}:{GUEST_DEPS}", "PYTHONDONTWRITEBYTECODE": "1",
-               "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}
+        compile_project(REPO)
+        env = guest_env()
         self.workdir.mkdir(parents=True, exist_ok=True)
         nbps = self._copy_ipxe_nbps() if self.ipxe_firmware else None
         self.vm = NetnsServerVM(

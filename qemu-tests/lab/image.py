@@ -3,7 +3,9 @@
 No chroot, no loop mounts, no package installation on the host: the .debs
 are fetched with ``apt-get download`` and unpacked with ``dpkg-deb -x``; the
 kernel modules LIO needs are picked with ``modprobe --show-depends`` and
-indexed with ``depmod -b``; the tree is packed with ``cpio`` + ``gzip -1``.
+indexed with ``depmod -b``; the tree is packed with ``cpio`` + ``gzip -1``.  The guest's Python stdlib
+and the dependencies come byte-compiled (hash-based ``.pyc``, see
+``compile_python``): under TCG compiling them at each start costs tens of seconds.
 
 The result lives in ``<cache>/qemu/<key>/`` where the key hashes the package
 versions and this builder's files, so a rebuild happens only when an input
@@ -25,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-__all__ = ["ServerImage", "build_server_image", "build_pydeps", "default_cache_dir", "pyproject_requirements"]
+__all__ = ["ServerImage", "build_server_image", "build_pydeps", "compile_python", "default_cache_dir",
+           "pyproject_requirements"]
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -49,6 +52,11 @@ PRUNE = (
     "usr/lib/python3.11/idlelib", "usr/lib/python3.11/tkinter", "usr/lib/python3.11/ensurepip",
     "usr/lib/python3.11/lib2to3", "usr/lib/python3.11/pydoc_data", "usr/lib/python3.11/turtledemo",
 )
+
+
+# Byte-compiles for the guest on the host: Debian's Python 3.11, the interpreter the image
+# ships (same bytecode magic, checked against the image's importlib when it is built).
+COMPILE_PYTHON = os.environ.get("LAB_COMPILE_PYTHON", "/usr/bin/python3.11")
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,38 @@ def package_versions(packages: Sequence[str], arch: str | None = None) -> dict[s
     return found
 
 
+def _compiler_id() -> str:
+    """Version and bytecode magic of ``COMPILE_PYTHON``: part of every cache key holding .pyc files."""
+    return _run([COMPILE_PYTHON, "-c", "import importlib.util, sys; "
+                 "print(sys.version.split()[0], importlib.util.MAGIC_NUMBER.hex())"]).stdout.strip()
+
+
+def compile_python(paths: Sequence[Path], invalidation: str = "unchecked-hash") -> None:
+    """Byte-compile the trees under ``paths`` with ``COMPILE_PYTHON`` into their ``__pycache__``.
+
+    Hash-based .pyc (PEP 552) do not depend on mtimes, which cpio and 9p do not keep
+    reliably: ``unchecked-hash`` for trees that never change once built (the image, a
+    cache dir), ``checked-hash`` for a working tree (a stale .pyc is recompiled, not used).
+    """
+    res = subprocess.run([COMPILE_PYTHON, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", invalidation,
+                          *map(str, paths)], capture_output=True, text=True, check=False)
+    if res.returncode:
+        raise RuntimeError(f"byte-compiling {', '.join(map(str, paths))} failed:\n{res.stdout[-3000:]}{res.stderr[-2000:]}")
+
+
+def _check_bytecode_magic(root: Path) -> None:
+    """The image's interpreter must accept .pyc written by ``COMPILE_PYTHON``."""
+    source = (root / "usr/lib/python3.11/importlib/_bootstrap_external.py").read_text()
+    m = re.search(r"^MAGIC_NUMBER = \((\d+)\)\.to_bytes\(2, 'little'\) \+ b'\\r\\n'", source, re.M)
+    if not m:
+        raise RuntimeError("cannot find MAGIC_NUMBER in the image's importlib")
+    guest = (int(m.group(1)).to_bytes(2, "little") + b"\r\n").hex()
+    host = _compiler_id().split()[1]
+    if guest != host:
+        raise RuntimeError(f"{COMPILE_PYTHON} writes bytecode magic {host}, the image's Python needs {guest}; "
+                           "set LAB_COMPILE_PYTHON to a matching Python 3.11")
+
+
 def _inputs_digest() -> str:
     h = hashlib.sha256()
     for path in sorted([HERE / "image.py", *sorted((HERE / "guest").iterdir())]):
@@ -126,7 +166,8 @@ def build_server_image(cache_dir: Path | None = None, extra_packages: Sequence[s
     kernel_pkg = _kernel_package()
     packages = sorted({kernel_pkg, *BASE_PACKAGES, *extra_packages})
     versions = package_versions(packages)
-    key = hashlib.sha256(json.dumps([versions, _inputs_digest()], sort_keys=True).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([versions, _inputs_digest(), _compiler_id()],
+                                    sort_keys=True).encode()).hexdigest()[:16]
     out = cache / key
     manifest = out / "manifest.json"
     with _locked(cache / ".lock"):
@@ -197,6 +238,8 @@ def _assemble(tmp: Path, debs: dict[str, Path], kernel_pkg: str) -> str:
     shutil.copy2(HERE / "guest/init", root / "init")
     (root / "init").chmod(0o755)
     shutil.copy2(HERE / "guest/agent.py", root / "usr/lib/lab/agent.py")
+    _check_bytecode_magic(root)
+    compile_python([root / "usr/lib/python3.11", root / "usr/lib/lab"])
     (root / "etc/hostname").write_text("lab\n")
     (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
     (root / "etc/group").write_text("root:x:0:\n")
@@ -272,9 +315,10 @@ def pyproject_requirements() -> list[str]:
 
 
 def build_pydeps(cache_dir: Path | None = None, requirements: Sequence[str] | None = None, log=print) -> Path:
-    """``pip install --target`` the (pure-Python) dependencies once; shared into the VM by 9p."""
+    """``pip install --target`` the (pure-Python) dependencies once, byte-compiled for the
+    guest's Python; shared into the VM by 9p."""
     reqs = sorted(requirements if requirements is not None else pyproject_requirements())
-    key = hashlib.sha256(json.dumps(reqs).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([reqs, "unchecked-hash", _compiler_id()]).encode()).hexdigest()[:16]
     base = (cache_dir or default_cache_dir()) / "qemu" / "pydeps"
     out = base / key
     with _locked(base / ".lock"):
@@ -285,6 +329,7 @@ def build_pydeps(cache_dir: Path | None = None, requirements: Sequence[str] | No
         try:
             _run([os.environ.get("LAB_PIP_PYTHON", "python3"), "-m", "pip", "install", "-q", "--no-compile",
                   "--disable-pip-version-check", "--target", str(tmp), *reqs])
+            compile_python([tmp])
             (tmp / ".complete").write_text("\n".join(reqs) + "\n")
             if out.exists():
                 shutil.rmtree(out)
