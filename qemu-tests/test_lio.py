@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pytest
 
 from lab import Chap, Initiator, Result, ServerVM, project_vm
-from tests.helpers import free_port
+from tests.helpers import eventually, free_port, poll
 
 pytestmark = pytest.mark.vm
 
@@ -154,14 +154,13 @@ def test_status_shows_the_logged_in_session(lab: Lab):
             f"initiator-name={DESK_INITIATOR}", "-c", "sleep 20000"]
     holder = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while True:
+        def logged_in() -> Result | None:
             r = lab.netboot("iscsi", "status", "--json")
             assert r.ok, r.stderr
-            status = json.loads(r.stdout)
-            sessions = status["hosts"]["pi-desktop"]["sessions"]
-            if sessions or time.monotonic() > deadline:
-                break
+            return r if json.loads(r.stdout)["hosts"]["pi-desktop"]["sessions"] else None
+
+        r, _ = eventually(logged_in, 60, "the session in iscsi status", interval=0.5)
+        sessions = json.loads(r.stdout)["hosts"]["pi-desktop"]["sessions"]
         _say(f"status: {json.dumps(sessions)}")
         assert sessions and sessions[0]["initiator"] == DESK_INITIATOR and sessions[0]["state"] == "LOGGED_IN"
         assert sessions[0]["addresses"] == ["10.0.2.2"]      # slirp's view of the host
@@ -378,10 +377,7 @@ def test_config_typo_never_cuts_off_a_writing_host(lab: Lab):
                      ).check().stdout.strip()
     writer = None
     try:
-        deadline = time.monotonic() + 120
-        while "serving TFTP" not in _serve_log(lab):
-            assert time.monotonic() < deadline, _serve_log(lab)
-            time.sleep(1)
+        eventually(lambda: "serving TFTP" in _serve_log(lab), 120, "serve to start", interval=1)
 
         writes = 600
         commands: list[str] = []
@@ -392,18 +388,15 @@ def test_config_typo_never_cuts_off_a_writing_host(lab: Lab):
              f"driver=iscsi,transport=tcp,portal=127.0.0.1:{lab.initiator.port},target={DESK},lun=0,"
              f"initiator-name={DESK_INITIATOR}", *commands],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 60
-        while not json.loads(lab.netboot("iscsi", "status", "--json", config=SERVE_CONF).stdout
-                             )["hosts"]["pi-desktop"]["sessions"]:
-            assert time.monotonic() < deadline and writer.poll() is None, "the writer never logged in"
+        eventually(lambda: writer.poll() is not None or json.loads(lab.netboot(
+            "iscsi", "status", "--json", config=SERVE_CONF).stdout)["hosts"]["pi-desktop"]["sessions"],
+                   60, "the writer to log in", interval=0.5)
+        assert writer.poll() is None, "the writer exited before it logged in"
 
         typo = (SERVE_HEADER + HOST_DESK).replace(DESK_INITIATOR, DESK_INITIATOR.replace("desktop", "destkop"))
         lab.vm.write_file(SERVE_CONF + ".new", typo)
         lab.vm.run(["mv", SERVE_CONF + ".new", SERVE_CONF]).check()     # a save, as an editor does it
-        deadline = time.monotonic() + 120
-        while "withheld" not in _serve_log(lab):
-            assert time.monotonic() < deadline, f"the daemon did not report withholding:\n{_serve_log(lab)}"
-            time.sleep(1)
+        eventually(lambda: "withheld" in _serve_log(lab), 120, "the daemon to report withholding", interval=1)
         assert writer.poll() is None, "the writer finished before the config was applied; the test proves nothing"
         _say(*[l for l in _serve_log(lab).splitlines() if "withheld" in l or "reloaded" in l])
 
@@ -506,14 +499,12 @@ def test_the_units_capability_set_applies_a_plan_and_serves(lab: Lab):
                          "> /tmp/lab/serve.log 2>&1 & echo $!")
     pid = started.stdout.strip()
     try:
-        deadline = time.monotonic() + 120
-        while True:
+        def port_finding() -> dict:
             doc = lab.vm.run([*lab.cli, "-c", config, "doctor", "--json", "pi-hard"], timeout=120)
-            report = json.loads(doc.stdout)
-            port = next(f for f in report["findings"] if f["check"] == "port:udp/69")
-            if port["status"] == "ok" or time.monotonic() > deadline:
-                break
-            time.sleep(2)
+            return next(f for f in json.loads(doc.stdout)["findings"] if f["check"] == "port:udp/69")
+
+        poll(lambda: port_finding()["status"] == "ok", 120, interval=2)
+        port = port_finding()
         _say(f"doctor: {port['message']}")
         assert port["status"] == "ok", lab.vm.run("cat /tmp/lab/serve.log").stdout
         assert lab.vm.run(f"grep -E '^Cap(Eff|Bnd)' /proc/{pid}/status").stdout.split()[1::2] == [mask] * 2

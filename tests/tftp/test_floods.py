@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from appliance.tftp.packets import Data, Error, OptionAck, encode_request, parse_packet
+from helpers import poll
 from peers.pi_bootloader import fetch
 
 from .helpers import serving
@@ -53,9 +54,7 @@ def served_within(server: tuple[str, int], source: str, limit: float) -> float:
 
 
 def wait_sessions(s, count: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while s.server.read_stats().sessions_active < count and time.monotonic() < deadline:
-        time.sleep(0.02)
+    poll(lambda: s.server.read_stats().sessions_active >= count, timeout, 0.02)
 
 
 WORKERS = pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "2-workers"])
