@@ -25,6 +25,12 @@ def free_port(kind: int = socket.SOCK_DGRAM, host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def netboot_argv(*args: object, config: Path | str | None = None) -> list[str]:
+    """The command line of ``netboot [-c CONFIG] ARGS...`` (for ``Popen``)."""
+    return [sys.executable, "-m", "appliance.cli.main", *(["-c", str(config)] if config is not None else []),
+            *map(str, args)]
+
+
 def netboot(*args: object, config: Path | str | None = None, env: dict[str, str] | None = None,
             drop_env: tuple[str, ...] = ("NETBOOT_CONFIG",), timeout: float = 60, text: bool = True,
             input: str | bytes | None = None) -> subprocess.CompletedProcess:
@@ -32,9 +38,7 @@ def netboot(*args: object, config: Path | str | None = None, env: dict[str, str]
     environment, ``drop_env`` ones removed (a developer's NETBOOT_CONFIG must not leak in)."""
     full_env = {k: v for k, v in os.environ.items() if k not in drop_env}
     full_env.update(env or {})
-    argv = [sys.executable, "-m", "appliance.cli.main", *(["-c", str(config)] if config is not None else []),
-            *map(str, args)]
-    return subprocess.run(argv, capture_output=True, text=text, env=full_env, timeout=timeout, input=input)
+    return subprocess.run(netboot_argv(*args, config=config), capture_output=True, text=text, env=full_env, timeout=timeout, input=input)
 
 
 def poll(check: Callable[[], T], deadline: float = 5.0, interval: float = 0.01) -> tuple[T, float]:

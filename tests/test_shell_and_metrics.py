@@ -6,7 +6,6 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 from appliance.control.metrics import BootCounters, render_metrics
 from appliance.demo import build_demo
 from appliance.tftp import TftpStats
-from helpers import eventually, free_port, netboot
+from helpers import eventually, free_port, netboot, netboot_argv
 
 
 def _get(url: str) -> str:
@@ -83,7 +82,7 @@ def test_daemon_metrics_endpoint(demo):
     text = demo.config.read_text().replace("[iscsi]", f'metrics_listen = "127.0.0.1:{mport}"\n\n[iscsi]', 1)
     demo.config.write_text(text)
     tport = int(text.split("tftp_listen = [\"127.0.0.1:")[1].split('"')[0])
-    proc = subprocess.Popen([sys.executable, "-m", "appliance.cli.main", "-c", str(demo.config), "serve"],
+    proc = subprocess.Popen(netboot_argv("serve", config=demo.config),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         metrics_url = f"http://127.0.0.1:{mport}/metrics"
@@ -110,7 +109,7 @@ def test_demo_serves_what_it_prints(tmp_path):
     """``netboot demo``: every curl command it prints fetches the file ``netboot cat`` shows."""
     port = free_port()
     root = tmp_path / "demo"
-    proc = subprocess.Popen([sys.executable, "-m", "appliance.cli.main", "demo", "--port", str(port), "--dir", str(root)],
+    proc = subprocess.Popen(netboot_argv("demo", "--port", port, "--dir", root),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         commands = []

@@ -17,7 +17,6 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Callable, Iterable
 
 from appliance.demo import build_demo
 from appliance.demo.store import DemoLayout
-from helpers import eventually as _eventually, free_port, netboot
+from helpers import eventually as _eventually, free_port, netboot, netboot_argv
 
 PI = "pi-desktop"
 PI_PREFIX = "dc-a6-32-01-02-03/"
@@ -132,7 +131,7 @@ class Daemon:
         env.pop("NETBOOT_CONFIG", None)
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "appliance.cli.main", "-c", str(self.config), "serve"],
+                netboot_argv("serve", config=self.config),
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         self.wait_notify("READY=1", timeout)
         return self

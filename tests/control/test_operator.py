@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
+
+from helpers import netboot_argv
 
 from .control_harness import (PI, PI_PREFIX, cli, cli_ok, eventually, get, history, run_parallel, status)
 from appliance.demo.store import add_generation, make_toplevel
@@ -171,8 +172,8 @@ def test_trial_on_an_unknown_host_is_a_usage_error(daemon, store):
 def test_parallel_writers_keep_the_state_valid(daemon, store):
     cli_ok(store.config, "pin", PI, "2")
     entries_before = len(json.loads(store.state_file().read_text())["history"])
-    base = [sys.executable, "-m", "appliance.cli.main", "-c", str(store.config)]
-    commands = [base + (["pin", PI, str(1 + i % 2)] if i % 3 else ["unpin", PI]) for i in range(10)]
+    commands = [netboot_argv(*(["pin", PI, str(1 + i % 2)] if i % 3 else ["unpin", PI]), config=store.config)
+                for i in range(10)]
     results = run_parallel(commands)
     assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
     doc = json.loads(store.state_file().read_text())
