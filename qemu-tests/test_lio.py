@@ -151,7 +151,7 @@ def test_apply_from_empty_exports_the_lun(lab: Lab):
 def test_status_shows_the_logged_in_session(lab: Lab):
     argv = ["qemu-io", "--image-opts",
             f"driver=iscsi,transport=tcp,portal=127.0.0.1:{lab.initiator.port},target={DESK},lun=0,"
-            f"initiator-name={DESK_INITIATOR}", "-c", "sleep 20000"]
+            f"initiator-name={DESK_INITIATOR}", "-c", "sleep 120000"]   # ms: logged in until terminated below
     holder = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         def logged_in() -> Result | None:
