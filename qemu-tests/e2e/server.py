@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 from lab import Share, ServerVM, build_pydeps, build_server_image, default_cache_dir
-from lab.project import GUEST_DEPS, GUEST_REPO, REPO, compile_project, guest_env
+from lab.project import REPO, code_shares, compile_project, guest_env
 
 from .store import BuiltStore, HostSpec
 
@@ -78,8 +78,7 @@ class Appliance:
         nbps = self._copy_ipxe_nbps() if self.ipxe_firmware else None
         self.vm = NetnsServerVM(
             image, netns=self.netns, user_net=False, smp=1, memory_mb=1024, env=env, workdir=self.workdir,
-            shares=[Share(REPO, GUEST_REPO, readonly=True), Share(deps, GUEST_DEPS, readonly=True),
-                    Share(self.built.store, "/nix/store", readonly=True),
+            shares=[*code_shares(REPO, deps), Share(self.built.store, "/nix/store", readonly=True),
                     Share(self.built.luns, "/lab/luns", readonly=True),
                     *([Share(nbps, IPXE_FIRMWARE, readonly=True)] if nbps else [])],
             extra_args=["-netdev", f"tap,id=lan,ifname={self.tap},script=no,downscript=no",

@@ -8,7 +8,7 @@ from typing import Sequence
 from .image import REPO, build_pydeps, build_server_image, compile_python, default_cache_dir
 from .vm import ServerVM, Share
 
-__all__ = ["GUEST_DEPS", "GUEST_REPO", "REPO", "compile_project", "guest_env", "project_vm"]
+__all__ = ["GUEST_DEPS", "GUEST_REPO", "REPO", "code_shares", "compile_project", "guest_env", "project_vm"]
 
 GUEST_REPO = "/lab/repo"
 GUEST_DEPS = "/lab/pydeps"
@@ -21,6 +21,11 @@ def compile_project(repo: Path = REPO) -> None:
     VM starts: the share is read-only, and compiling at each start costs seconds under TCG.
     ``checked-hash``: a .pyc whose source changed since is recompiled, never used."""
     compile_python([repo / name for name in PROJECT_PACKAGES], invalidation="checked-hash")
+
+
+def code_shares(repo: Path, deps: Path) -> list[Share]:
+    """The repository and the dependencies, read-only and cached in the guest."""
+    return [Share(repo, GUEST_REPO, readonly=True, cached=True), Share(deps, GUEST_DEPS, readonly=True, cached=True)]
 
 
 def guest_env() -> dict[str, str]:
@@ -40,5 +45,4 @@ def project_vm(cache_dir: Path | None = None, repo: Path = REPO, hostfwd: Sequen
     compile_project(repo)
     env = guest_env()
     env.update(kw.pop("env", {}))
-    return ServerVM(image, shares=[Share(repo, GUEST_REPO, readonly=True), Share(deps, GUEST_DEPS, readonly=True),
-                                   *shares], hostfwd=hostfwd, env=env, **kw)
+    return ServerVM(image, shares=[*code_shares(repo, deps), *shares], hostfwd=hostfwd, env=env, **kw)

@@ -65,6 +65,9 @@ class Share:
     host_path: Path
     guest_path: str
     readonly: bool = False
+    # The host leaves it unchanged while the VM runs: the guest may cache lookups and pages
+    # (9p cache=loose); without it every stat and read crosses virtio, seconds per import under TCG.
+    cached: bool = False
 
 
 @dataclass
@@ -126,7 +129,8 @@ class ServerVM:
             tag = f"share{i}"
             ro = ",readonly=on" if share.readonly else ""
             argv += ["-virtfs", f"local,path={share.host_path},mount_tag={tag},security_model=none,id=fs{i}{ro}"]
-            append.append(f"lab.share={tag}:{share.guest_path}{':ro' if share.readonly else ''}")
+            append.append(f"lab.share={tag}:{share.guest_path}{':ro' if share.readonly else ''}"
+                          f"{':cache' if share.cached else ''}")
         if self.user_net:
             fwd = "".join(f",hostfwd=tcp:127.0.0.1:{h}-:{g}" for h, g in self.hostfwd)
             argv += ["-netdev", f"user,id=slirp,net=10.0.2.0/24{fwd}",
