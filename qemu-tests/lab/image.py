@@ -3,12 +3,12 @@
 No chroot, no loop mounts, no package installation on the host: the .debs
 are fetched with ``apt-get download`` and unpacked with ``dpkg-deb -x``; the
 kernel modules LIO needs are picked with ``modprobe --show-depends`` and
-indexed with ``depmod -b``; the tree is packed with ``cpio`` + ``gzip -1``.  The guest's Python stdlib
-and the dependencies come byte-compiled (hash-based ``.pyc``, see
-``compile_python``): under TCG compiling them at each start costs tens of seconds.
+indexed with ``depmod -b``; the tree is packed with ``cpio`` + ``gzip -1``.
+The guest's stdlib and the dependencies come byte-compiled (hash-based .pyc,
+see ``compile_python``): under TCG compiling them at each start costs tens of seconds.
 
 The result lives in ``<cache>/qemu/<key>/`` where the key hashes the package
-versions and this builder's files, so a rebuild happens only when an input
+versions, this builder's files and the byte-compiling Python, so a rebuild happens only when an input
 changes; a cold cache builds in well under a minute.
 """
 
@@ -125,7 +125,8 @@ def compile_python(paths: Sequence[Path], invalidation: str = "unchecked-hash") 
     res = subprocess.run([COMPILE_PYTHON, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", invalidation,
                           *map(str, paths)], capture_output=True, text=True, check=False)
     if res.returncode:
-        raise RuntimeError(f"byte-compiling {', '.join(map(str, paths))} failed:\n{res.stdout[-3000:]}{res.stderr[-2000:]}")
+        raise RuntimeError(f"byte-compiling {', '.join(map(str, paths))} failed:\n"
+                           f"{res.stdout[-3000:]}{res.stderr[-2000:]}")
 
 
 def _check_bytecode_magic(root: Path) -> None:
