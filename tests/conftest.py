@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -32,3 +33,29 @@ def netboot_cli() -> Callable[..., subprocess.CompletedProcess]:
     """Run ``netboot ARGS...`` in a subprocess; ``env`` entries are added to the environment."""
 
     return netboot
+
+
+@pytest.fixture
+def nb(demo_layout, netboot_cli, capsys):
+    """``nb(*args)`` runs netboot against the demo config in a subprocess.
+
+    ``nb.inproc(*args)`` runs the same command line in this process (``main(argv)``) and returns its
+    stdout; used for set-up steps and for looking at the result of a command run as a subprocess,
+    to keep the suite fast.
+    """
+    from appliance.cli.main import main
+
+    def run(*args: str, **kw):
+        return netboot_cli("-c", demo_layout.config, *args, **kw)
+
+    def inproc(*args: str) -> str:
+        capsys.readouterr()
+        code = main(["-c", str(demo_layout.config), *args])
+        out = capsys.readouterr()
+        assert code == 0, out.err
+        return out.out
+
+    run.layout = demo_layout
+    run.inproc = inproc
+    run.query = lambda *args: json.loads(inproc(*args))
+    return run

@@ -9,38 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from appliance.cli.main import build_parser, main
+from appliance.cli.main import build_parser
 from appliance.demo.store import make_toplevel
 
 PI = "pi-desktop"
 PI_DIR = "dc-a6-32-01-02-03/"
 PI_CMDLINE = "ip=dhcp root=/dev/disk/by-label/PIROOT rootfstype=ext4 rootwait"
 HOSTS_LIST = "arm-board, pc, pi-desktop"
-
-
-@pytest.fixture
-def nb(demo_layout, netboot_cli, capsys):
-    """``nb(*args)`` runs netboot against the demo config in a subprocess.
-
-    ``nb.inproc(*args)`` runs the same command line in this process (``main(argv)``) and returns its
-    stdout; used for set-up steps and for looking at the result of a command run as a subprocess,
-    to keep the suite fast.
-    """
-
-    def run(*args: str, **kw):
-        return netboot_cli("-c", demo_layout.config, *args, **kw)
-
-    def inproc(*args: str) -> str:
-        capsys.readouterr()
-        code = main(["-c", str(demo_layout.config), *args])
-        out = capsys.readouterr()
-        assert code == 0, out.err
-        return out.out
-
-    run.layout = demo_layout
-    run.inproc = inproc
-    run.query = lambda *args: json.loads(inproc(*args))
-    return run
 
 
 def ok(result) -> str:

@@ -52,25 +52,6 @@ def assert_refusal(result, state_file, code: int = 1) -> str:
     return line
 
 
-@pytest.fixture
-def nb(demo_layout, netboot_cli, capsys):
-    from appliance.cli.main import main
-
-    def run(*args, **kw):
-        return netboot_cli("-c", demo_layout.config, *args, **kw)
-
-    def inproc(*args: str) -> str:
-        capsys.readouterr()
-        code = main(["-c", str(demo_layout.config), *args])
-        out = capsys.readouterr()
-        assert code == 0, out.err
-        return out.out
-
-    run.layout = demo_layout
-    run.inproc = inproc
-    return run
-
-
 # -- the finding: a changing command on a corrupt file dropped every other host's pin ---------------
 
 @pytest.mark.parametrize("kind", ["truncated", "garbage", "nested", "nested-objects", "wrong-types",
