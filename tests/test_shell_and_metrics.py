@@ -141,3 +141,34 @@ def test_demo_serves_what_it_prints(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("script, words, code", [
+    (("cd /hosts/nosuch",), "no such path /hosts/nosuch", 2),
+    (("cd /hosts/pi-desktop", "pinn 1"), "command not found pinn", 2),
+    (("cd /hosts/pi-desktop", "pin abc"), "'abc' is not a generation number", 2),
+    (("cd /hosts/pi-desktop", "trial"), "missing required parameter generation", 2),
+    (("cd /hosts/pi-desktop", "pin 9"), "no generation 9", 1),
+])
+def test_a_shell_script_with_a_mistake_stops_there_with_an_error_line(demo, tmp_path, script, words, code):
+    """A typo in a shell script is an error line and exit 2 (a failed operation: 1), as for
+    netboot's commands, never a traceback; what follows the mistake is not run."""
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    out = netboot("shell", *script, "cd /hosts/pi-desktop", "pin 1", config=demo.config, env=env)
+    assert "Traceback" not in out.stdout + out.stderr, out.stderr
+    assert out.returncode == code, (out.returncode, out.stdout, out.stderr)
+    assert words in (out.stdout + out.stderr).lower(), out.stdout + out.stderr
+    status = json.loads(netboot("status", "--json", config=demo.config).stdout)
+    assert status["hosts"]["pi-desktop"]["reason"] == "follow"      # the pin after the mistake did not run
+
+
+def test_the_interactive_shell_survives_mistakes(demo, tmp_path):
+    """Interactively, a mistake is reported and the shell goes on to the next command."""
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    lines = "cd /hosts/nosuch\ncd /hosts/pi-desktop\npin abc\nbogus\npin 1\nexit\n"
+    out = netboot("shell", config=demo.config, env=env, input=lines)
+    assert "Traceback" not in out.stdout + out.stderr, out.stderr
+    assert out.returncode == 0, out.stderr
+    assert "serving generation 1 (pin)" in out.stdout, out.stdout + out.stderr
+    status = json.loads(netboot("status", "--json", config=demo.config).stdout)
+    assert status["hosts"]["pi-desktop"]["served"] == 1

@@ -15,24 +15,56 @@ from pathlib import Path
 from typing import Callable
 
 from configshell import ConfigNode, ConfigShell
+from configshell.node import ExecutionError
+from pyparsing import ParseBaseException
 
 from ..app import App, Report, render_text
-from ..errors import ApplianceError
+from ..errors import ApplianceError, UsageError
 
 __all__ = ["run_shell"]
 
 
-def _show(operation: Callable[[], Report]) -> None:
+class _Shell(ConfigShell):
+    """configshell's shell where a mistake is one error line, never the end of the session.
+
+    ``exit_code`` is the first failure's (2 for a mistyped path, command or argument, as
+    ``netboot`` exits on a usage error; else the operation's), for scripts.
+    """
+
+    exit_code = 0
+
+    def failed(self, message: str | None, exit_code: int) -> None:
+        if message:
+            print(f"error: {message}")
+        self.exit_code = self.exit_code or exit_code
+
+    def run_cmdline(self, cmdline: str) -> None:
+        try:
+            super().run_cmdline(cmdline)
+        except (ExecutionError, ParseBaseException) as exc:   # unknown path or command, missing argument
+            self.failed(str(exc), UsageError.exit_code)
+
+
+def _show(node: ConfigNode, operation: Callable[[], Report]) -> None:
     try:
         report = operation()
     except ApplianceError as exc:
-        print(f"error: {exc}")
+        node.shell.failed(str(exc), exc.exit_code)
         return
     text = render_text(report)
     if text:
         print(text)
     for line in report.warnings:
         print(line)
+    if report.exit_code:
+        node.shell.failed(None, report.exit_code)
+
+
+def _generation(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"{text!r} is not a generation number") from None
 
 
 class _Generations(ConfigNode):
@@ -78,31 +110,31 @@ class _Host(ConfigNode):
 
     def ui_command_pin(self, generation: str) -> None:
         """Serve generation N until unpinned."""
-        _show(lambda: self.app.pin(self.name, int(generation)))
+        _show(self, lambda: self.app.pin(self.name, _generation(generation)))
 
     def ui_command_unpin(self) -> None:
         """Follow the profile again."""
-        _show(lambda: self.app.unpin(self.name))
+        _show(self, lambda: self.app.unpin(self.name))
 
     def ui_command_rollback(self) -> None:
         """Pin the newest valid generation older than the served one."""
-        _show(lambda: self.app.rollback(self.name))
+        _show(self, lambda: self.app.rollback(self.name))
 
     def ui_command_trial(self, generation: str) -> None:
         """Serve generation N for the next boot only."""
-        _show(lambda: self.app.trial(self.name, int(generation)))
+        _show(self, lambda: self.app.trial(self.name, _generation(generation)))
 
     def ui_command_confirm(self) -> None:
         """The host came up: the served generation becomes last-known-good."""
-        _show(lambda: self.app.confirm(self.name))
+        _show(self, lambda: self.app.confirm(self.name))
 
     def ui_command_status(self) -> None:
         """Served generation, why, last boot events."""
-        _show(lambda: self.app.status(self.name))
+        _show(self, lambda: self.app.status(self.name))
 
     def ui_command_tree(self) -> None:
         """The host's boot tree."""
-        _show(lambda: self.app.tree(self.name))
+        _show(self, lambda: self.app.tree(self.name))
 
 
 class _Iscsi(ConfigNode):
@@ -116,11 +148,11 @@ class _Iscsi(ConfigNode):
 
     def ui_command_plan(self) -> None:
         """What iscsi apply would change."""
-        _show(self.app.iscsi_plan)
+        _show(self, self.app.iscsi_plan)
 
     def ui_command_status(self) -> None:
         """Targets, LUNs, ACLs and sessions."""
-        _show(self.app.iscsi_status)
+        _show(self, self.app.iscsi_status)
 
 
 class _Root(ConfigNode):
@@ -135,11 +167,13 @@ class _Root(ConfigNode):
 def run_shell(app: App, script: list[str]) -> int:
     prefs = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "netboot" / "shell"
     prefs.mkdir(parents=True, exist_ok=True)
-    shell = ConfigShell(str(prefs))
+    shell = _Shell(str(prefs))
     _Root(shell, app)
-    if script:
-        for line in script:
-            shell.run_cmdline(line)
-    else:
+    if not script:
         shell.run_interactive()
-    return 0
+        return 0
+    for line in script:
+        shell.run_cmdline(line)
+        if shell.exit_code:     # what follows may depend on the failed line: stop, as sh -e does
+            break
+    return shell.exit_code
