@@ -140,22 +140,36 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     if not sep or unit.strip().lower() != "bytes" or "," in spec:
         return None
     first, dash, last = spec.strip().partition("-")
-    if not dash or not (first.isdigit() or first == "") or not (last.isdigit() or last == ""):
+    if not dash or not _is_position(first) or not _is_position(last):
         return None
     if first == "":
         if last == "":
             return None
-        suffix = int(last)
+        suffix = _position(last)
         if suffix == 0 or size == 0:
             raise BadRequest(416, "empty suffix range")
         return ByteRange(max(0, size - suffix), size - 1)
-    start = int(first)
-    end = size - 1 if last == "" else int(last)
+    start = _position(first)
+    end = size - 1 if last == "" else _position(last)
     if last != "" and end < start:
         return None                     # invalid: ignored
     if start >= size:
-        raise BadRequest(416, f"range starts at {start}, the file has {size} bytes")
+        raise BadRequest(416, f"range starts past the end of the file ({size} bytes)")
     return ByteRange(start, min(end, size - 1))
+
+
+_POSITION_DIGITS = 19               # 10**19 bytes is past any file; longer numbers mean the same
+
+
+def _is_position(text: str) -> bool:
+    """Empty, or a byte position: ASCII digits only (RFC 9110 §14.1.1: 1*DIGIT; str.isdigit() also takes '²')."""
+    return text == "" or (text.isascii() and text.isdigit())
+
+
+def _position(digits: str) -> int:
+    """The value of a byte position; any number too long to matter counts as 10**19."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= _POSITION_DIGITS else 10 ** _POSITION_DIGITS
 
 
 def content_type(path: str) -> str:

@@ -85,7 +85,7 @@ class HttpStats:
 class _Connection:
     __slots__ = ("sock", "fd", "client", "state", "inbuf", "out", "deadline", "since", "keep_alive",
                  "content", "file_fd", "offset", "remaining", "path", "started", "sent", "head_len", "whole",
-                 "registered", "pending", "retry_at", "retry_until")
+                 "registered", "pending", "retry_at", "retry_until", "serving")
 
     def __init__(self, sock: socket.socket, client: tuple[str, int], now: float, header_timeout: float) -> None:
         self.sock = sock
@@ -110,6 +110,7 @@ class _Connection:
         self.pending: tuple[str, dict[str, str], str] | None = None   # a request the provider deferred
         self.retry_at = 0.0
         self.retry_until = 0.0
+        self.serving = False               # inside serve_buffered: it answers what is pipelined
 
 
 class _Admission:
@@ -274,10 +275,7 @@ class _Loop:
                 for key, mask in selector.select(wait):
                     data = key.data
                     if isinstance(data, _Connection):
-                        if data.state == _SEND:
-                            self.write(data)
-                        else:
-                            self.read(data)
+                        self.guarded(data, self.write if data.state == _SEND else self.read)
                     elif data is None:
                         self._wake.drain()
                     else:
@@ -294,13 +292,24 @@ class _Loop:
             selector.close()
             self._wake.close()
 
+    def guarded(self, conn: _Connection, step: Callable[[_Connection], None]) -> None:
+        """Run one step for one connection; a failure nobody foresaw costs that connection only."""
+        try:
+            step(conn)
+        except Exception as exc:  # content and providers are foreign code; the loop serves everyone
+            self.stats.internal_errors += 1
+            self.abort(conn, f"internal error: {exc!r}")
+
     def retry(self, now: float) -> None:
         for conn in [c for c in self.retrying.values() if c.retry_at <= now]:
             del self.retrying[conn.fd]
-            method, headers, path = conn.pending
-            conn.pending = None
-            self.set_events(conn, selectors.EVENT_READ)
-            self.open_and_respond(conn, method, headers, path)
+            self.guarded(conn, self.answer_pending)
+
+    def answer_pending(self, conn: _Connection) -> None:
+        method, headers, path = conn.pending
+        conn.pending = None
+        self.set_events(conn, selectors.EVENT_READ)
+        self.open_and_respond(conn, method, headers, path)
 
     def sweep(self, now: float) -> None:
         for conn in [c for c in self.conns.values() if c.deadline <= now]:
@@ -421,17 +430,34 @@ class _Loop:
         self.serve_buffered(conn)
 
     def serve_buffered(self, conn: _Connection) -> None:
-        """Answer the next complete request head in the buffer, if there is one."""
+        """Answer the complete request heads in the buffer, one after another.
+
+        A response that goes out at once ends in ``finish``, which calls back
+        here for the next pipelined request: that call returns at once and this
+        loop goes on, so a long pipeline does not nest calls.
+        """
+        if conn.serving:
+            return
+        conn.serving = True
+        try:
+            while (conn.state == _HEAD and conn.pending is None and self.conns.get(conn.fd) is conn
+                   and self.serve_next(conn)):
+                pass
+        finally:
+            conn.serving = False
+
+    def serve_next(self, conn: _Connection) -> bool:
+        """Answer the next request head in the buffer; False while none is complete."""
         end = find_head_end(conn.inbuf)
         if end < 0:
             if len(conn.inbuf) > MAX_HEAD_BYTES:
                 self.stats.malformed += 1
                 self.send_error_and_close(conn, 431, "request head too large")
-            return
+            return False
         if end > MAX_HEAD_BYTES:
             self.stats.malformed += 1
             self.send_error_and_close(conn, 431, "request head too large")
-            return
+            return False
         head = bytes(conn.inbuf[:end])
         del conn.inbuf[:end]
         self.stats.requests += 1
@@ -441,15 +467,16 @@ class _Loop:
             self.stats.malformed += 1
             extra = [("Allow", "GET, HEAD")] if exc.status == 405 else []
             self.send_error_and_close(conn, exc.status, str(exc), extra)
-            return
+            return False
         conn.keep_alive = request.keep_alive
         try:
             path = clean_path(request.raw_path)
         except RequestRefused as exc:
             self.refuse(conn, request.raw_path.decode("utf-8", "replace"), exc, request.method == "HEAD")
-            return
+            return True
         conn.retry_until = time.monotonic() + self.server.header_timeout
         self.open_and_respond(conn, request.method, request.headers, path)
+        return True
 
     def open_and_respond(self, conn: _Connection, method: str, headers: dict[str, str], path: str) -> None:
         is_head = method == "HEAD"

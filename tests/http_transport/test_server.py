@@ -301,3 +301,57 @@ def test_a_deferred_request_is_answered_once_the_provider_decides():
         assert status_and_body(f"{s.url}/x") == (200, b"yours")
     finally:
         s.server.stop()
+
+
+@pytest.mark.parametrize("range_value", [
+    b"bytes=\xb2-",                         # a Latin-1 superscript: str.isdigit() but not a number
+    b"bytes=0-\xb9\xb2",
+    b"bytes=-\xb3",
+    b"bytes=" + b"9" * 5000 + b"-",         # past Python's int-from-text digit limit
+    b"bytes=0-" + b"9" * 5000,
+], ids=["superscript-first", "superscript-last", "superscript-suffix", "5000-digit-first", "5000-digit-last"])
+def test_no_range_header_stops_the_server(served, files, range_value):
+    """Whatever a Range header holds, the request gets an answer and the server keeps serving."""
+    data = open(files["pc/kernel"], "rb").read()
+    answer = raw(served.port, b"GET /pc/kernel HTTP/1.1\r\nHost: x\r\nConnection: close\r\nRange: "
+                 + range_value + b"\r\n\r\n")
+    assert answer.startswith((b"HTTP/1.1 200 ", b"HTTP/1.1 206 ", b"HTTP/1.1 416 ")), answer[:100]
+    assert status_and_body(f"{served.url}/pc/kernel") == (200, data)
+    assert status_and_body("-r", "-10", f"{served.url}/pc/kernel") == (206, data[-10:])
+
+
+def test_a_long_pipeline_is_answered_in_order_and_the_server_goes_on(served):
+    """Pipelined requests are answered one after another, however many arrive at once."""
+    count = 2000
+    one = b"GET /pc/missing HTTP/1.1\r\nHost: x\r\n\r\n"
+    answer = raw(served.port, one * (count - 1) + b"GET /pc/boot.ipxe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                 timeout=20)
+    assert answer.count(b"HTTP/1.1 404 ") == count - 1
+    assert answer.endswith(b"#!ipxe\nboot\n")
+    assert status_and_body(f"{served.url}/pc/boot.ipxe") == (200, b"#!ipxe\nboot\n")
+
+
+def test_failing_content_aborts_its_transfer_only():
+    """Content that raises something unexpected mid-transfer costs that transfer, not the server."""
+    class Broken(BytesContent):
+        def read_at(self, offset, length):
+            if offset > 0:
+                raise RuntimeError("backing store went away")
+            return super().read_at(offset, length)
+
+    class Provider:
+        def open(self, client, path):
+            if path == "broken":
+                return Broken(b"x" * (4 * 1024 * 1024))
+            return BytesContent(b"fine")
+
+    s = Served(Provider())
+    try:
+        r = curl("-o", "/dev/null", "-w", "%{http_code} %{size_download}", f"{s.url}/broken", timeout=10)
+        assert r.returncode != 0            # the response was cut short
+        assert status_and_body(f"{s.url}/fine") == (200, b"fine")
+        records = s.wait_records(1)
+        assert records[0].path == "broken" and records[0].outcome.startswith("error:")
+        assert s.server.read_stats().internal_errors >= 1
+    finally:
+        s.server.stop()
