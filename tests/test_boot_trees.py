@@ -655,3 +655,26 @@ def test_ipxe_host_with_ipxe_firmware_serves_the_network_boot_programs(env_facto
     for name in ("undionly.kpxe", "ipxe.efi", "snponly.efi"):
         assert data(files[f"52-54-00-ab-cd-ef/{name}"]) == name.encode()
     assert "52-54-00-ab-cd-ef/ipxe.lkrn" not in files
+
+
+def test_rpi_kernel_line_names_the_served_kernel(env_factory):
+    """A Pi 4 loads the last kernel= of config.txt: that name is the one served."""
+    env = env_factory("rpi", config_txt=["kernel=Image-nixos"])
+    n = env.add("1", kernel_data=b"K")
+    snap = env.snapshot()
+    files = snap.tree.files
+    p = "dc-a6-32-01-02-03/"
+    assert data(files[p + "Image-nixos"]) == b"K" and p + "kernel8.img" not in files
+    assert snap.host.boot.kernel_paths(snap.host, n) == {p + "Image-nixos", f"{p}generations/{n}/Image-nixos"}
+    lines = [line for line in data(files[p + "config.txt"]).decode().splitlines() if line.startswith("kernel=")]
+    assert lines[-1] == "kernel=Image-nixos"
+
+
+@pytest.mark.parametrize("boot", ["rpi", "rpi5"])
+@pytest.mark.parametrize("line", ["kernel=boot/Image", "kernel=initrd", "initramfs initrd.img followkernel",
+                                  "initramfs /initrd followkernel"])
+def test_pi_config_txt_lines_naming_files_that_are_not_served_are_refused(env_factory, boot, line):
+    env = env_factory(boot, config_txt=[line])
+    with pytest.raises(ConfigError) as exc:
+        env.config
+    assert "hosts.h.config_txt" in str(exc.value)

@@ -720,3 +720,36 @@ def test_check_refuses_one_block_device_under_two_names(tmp_path, netboot_cli):
     path = _two_lun_hosts(root, f'{{ block = "{dev}/sdy" }}', f'{{ block = "{dev}/sdz" }}')
     out = netboot_cli("-c", path, "check")
     assert out.returncode == 0, out.stderr
+
+
+# -- keys a host's boot style does not read --------------------------------------------------
+
+@pytest.mark.parametrize("boot, key, value", [
+    ("ipxe", "config_txt", ["dtoverlay=vc4-kms-v3d"]),
+    ("uboot", "config_txt", ["arm_64bit=1"]),
+    ("ipxe", "allow_eeprom_update", True),
+    ("uboot", "firmware", "rpi"),
+    ("rpi", "menu_timeout", 3),
+    ("rpi5", "menu_timeout", 0),
+])
+def test_a_key_the_hosts_boot_style_does_not_read_is_an_error(boot, key, value):
+    """A Pi key on an iPXE host (or a menu timeout on a Pi) would silently do nothing."""
+    doc = doc_with_hosts(h={"boot": boot, "mac": "52:54:00:01:02:03", "profile": "/p/h", key: value})
+    found = problems(doc)
+    assert list(found) == [f"hosts.h.{key}"], found
+    assert boot in found[f"hosts.h.{key}"] and "remove it" in found[f"hosts.h.{key}"]
+
+
+def test_the_do_nothing_values_the_nixos_module_renders_are_accepted_for_every_style():
+    """The NixOS module writes config_txt = [] and allow_eeprom_update = false for every host."""
+    hosts = {b: {"boot": b, "mac": f"52:54:00:01:02:0{i}", "profile": f"/p/{b}", "config_txt": [],
+                 "allow_eeprom_update": False} for i, b in enumerate(("rpi", "rpi5", "uboot", "ipxe"))}
+    config = parse_config(doc_with_hosts(**hosts))
+    assert set(config.hosts) == {"rpi", "rpi5", "uboot", "ipxe"}
+
+
+@pytest.mark.parametrize("boot", ["rpi", "rpi5", "uboot", "ipxe"])
+@pytest.mark.parametrize("value", [["rpi"], [], {"a": 1}, 5])
+def test_a_firmware_that_is_not_a_name_is_a_problem_not_a_crash(boot, value):
+    doc = doc_with_hosts(h={"boot": boot, "mac": "52:54:00:01:02:03", "profile": "/p/h", "firmware": value})
+    assert "hosts.h.firmware" in problems(doc)

@@ -10,7 +10,7 @@ import ipaddress
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from ..boot.styles import BootStyle, UnknownStyle, names_text, style_named
+from ..boot.styles import STYLE_KEYS, BootStyle, UnknownStyle, names_text, style_named, styles_reading
 from ..errors import ConfigError, Problem
 from . import values
 from .model import (
@@ -269,7 +269,14 @@ def _parse_host(p: _Problems, name: str, raw: Any, firmware: dict[str, Firmware]
     if boot is not None:
         for key, message in boot.host_problems(t, firmware):
             p.add(f"{at}.{key}", message)
-    if "firmware" in t and fw_name not in firmware and (boot is None or boot.default_firmware is None):
+        for key in sorted(STYLE_KEYS & t.keys() - boot.host_keys):
+            # The NixOS module writes config_txt = [] and allow_eeprom_update = false for every host.
+            asks_nothing = (key == "config_txt" and t[key] == []) or (key == "allow_eeprom_update" and t[key] is False)
+            if not asks_nothing:
+                p.add(f"{at}.{key}", f"a {boot.name} host does not use {key} (only {', '.join(styles_reading(key))} "
+                                     "hosts do): remove it")
+    if "firmware" in t and (boot is None or (boot.default_firmware is None and "firmware" in boot.host_keys)) \
+            and (not isinstance(fw_name, str) or fw_name not in firmware):
         p.add(f"{at}.firmware", f"{fw_name!r} names no [firmware.*] table")
 
     config_txt = p.value(f"{at}.config_txt", t.get("config_txt", []), _string_list, [])

@@ -143,7 +143,8 @@ class Appliance:
                 f"netboot.iscsi_initiator={initiator_iqn(h.name)} netboot.iscsi_target={target_iqn(h.name)} "
                 f"netboot.iscsi_portal={self.server_ip}")
             lines += [f"[hosts.{h.name}]", f'boot = "{h.boot}"', f'mac = "{h.mac}"',
-                      f'profile = "{PROFILES}/{h.name}"', f'cmdline = "{cmdline}"', "menu_timeout = 1",
+                      f'profile = "{PROFILES}/{h.name}"', f'cmdline = "{cmdline}"',
+                      *(["menu_timeout = 1"] if h.boot in ("uboot", "ipxe") else []),   # the menus' wait
                       *(['firmware = "ipxe"'] if self.ipxe_firmware and h.boot == "ipxe" else []),
                       "trial_confirm_after = 600", "",
                       f"[hosts.{h.name}.iscsi]", f'initiator = "{initiator_iqn(h.name)}"',

@@ -15,6 +15,8 @@ from . import ipxe, rpi, rpi5, uboot
 from .base import BootInputs, BootStyle, DhcpAnswer, DhcpQuery
 
 STYLES: Mapping[str, BootStyle] = {s.name: s for s in (rpi.STYLE, rpi5.STYLE, uboot.STYLE, ipxe.STYLE)}
+# Host keys only some styles read (config_txt, menu_timeout, …): set on another style's host, a mistake.
+STYLE_KEYS: frozenset[str] = frozenset().union(*(s.host_keys for s in STYLES.values()))
 
 
 class UnknownStyle(ValueError):
@@ -25,6 +27,10 @@ def style_named(name: object) -> BootStyle:
     if isinstance(name, str) and name in STYLES:
         return STYLES[name]
     raise UnknownStyle(f"{name!r} is not a boot style (expected {names_text()})")
+
+
+def styles_reading(key: str) -> list[str]:
+    return [s.name for s in STYLES.values() if key in s.host_keys]
 
 
 def names_text() -> str:
@@ -38,5 +44,5 @@ def registry_document() -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
-__all__ = ["BootInputs", "BootStyle", "DhcpAnswer", "DhcpQuery", "STYLES", "UnknownStyle", "names_text",
-           "registry_document", "style_named"]
+__all__ = ["BootInputs", "BootStyle", "DhcpAnswer", "DhcpQuery", "STYLES", "STYLE_KEYS", "UnknownStyle",
+           "names_text", "registry_document", "style_named", "styles_reading"]

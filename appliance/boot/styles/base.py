@@ -71,6 +71,7 @@ class BootStyle(Protocol):
     firmware_files: tuple[str, ...]   # what that firmware directory must hold (netboot doctor)
     required_files: tuple[str, ...]   # fnmatch patterns under the host's prefix a served tree has (doctor)
     eeprom_netboot: bool              # set up in the board's EEPROM (TFTP_PREFIX, BOOT_ORDER), not by DHCP alone
+    host_keys: frozenset[str]         # the host keys only some styles read, which this one does
 
     def host_problems(self, table: Mapping[str, Any], firmware: Collection[str]) -> Iterable[tuple[str, str]]:
         """(host key, message) for each style-specific problem of a host's config table."""

@@ -43,6 +43,7 @@ class Ipxe:
     firmware_files: tuple[str, ...] = ()
     required_files: tuple[str, ...] = ()
     eeprom_netboot: bool = False
+    host_keys: frozenset[str] = frozenset({"menu_timeout", "firmware"})
 
     def host_problems(self, table: Mapping[str, Any], firmware: Collection[str]) -> Iterable[tuple[str, str]]:
         return require_mac(self.name, table)

@@ -6,11 +6,14 @@ The bootloader in the Pi's EEPROM fetches, under the host's TFTP prefix
 ``config.txt``, the device tree, ``overlays/``, the kernel named by
 ``kernel=``, ``cmdline.txt`` and the initramfs (Raspberry Pi documentation,
 "Network booting" and "config.txt").  Everything but the firmware blobs
-comes from the selected generation.
+comes from the selected generation.  A ``kernel=`` line among the host's
+``config_txt`` names the file the generation's kernel is served as (the last
+one wins, as on the Pi); an ``initramfs`` line must name ``initrd``.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from typing import TYPE_CHECKING, Any, Collection, Iterable, Mapping
@@ -27,6 +30,10 @@ EEPROM_FILES = ("pieeprom.upd", "pieeprom.sig", "recovery.bin")
 # The PXE menu item the Pi bootloader looks for in option 43 (dnsmasq's
 # pxe-service=0,"Raspberry Pi Boot").
 PI_PXE_MENU = "Raspberry Pi Boot"
+INITRD = "initrd"
+# config.txt lines naming a file: ``kernel=<file>``, ``initramfs <file> [followkernel|address]``.
+_KERNEL_LINE = re.compile(r"^\s*kernel\s*=(.*)$")
+_INITRAMFS_LINE = re.compile(r"^\s*initramfs[\s=]+(\S*)")
 
 
 @dataclass(frozen=True)
@@ -35,9 +42,10 @@ class RaspberryPi:
     description: str = "Raspberry Pi 4 / Pi 400 / CM4 EEPROM netboot (start4.elf firmware, kernel8.img)"
     default_firmware: str | None = "rpi"
     firmware_files: tuple[str, ...] = ("start4.elf", "fixup4.dat")
-    required_files: tuple[str, ...] = ("start4.elf", "fixup4.dat", "kernel8.img", "initrd", "config.txt",
+    required_files: tuple[str, ...] = ("start4.elf", "fixup4.dat", "initrd", "config.txt",
                                        "cmdline.txt", "bcm2711-*.dtb")
     eeprom_netboot: bool = True
+    host_keys: frozenset[str] = frozenset({"config_txt", "allow_eeprom_update", "firmware"})
     # What a boot directory may take from the firmware package: blobs and
     # overlays, never its kernel*.img / cmdline.txt / config.txt (ours are generated).
     firmware_patterns: tuple[str, ...] = ("start*.elf", "fixup*.dat", "bootcode.bin", "*.dtb", "overlays/*")
@@ -46,14 +54,27 @@ class RaspberryPi:
     # The first files a boot fetches: seeing one again means a new boot.
     boot_files: tuple[str, ...] = ("config.txt", "start4.elf")
     config_base: tuple[str, ...] = ("arm_64bit=1", "kernel={kernel}", "initramfs initrd followkernel", "enable_uart=1")
+    default_kernel: str = "kernel8.img"
 
     def kernel_name(self, host: "Host") -> str:
-        return "kernel8.img"
+        names = kernel_lines(host.config_txt)
+        return names[-1] if names else self.default_kernel   # the last kernel= wins
 
     def host_problems(self, table: Mapping[str, Any], firmware: Collection[str]) -> Iterable[tuple[str, str]]:
         name = table.get("firmware", self.default_firmware)
         if not isinstance(name, str) or name not in firmware:
             yield "firmware", f"{name!r} names no [firmware.*] table (an {self.name} host needs the Pi firmware)"
+        lines = table.get("config_txt", [])
+        if not (isinstance(lines, list) and all(isinstance(line, str) for line in lines)):
+            return
+        for name in kernel_lines(lines):
+            if not name or "/" in name or not name.isprintable() or name in ("config.txt", "cmdline.txt", INITRD):
+                yield "config_txt", f"kernel={name} must name a plain file (the generation's kernel is served as it)"
+        for line in lines:
+            match = _INITRAMFS_LINE.match(line)
+            if match and match.group(1) != INITRD:
+                yield "config_txt", (f"{line.strip()!r}: the generation's initrd is served as {INITRD!r} "
+                                     f"(the Pi would ask for a file that is not there)")
 
     def config_txt(self, host: "Host") -> bytes:
         base = tuple(line.format(kernel=self.kernel_name(host)) for line in self.config_base)
@@ -78,7 +99,7 @@ class RaspberryPi:
                     files[prefix + dtb] = StoreFile(path)
             assert gen.kernel and gen.initrd
             files[prefix + self.kernel_name(host)] = StoreFile(gen.kernel)
-            files[prefix + "initrd"] = StoreFile(gen.initrd)
+            files[prefix + INITRD] = StoreFile(gen.initrd)
             files[prefix + "cmdline.txt"] = Generated(text.cmdline_txt(host, gen))
             files[prefix + "config.txt"] = Generated(self.config_txt(host))
         for kept in inputs.generations:
@@ -98,6 +119,11 @@ class RaspberryPi:
             return DhcpAnswer(refusal=f"UEFI HTTP Boot client, but the host boots as {self.name}")
         # No boot file: the Pi fetches from its prefix on the server in option 66.
         return DhcpAnswer(pxe_menu=PI_PXE_MENU)
+
+
+def kernel_lines(lines: Iterable[str]) -> list[str]:
+    """The file names of a ``config.txt``'s ``kernel=`` lines, in order."""
+    return [m.group(1).strip() for line in lines if (m := _KERNEL_LINE.match(line))]
 
 
 STYLE = RaspberryPi()

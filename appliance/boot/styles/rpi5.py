@@ -14,14 +14,8 @@ names the file the generation's kernel is served as.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Collection, Iterable, Mapping
 
 from .rpi import RaspberryPi
-
-if TYPE_CHECKING:
-    from ...config.model import Host
-
-DEFAULT_KERNEL = "kernel_2712.img"
 
 
 @dataclass(frozen=True)
@@ -34,22 +28,7 @@ class RaspberryPi5(RaspberryPi):
     dtb_pattern: str = "bcm2712*.dtb"
     boot_files: tuple[str, ...] = ("config.txt",)
     config_base: tuple[str, ...] = ("kernel={kernel}", "initramfs initrd followkernel", "enable_uart=1")
-
-    def kernel_name(self, host: "Host") -> str:
-        names = _kernel_lines(host.config_txt)
-        return names[-1] if names else DEFAULT_KERNEL   # the last kernel= wins
-
-    def host_problems(self, table: Mapping[str, Any], firmware: Collection[str]) -> Iterable[tuple[str, str]]:
-        yield from super().host_problems(table, firmware)
-        lines = table.get("config_txt", [])
-        if isinstance(lines, list) and all(isinstance(line, str) for line in lines):
-            for name in _kernel_lines(lines):
-                if not name or "/" in name or not name.isprintable() or name in ("config.txt", "cmdline.txt", "initrd"):
-                    yield "config_txt", f"kernel={name} must name a plain file (the generation's kernel is served as it)"
-
-
-def _kernel_lines(lines) -> list[str]:
-    return [line.split("=", 1)[1].strip() for line in lines if line.replace(" ", "").startswith("kernel=")]
+    default_kernel: str = "kernel_2712.img"
 
 
 STYLE = RaspberryPi5()

@@ -33,6 +33,7 @@ class UBoot:
     firmware_files: tuple[str, ...] = ()
     required_files: tuple[str, ...] = ()
     eeprom_netboot: bool = False
+    host_keys: frozenset[str] = frozenset({"menu_timeout"})
 
     def host_problems(self, table: Mapping[str, Any], firmware: Collection[str]) -> Iterable[tuple[str, str]]:
         return require_mac(self.name, table)
