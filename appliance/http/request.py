@@ -10,6 +10,7 @@ smuggling).
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -36,6 +37,7 @@ REASONS = {
     505: "HTTP Version Not Supported",
 }
 
+_EMPTY_LINE = re.compile(rb"\n\r?\n")
 _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
@@ -67,17 +69,20 @@ class ByteRange:
 
 
 def find_head_end(buffer: bytes | bytearray) -> int:
-    """Index just past the blank line ending the head, or -1 while incomplete."""
-    end = buffer.find(b"\r\n\r\n")
-    if end >= 0:
-        return end + 4
-    end = buffer.find(b"\n\n")            # bare-LF heads (RFC 9112 §2.2 allows accepting them)
-    return end + 2 if end >= 0 else -1
+    """Index just past the blank line ending the head, or -1 while incomplete.
+
+    The first empty line ends it, whether lines end in CRLF or a bare LF (RFC 9112
+    §2.2 allows accepting bare LF), so a pipelined head is never merged into the one before.
+    """
+    match = _EMPTY_LINE.search(buffer)
+    return match.end() if match else -1
 
 
 def parse_head(head: bytes) -> Request:
     """Parse one request head (up to and including the blank line)."""
     lines = head.replace(b"\r\n", b"\n").split(b"\n")
+    if any(b"\r" in line for line in lines):
+        raise BadRequest(400, "bare CR in the request head")
     while lines and lines[-1] == b"":
         lines.pop()
     if not lines:
@@ -106,6 +111,8 @@ def parse_head(head: bytes) -> Request:
         except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
             raise BadRequest(400, "malformed header value") from None
         key = name.decode("ascii").lower()
+        if key == "host" and key in headers:
+            raise BadRequest(400, "more than one Host header")
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
     version = version_b.decode("ascii")
     if version == "HTTP/1.1" and "host" not in headers:
@@ -115,8 +122,7 @@ def parse_head(head: bytes) -> Request:
     method = method_b.decode("ascii")
     if method not in ("GET", "HEAD"):
         raise BadRequest(405, f"method {method} not allowed")
-    if not target.startswith(b"/"):
-        raise BadRequest(400, "target must be an absolute path")
+    target = _origin_form(target)
     path = target.split(b"?", 1)[0].split(b"#", 1)[0]
     try:
         raw_path = unquote_to_bytes(path.decode("ascii"))
@@ -125,6 +131,19 @@ def parse_head(head: bytes) -> Request:
     connection = {t.strip().lower() for t in headers.get("connection", "").split(",")}
     keep_alive = "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection
     return Request(method, raw_path, version, headers, keep_alive)
+
+
+def _origin_form(target: bytes) -> bytes:
+    """The path part of a request target; the absolute-form (``http://host/path``) must be
+    accepted too (RFC 9112 §3.2.2), its authority is not needed: the files served do not depend on it."""
+    if target.startswith(b"/"):
+        return target
+    scheme, sep, rest = target.partition(b"://")
+    if not sep or scheme.lower() not in (b"http", b"https"):
+        raise BadRequest(400, "target must be an absolute path or an http:// URL")
+    slash = min((i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0), default=len(rest))
+    path = rest[slash:]
+    return path if path.startswith(b"/") else b"/" + path
 
 
 def parse_range(header: str | None, size: int) -> ByteRange | None:

@@ -141,6 +141,8 @@ def test_containment_and_no_listings(served, path, status):
     (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 431),
     (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 100 + b"\r\n", 431),
     (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + os.urandom(64) + b"\r\n\r\n", 400),   # TLS hello
+    (b"GET /pc/boot.ipxe HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400),   # RFC 9112 §3.2: one Host
+    (b"GET /pc/boot.ipxe HTTP/1.1\r\nHost: x\rRange: bytes=0-1\r\n\r\n", 400),   # bare CR (RFC 9112 §2.2)
 ])
 def test_malformed_requests_get_4xx_and_the_server_goes_on(served, request_bytes, status):
     answer = raw(served.port, request_bytes)
@@ -154,6 +156,26 @@ def test_keep_alive_and_pipelining(served):
     one = b"GET /pc/boot.ipxe HTTP/1.1\r\nHost: x\r\n\r\n"
     answer = raw(served.port, one + one + b"GET /pc/boot.ipxe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert answer.count(b"HTTP/1.1 200 OK") == 3 and answer.count(b"#!ipxe\nboot\n") == 3
+
+
+def test_absolute_form_targets_are_served(served):
+    """RFC 9112 §3.2.2: a server must accept the absolute-form (what a client sends to a proxy)."""
+    for target, expected in ((f"http://127.0.0.1:{served.port}/pc/boot.ipxe", (200, b"#!ipxe\nboot\n")),
+                             ("HTTP://boot.example/pc/boot.ipxe?x=1", (200, b"#!ipxe\nboot\n")),
+                             ("http://boot.example", (404, None)),
+                             ("http://boot.example/../../etc/passwd", (403, None))):
+        code, body = status_and_body("--path-as-is", "--request-target", target, f"{served.url}/")
+        assert code == expected[0], target
+        if expected[1] is not None:
+            assert body == expected[1]
+    assert raw(served.port, b"GET ftp://x/pc/boot.ipxe HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+
+
+def test_pipelined_heads_with_mixed_line_endings_are_each_answered(served):
+    """A bare-LF head followed by a CRLF one: two requests, two answers (RFC 9112 §2.2 allows bare LF)."""
+    answer = raw(served.port, b"GET /pc/boot.ipxe HTTP/1.1\nHost: x\n\n"
+                 b"GET /pc/boot.ipxe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert answer.count(b"HTTP/1.1 200 OK") == 2, answer[:300]
 
 
 def test_provider_refusals_and_failures_map_to_status_and_events():
