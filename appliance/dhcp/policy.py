@@ -17,8 +17,8 @@ Replies never assign an address (yiaddr 0.0.0.0, no lease time).  They carry
 siaddr = ``server_address``, option 54 (server id), option 60 ``PXEClient``,
 option 66 (TFTP server) as a dotted-quad *string* (the Pi bootloader rejects
 a binary address there), the client's UUID (option 97) echoed as PXE
-requires, and what the host's boot style answers (``BootStyle.dhcp_answer``,
-``appliance/boot/styles``):
+requires (only a well-formed one: type 0 and 16 bytes), and what the host's
+boot style answers (``BootStyle.dhcp_answer``, ``appliance/boot/styles``):
 
 * a PXE menu (the Pi bootloaders): option 43 byte for byte what dnsmasq
   sends for ``pxe-service=0,"Raspberry Pi Boot"`` (discovery control 3, menu
@@ -149,7 +149,9 @@ def decide(request: p.DhcpPacket, config: Config, port: int = DHCP_PORT) -> Deci
         (p.OPT_VENDOR_CLASS, _HTTP_CLIENT if http_boot else _PXE_CLIENT),
     ]
     uuid = request.option(p.OPT_CLIENT_UUID)
-    if uuid is not None:
+    if uuid is not None and len(uuid) == 17 and uuid[0] == 0:
+        # Type 0 and a 16-byte GUID (RFC 4578 §2.3), echoed as PXE requires; anything else is
+        # not a machine identifier, and echoing it could grow the reply past what clients accept.
         options.append((p.OPT_CLIENT_UUID, uuid))
     options.append((p.OPT_TFTP_SERVER, settings.server_address.encode("ascii")))
     if vendor:

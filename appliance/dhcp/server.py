@@ -10,7 +10,9 @@ unicast; replies to port 4011 go back to the sender.
 
 Every datagram is handled on its own: one that does not parse is counted as
 malformed and dropped, an exception in the policy or a callback is counted
-and logged; the loop goes on.  The configuration is read through a callable
+and logged; the loop goes on.  Everything is counted per datagram but logged
+at most once a minute per kind (host and outcome): any LAN peer can repeat a
+configured client's requests as fast as it likes.  The configuration is read through a callable
 on every datagram, so a reloaded ``[hosts]`` applies at once.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import logging
 import select
 import socket
+import time
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -31,6 +34,30 @@ log = logging.getLogger(__name__)
 
 CLIENT_PORT = 68
 MAX_DATAGRAM = 4096
+LOG_INTERVAL = 60.0
+
+
+class LogThrottle:
+    """One log line per key per ``interval`` seconds; the next one says how many were held back.
+
+    Keys come from the configuration and fixed outcomes (never from what a
+    datagram says), so the table stays small.
+    """
+
+    def __init__(self, interval: float = LOG_INTERVAL) -> None:
+        self.interval = interval
+        self._keys: dict[object, tuple[float, int]] = {}     # key → (when last logged, held back since)
+
+    def __call__(self, key: object, level: int, message: str, *args: object, exc_info: bool = False) -> None:
+        now = time.monotonic()
+        last = self._keys.get(key)
+        if last is not None and now - last[0] < self.interval:
+            self._keys[key] = (last[0], last[1] + 1)
+            return
+        self._keys[key] = (now, 0)
+        if last is not None and last[1]:
+            message += f" (and {last[1]} more like it since the last such line)"
+        log.log(level, message, *args, exc_info=exc_info)
 
 
 @dataclass
@@ -81,7 +108,7 @@ class ProxyDhcpServer(LoopServer):
         self.stats = DhcpStats()
         self._sockets: dict[int, tuple[socket.socket, int]] = {}    # fd → (socket, logical port)
         self._leases: dict[str, str] = {}                            # mac → ip last reported
-        self._warned: set[tuple[str, str]] = set()
+        self._log = LogThrottle()
 
     # -- sockets -------------------------------------------------------------------
 
@@ -135,7 +162,7 @@ class ProxyDhcpServer(LoopServer):
             request = p.parse_packet(data)
         except p.MalformedPacket as exc:
             self.stats.malformed += 1
-            log.debug("proxyDHCP: malformed datagram from %s:%s dropped: %s", *source, exc)
+            self._log("malformed", logging.DEBUG, "proxyDHCP: malformed datagram from %s:%s dropped: %s", *source, exc)
             return
         try:
             config = self._config()
@@ -143,19 +170,21 @@ class ProxyDhcpServer(LoopServer):
             decision = decide(request, config, port)
         except Exception:
             self.stats.internal_errors += 1
-            log.exception("proxyDHCP: internal error handling a request from %s:%s", *source)
+            self._log("internal", logging.ERROR, "proxyDHCP: internal error handling a request from %s:%s", *source,
+                      exc_info=True)
             return
         if decision.reply is None:
             self.stats.ignored += 1
-            if decision.host is not None and (decision.host, decision.reason) not in self._warned:
-                self._warned.add((decision.host, decision.reason))
-                log.info("proxyDHCP: %s (%s): no reply: %s", decision.host, request.mac, decision.reason)
+            if decision.host is not None:
+                self._log((decision.host, decision.reason), logging.INFO, "proxyDHCP: %s (%s): no reply: %s",
+                          decision.host, request.mac, decision.reason)
             return
         try:
             datagram = p.encode_packet(decision.reply)
         except ValueError:
             self.stats.internal_errors += 1
-            log.exception("proxyDHCP: cannot encode the reply for %s", decision.host)
+            self._log("encode", logging.ERROR, "proxyDHCP: cannot encode the reply for %s", decision.host,
+                      exc_info=True)
             return
         host, dport = reply_destination(request, port, source)
         if port != PXE_PORT and dport == CLIENT_PORT:
@@ -169,10 +198,12 @@ class ProxyDhcpServer(LoopServer):
             sock.sendto(datagram, (host, dport))
         except OSError as exc:
             self.stats.send_errors += 1
-            log.warning("proxyDHCP: sending to %s:%s failed: %s", host, dport, exc.strerror)
+            self._log(("send", exc.errno), logging.WARNING, "proxyDHCP: sending to %s:%s failed: %s",
+                      host, dport, exc.strerror)
             return
         self.stats.replies += 1
-        log.info("proxyDHCP: %s (%s): %s → %s:%s", decision.host, request.mac, decision.reason, host, dport)
+        self._log((decision.host, decision.reason), logging.INFO, "proxyDHCP: %s (%s): %s → %s:%s",
+                  decision.host, request.mac, decision.reason, host, dport)
 
     def _note_lease(self, request: p.DhcpPacket, config: Config, port: int, source_ip: str) -> None:
         lease = seen_lease(request, config, port, source_ip)
@@ -183,13 +214,14 @@ class ProxyDhcpServer(LoopServer):
             return
         self._leases[mac] = ip
         self.stats.leases_seen += 1
-        log.info("proxyDHCP: %s uses %s", mac, ip)
+        self._log(("lease", mac), logging.INFO, "proxyDHCP: %s uses %s", mac, ip)
         if self.on_lease is not None:
             try:
                 self.on_lease(ip, mac)
             except Exception:   # the reply still goes out
                 self.stats.internal_errors += 1
-                log.exception("proxyDHCP: lease callback failed for %s %s", ip, mac)
+                self._log("lease callback", logging.ERROR, "proxyDHCP: lease callback failed for %s %s", ip, mac,
+                          exc_info=True)
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -208,7 +240,7 @@ class ProxyDhcpServer(LoopServer):
                 except (BlockingIOError, InterruptedError):
                     break
                 except OSError as exc:
-                    log.warning("proxyDHCP: receive failed: %s", exc.strerror)
+                    self._log(("receive", exc.errno), logging.WARNING, "proxyDHCP: receive failed: %s", exc.strerror)
                     break
                 self.handle(data, source, port, sock)
 

@@ -46,6 +46,17 @@ def test_the_pi_gets_the_raspberry_pi_boot_menu_and_a_dotted_quad_tftp_server():
     assert sub[6] == b"\x03" and sub[10] == b"\x00PXE" and sub[9] == b"\x00\x00\x11Raspberry Pi Boot"
 
 
+@pytest.mark.parametrize("uuid", [b"\x00" * 3000, b"\x00" + bytes(15), b"\x01" + bytes(16), b""],
+                         ids=["3000-bytes", "16-bytes", "type-1", "empty"])
+def test_a_malformed_client_uuid_is_not_echoed(uuid):
+    """Option 97 is type 0 plus a 16-byte GUID (RFC 4578 §2.3); anything else is not sent back,
+    so a client cannot make a reply larger than the 576 bytes every DHCP client accepts (RFC 2131 §2)."""
+    req = request(PI_MAC, extra=((p.OPT_CLIENT_NDI, b"\x01\x02\x01"), (p.OPT_CLIENT_UUID, uuid)))
+    reply = decide(req, config()).reply
+    assert reply is not None and reply.option(p.OPT_CLIENT_UUID) is None
+    assert len(p.encode_packet(reply)) <= 576
+
+
 def test_the_pi_offer_reads_the_same_in_scapy():
     raw = p.encode_packet(decide(pi_discover(), config()).reply)
     s = BOOTP(raw)

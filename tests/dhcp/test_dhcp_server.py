@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 
 from appliance.dhcp import ProxyDhcpServer
@@ -60,3 +61,34 @@ def test_an_unknown_client_and_a_repeated_lease_are_quiet():
         assert server.read_stats().received == 0
     finally:
         server.stop()
+
+
+def test_a_flood_of_requests_does_not_flood_the_log(caplog):
+    """Replies, refusals, send failures and garbage are counted per datagram but logged a bounded
+    number of times: a LAN peer repeating a configured MAC's requests must not fill the journal."""
+    cfg = config()
+    server = ProxyDhcpServer(lambda: cfg, interface=None, host="127.0.0.1", port=0, pxe_port=0)
+    server.run_in_thread()
+    count = 100
+    try:
+        (_, dhcp_port), (_, pxe_port) = server.addresses
+        caplog.set_level(logging.DEBUG, logger="appliance.dhcp")
+        acked = p.encode_packet(request(PC_MAC, kind=p.DHCPREQUEST, extra=IPXE, ciaddr="10.253.7.60"))
+        # a relay address the reply cannot be sent to (the server is bound to loopback)
+        unsendable = p.encode_packet(request(PC_MAC, extra=IPXE, giaddr="10.253.7.254"))
+        not_pxe = p.encode_packet(request(PC_MAC, vendor=b"udhcp 1.36"))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.bind(("127.0.0.1", 0))
+            client.settimeout(5)
+            for _ in range(count):
+                client.sendto(acked, ("127.0.0.1", pxe_port))
+                p.parse_packet(client.recv(2048))
+                for datagram in (unsendable, not_pxe, b"garbage"):
+                    client.sendto(datagram, ("127.0.0.1", dhcp_port))
+        eventually(lambda: server.read_stats().received == 4 * count, what="every datagram to be read")
+        stats = server.read_stats()
+        assert (stats.replies, stats.send_errors, stats.ignored, stats.malformed) == (count, count, count, count)
+    finally:
+        server.stop()
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("appliance.dhcp")]
+    assert len(lines) <= 8, lines[:12]
