@@ -52,6 +52,7 @@ _RECV_BYTES = 16384
 _CHUNK_BYTES = 256 * 1024          # read_at chunks for content without a file descriptor
 _SENDFILE_MAX = 1 << 30
 _SWEEP_INTERVAL = 0.25
+_ACCEPT_PAUSE = 0.1                # out of descriptors: stop polling the listeners this long
 
 _HEAD, _SEND = 0, 1
 
@@ -236,6 +237,7 @@ class _Loop:
         self.retrying: dict[int, _Connection] = {}
         self.selector: selectors.BaseSelector | None = None
         self.stop_at: float | None = None
+        self.accept_paused_until: float | None = None
         self._wake = WakePipe()
 
     def open(self, listeners: list[socket.socket]) -> None:
@@ -259,17 +261,15 @@ class _Loop:
             while True:
                 if self.stop_at is not None:
                     if listening:
-                        for sock in self.server._listeners:
-                            try:
-                                selector.unregister(sock)
-                            except (KeyError, ValueError):
-                                pass
+                        self.watch_listeners(False)
                         listening = False
                         for conn in [c for c in self.conns.values() if c.state == _HEAD]:
                             self.close(conn)
                     if not self.conns or time.monotonic() >= self.stop_at:
                         break
                 wait = _SWEEP_INTERVAL
+                if self.accept_paused_until is not None:
+                    wait = max(0.0, min(wait, self.accept_paused_until - time.monotonic()))
                 if self.retrying:
                     wait = max(0.0, min(wait, min(c.retry_at for c in self.retrying.values()) - time.monotonic()))
                 for key, mask in selector.select(wait):
@@ -281,6 +281,10 @@ class _Loop:
                     else:
                         self.accept(data)
                 now = time.monotonic()
+                if self.accept_paused_until is not None and now >= self.accept_paused_until:
+                    self.accept_paused_until = None
+                    if listening:
+                        self.watch_listeners(True)
                 if self.retrying:
                     self.retry(now)
                 if now >= next_sweep:
@@ -291,6 +295,16 @@ class _Loop:
                 self.abort(conn, "server stopping")
             selector.close()
             self._wake.close()
+
+    def watch_listeners(self, on: bool) -> None:
+        for sock in self.server._listeners:
+            try:
+                if on:
+                    self.selector.register(sock, selectors.EVENT_READ, sock)
+                else:
+                    self.selector.unregister(sock)
+            except (KeyError, ValueError):
+                pass                            # already in that state
 
     def guarded(self, conn: _Connection, step: Callable[[_Connection], None]) -> None:
         """Run one step for one connection; a failure nobody foresaw costs that connection only."""
@@ -332,9 +346,14 @@ class _Loop:
                 sock, addr = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:      # EMFILE and friends: leave it in the backlog for later
+            except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    # Leave the connection in the backlog and stop polling the listeners for a
+                    # moment: they stay readable, and retrying at once would spin.
                     self.stats.internal_errors += 1
+                    if self.accept_paused_until is None:
+                        self.accept_paused_until = time.monotonic() + _ACCEPT_PAUSE
+                        self.watch_listeners(False)
                     return
                 continue
             now = time.monotonic()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -377,3 +378,43 @@ def test_failing_content_aborts_its_transfer_only():
         assert s.server.read_stats().internal_errors >= 1
     finally:
         s.server.stop()
+
+
+_FD_LIMITED_SERVER = r'''
+import resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
+from appliance.content import DictProvider
+from appliance.http import HttpServer
+server = HttpServer(DictProvider({"a": b"hello"}), [("127.0.0.1", 0)], header_timeout=30.0)
+server.run_in_thread()
+print(server.addresses[0][1], flush=True)
+sys.stdin.readline()
+print(server.read_stats().internal_errors, flush=True)
+sys.stdin.readline()
+'''
+
+
+def test_out_of_file_descriptors_the_server_waits_instead_of_spinning():
+    """With every descriptor in use, pending connections wait in the backlog; the loop does not retry
+    accept() in a busy loop (which would hold a core and the GIL), and serves again once fds free up."""
+    server = subprocess.Popen([sys.executable, "-c", _FD_LIMITED_SERVER], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, cwd=os.getcwd(),
+                              env={**os.environ, "PYTHONPATH": os.getcwd()})
+    clients: list[socket.socket] = []
+    try:
+        port = int(server.stdout.readline())
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(60)]
+        time.sleep(2.0)                         # the window in which a spinning loop retries accept()
+        server.stdin.write("\n")
+        server.stdin.flush()
+        failed_accepts = int(server.stdout.readline())
+        assert failed_accepts < 100
+        for c in clients[:40]:
+            c.close()
+        code, body = status_and_body(f"http://127.0.0.1:{port}/a")
+        assert (code, body) == (200, b"hello")
+    finally:
+        for c in clients:
+            c.close()
+        server.kill()
+        server.wait()
