@@ -369,3 +369,16 @@ def test_check_reports_a_corrupt_state_file_before_anything_loaded_it(demo_layou
     out = netboot_cli("-c", demo_layout.config, "check")
     assert out.returncode == 2
     assert "state" in out.stderr and "corrupt" in out.stderr
+
+
+def test_a_trial_replacing_a_running_trial_still_reverts_to_what_was_served_before_both(gens_factory):
+    """``trial h 3`` then ``trial h 1``: the unconfirmed 3 never becomes the way back."""
+    g = gens_factory(3, current=2)
+    state = operations.start_trial(State(), "h", g.profile, 3, g.served(State()), T0)
+    state = operations.start_trial(state, "h", g.profile, 1, g.served(state), T0 + 1)
+    trial = state.host("h").trial
+    assert (trial.generation, trial.previous, trial.started) == (1, 2, T0 + 1)
+    assert "replaces the trial of 3" in state.history[-1]["reason"]
+    state = operations.revert_trial(state, "h", "timeout", T0 + 2)
+    assert state.host("h").pin == 2
+    assert g.served(state).number == 2

@@ -47,11 +47,16 @@ def rollback(state: State, host: str, profile: Profile, served: Selection, now: 
 
 
 def start_trial(state: State, host: str, profile: Profile, number: int, served: Selection, now: float) -> State:
+    """Serve ``number`` for the next boot.  A trial replacing a running one keeps its way back:
+    what was served before the first trial, never the unconfirmed generation it replaces."""
     _require_valid(profile, host, number)
     hs = state.host(host)
-    trial = Trial(generation=number, previous=served.number, started=now)
-    return state.with_host(host, replace(hs, trial=trial), "trial-start", number,
-                           f"trial for the next boot (was {served.number})", now)
+    running = hs.trial
+    previous = running.previous if running is not None else served.number
+    trial = Trial(generation=number, previous=previous, started=now)
+    why = f"trial for the next boot (was {served.number}" + (
+        f"; replaces the trial of {running.generation}, reverting to {previous})" if running is not None else ")")
+    return state.with_host(host, replace(hs, trial=trial), "trial-start", number, why, now)
 
 
 def confirm(state: State, host: str, served: Selection, profile_current: int | None, now: float,
