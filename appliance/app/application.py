@@ -14,9 +14,9 @@ from typing import Callable
 from ..boot import Generated, Source, StoreFile
 from ..boot.gather import store_roots
 from ..config import Config, load_config
-from ..config.load import config_warnings, file_problems
+from ..config.load import config_warnings, declared_state_dir, file_problems
 from ..control import operations
-from ..control.health import read_health_file, text_lines, to_json
+from ..control.health import read_health_file, read_published, text_lines, to_json
 from ..control.snapshot import HostSnapshot, build_host_snapshot
 from ..control.state import HostState, State, StateStore
 from ..doctor import diagnose, gather, render_text
@@ -47,12 +47,18 @@ def check(path: Path, check_files: bool = True) -> Report:
             problems.append(f"state: {state_problem}")
         for corrupt in store.corrupt_files():
             problems.append(f"state: a damaged state file is kept as {corrupt} (inspect it, then delete it)")
-    data = {"config": str(path), "ok": not problems, "problems": problems, "warnings": warnings}
+    # A daemon on this state directory keeps what it loaded last (config reloads are all or nothing).
+    running = read_published(config.server.state_dir if config else declared_state_dir(path)) if problems else None
+    data = {"config": str(path), "ok": not problems, "problems": problems, "warnings": warnings,
+            "running_daemon": running[0] if running else None}
     stderr = [f"warning: {w}" for w in warnings]
     text: tuple[str, ...] = ()
     if problems:
         stderr.append(f"{path}: {len(problems)} problem{'s' if len(problems) > 1 else ''}:")
         stderr += [f"  {p}" for p in problems]
+        if running:
+            stderr.append(f"netboot serve (pid {running[0]}) keeps serving the configuration it loaded last; "
+                          "it reloads this file once it is valid")
     else:
         hosts = len(config.hosts) if config else 0
         text = (f"{path}: ok ({hosts} host{'s' if hosts != 1 else ''})",)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, Problem
 from .identity import backing_identity
-from .model import Config
+from .model import Config, ServerConfig
 from .parse import parse_config
 
 DEFAULT_CONFIG_PATH = Path("/etc/netboot/appliance.toml")
@@ -48,6 +48,19 @@ def load_config(path: Path, check_files: bool = True) -> Config:
         if problems:
             raise ConfigError(problems, str(path))
     return config
+
+
+def declared_state_dir(path: Path) -> Path:
+    """``server.state_dir`` as a file that may not validate names it (the default if it names none):
+    where a running daemon publishes its health, for ``check`` on a broken file."""
+    default = ServerConfig().state_dir
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.loads(f.read(MAX_CONFIG_BYTES).decode("utf-8"))
+        raw = doc["server"]["state_dir"]
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):   # TOML and UTF-8 errors are ValueErrors
+        return default
+    return Path(raw) if isinstance(raw, str) and raw.startswith("/") and "\0" not in raw else default
 
 
 def require_hosts(config: Config) -> None:

@@ -38,7 +38,7 @@ from ..wakeup import WakePipe
 from . import operations
 from .frames import FrameSources
 from .gcroots import desired_roots, sync_roots
-from .health import Health, remove_health_file, status_line, write_health_file
+from .health import CONFIG_COMPONENT, WITHHELD, Health, remove_health_file, status_line, write_health_file
 from .inotify import Inotify
 from .iscsi_health import IscsiHealth
 from .metrics import BootCounters, render_metrics, serve_metrics
@@ -363,7 +363,12 @@ class Appliance:
             log.error("config reload rejected, keeping the running configuration:")
             for p in exc.problems:
                 log.error("  %s", p)
+            more = f" and {len(exc.problems) - 1} more" if len(exc.problems) > 1 else ""
+            # On the STATUS= line and in health.json (``netboot check`` shows it) until a reload succeeds.
+            self.health.fail(CONFIG_COMPONENT, f"reload of {self.config_path} rejected ({exc.problems[0]}{more}): "
+                                               "keeps serving the configuration it loaded last", WITHHELD)
             return
+        self.health.ok(CONFIG_COMPONENT)
         for key in ("tftp_listen", "http_listen"):
             if getattr(config.server, key) != getattr(self.config.server, key):
                 log.warning("%s changed: takes effect after a restart", key)

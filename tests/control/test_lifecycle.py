@@ -7,7 +7,7 @@ import signal
 import socket
 import time
 
-from .control_harness import (PC_PREFIX, PI, PI_PREFIX, RawTransfer, curl, eventually, get)
+from .control_harness import (PC_PREFIX, PI, PI_PREFIX, RawTransfer, cli, curl, eventually, get)
 from appliance.demo.store import add_generation, make_toplevel
 
 
@@ -129,3 +129,31 @@ def test_broken_config_edit_without_sighup_keeps_serving(daemon, store):
     assert "hosts.pi-desktop.boot" in daemon.log()
     assert get(store.port, PI_PREFIX + "cmdline.txt") == before
     assert daemon.alive()
+
+
+def _status_lines(daemon) -> list[str]:
+    daemon.drain_notify()
+    return [line[len("STATUS="):] for m in daemon.messages for line in m.splitlines() if line.startswith("STATUS=")]
+
+
+def test_a_rejected_reload_is_on_the_status_line_and_check_says_the_daemon_keeps_the_old_config(
+        store, make_daemon, tmp_path):
+    """The operator who broke the file learns it from systemctl status and from check, not only the log."""
+    link, target = _config_via_symlink(store, tmp_path)
+    d = make_daemon(link).start()
+    good = store.read_config()
+    store.write_config(good.replace('mac = "dc:a6:32:01:02:03"', 'mac = "dc:a6:32:1:2"'), target)
+    d.signal(signal.SIGHUP)
+    line, _ = eventually(lambda: next((s for s in _status_lines(d) if "rejected" in s), None),
+                         deadline=10, what="the rejected reload on the STATUS= line")
+    assert "hosts.pi-desktop.mac" in line and "keeps serving" in line, line
+    out = cli(link, "check")
+    assert out.returncode == 2 and "hosts.pi-desktop.mac" in out.stderr
+    assert f"netboot serve (pid {d.pid}) keeps serving the configuration it loaded last" in out.stderr, out.stderr
+    # Fixed: the next reload clears it.
+    store.write_config(good, target)
+    n = len(_status_lines(d))
+    d.signal(signal.SIGHUP)
+    eventually(lambda: any(s.startswith("serving") for s in _status_lines(d)[n:]), deadline=10,
+               what="STATUS= serving again")
+    assert cli(link, "check").returncode == 0

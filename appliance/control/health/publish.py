@@ -33,6 +33,12 @@ def remove_health_file(state_dir: Path) -> None:
 
 def read_health_file(state_dir: Path) -> HealthReport | None:
     """What a running daemon published, or None (no daemon, or it died without cleaning up)."""
+    found = read_published(state_dir)
+    return found[1] if found is not None else None
+
+
+def read_published(state_dir: Path) -> tuple[int, HealthReport] | None:
+    """(PID, report) of the daemon running on ``state_dir``, or None."""
     try:
         doc = json.loads((state_dir / HEALTH_FILE).read_text())
         pid = int(doc["pid"])
@@ -41,4 +47,4 @@ def read_health_file(state_dir: Path) -> HealthReport | None:
         return None
     if pid <= 0 or not Path(f"/proc/{pid}").exists():
         return None
-    return report
+    return pid, report
