@@ -17,6 +17,7 @@ from typing import Callable, Iterable, Mapping
 from ..boot import Generated, StoreFile
 from ..config import Host
 from ..content import AccessDenied, BytesContent, Content, FileContent, FileNotFound, RetryLater, TransferRecord
+from ..logthrottle import LogThrottle
 from .neighbours import ClientLink, NeighbourTable, canonical_ip
 from .snapshot import HostSnapshot, Snapshot
 
@@ -114,6 +115,8 @@ class BootResolver:
         # Hosts whose requests wait (RetryLater) until the daemon lifts the hold:
         # while LIO is set up at start, a host's boot files wait for its root disk.
         self.held: frozenset[str] = frozenset()
+        # Refusals repeat at network speed (a client retrying, a peer probing): one line a minute per host.
+        self._log = LogThrottle(log)
 
     def set_snapshot(self, snapshot: Snapshot, settled: Iterable[Decision] = ()) -> None:
         index = PathIndex.of(snapshot)
@@ -183,17 +186,17 @@ class BootResolver:
         self._check_access(hs.host, client_ip, client_link())
         return hs, full, client_link().mac
 
-    @staticmethod
-    def _check_access(host: Host, client_ip: str, link: ClientLink) -> None:
+    def _check_access(self, host: Host, client_ip: str, link: ClientLink) -> None:
         if host.mac is not None:
             if link.mac is not None:
                 if link.mac != host.mac:
-                    log.warning("denied %s (%s) access to host %s's files", client_ip, link.mac, host.name)
+                    self._log(("denied", host.name), logging.WARNING, "denied %s (%s) access to host %s's files",
+                              client_ip, link.mac, host.name)
                     raise AccessDenied(f"files of host {host.name} are not for {link.mac}")
                 return
             if link.must_know:
-                log.warning("denied %s access to host %s's files: its MAC could not be learned", client_ip,
-                            host.name)
+                self._log(("unidentified", host.name), logging.WARNING,
+                          "denied %s access to host %s's files: its MAC could not be learned", client_ip, host.name)
                 raise AccessDenied(f"host {host.name}: the MAC of {client_ip} could not be learned")
         if host.tftp_access == "strict":
             raise AccessDenied(f"host {host.name} is strict and the client's MAC is unknown")
@@ -220,7 +223,7 @@ class BootResolver:
             # following symlinks so nothing swapped in since can escape the store.
             return FileContent.resolved(source.path, meta)
         except AccessDenied as exc:
-            log.warning("refused %s to %s: %s", full, canonical_ip(client[0]), exc)
+            self._log(("refused", full), logging.WARNING, "refused %s to %s: %s", full, canonical_ip(client[0]), exc)
             raise
 
     def transfer_finished(self, record: TransferRecord) -> None:

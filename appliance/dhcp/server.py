@@ -21,11 +21,11 @@ from __future__ import annotations
 import logging
 import select
 import socket
-import time
 from dataclasses import dataclass, replace
 from typing import Callable
 
 from ..config.model import Config
+from ..logthrottle import LogThrottle
 from ..wakeup import LoopServer
 from . import packet as p
 from .policy import DHCP_PORT, PXE_PORT, decide, seen_lease
@@ -34,30 +34,6 @@ log = logging.getLogger(__name__)
 
 CLIENT_PORT = 68
 MAX_DATAGRAM = 4096
-LOG_INTERVAL = 60.0
-
-
-class LogThrottle:
-    """One log line per key per ``interval`` seconds; the next one says how many were held back.
-
-    Keys come from the configuration and fixed outcomes (never from what a
-    datagram says), so the table stays small.
-    """
-
-    def __init__(self, interval: float = LOG_INTERVAL) -> None:
-        self.interval = interval
-        self._keys: dict[object, tuple[float, int]] = {}     # key → (when last logged, held back since)
-
-    def __call__(self, key: object, level: int, message: str, *args: object, exc_info: bool = False) -> None:
-        now = time.monotonic()
-        last = self._keys.get(key)
-        if last is not None and now - last[0] < self.interval:
-            self._keys[key] = (last[0], last[1] + 1)
-            return
-        self._keys[key] = (now, 0)
-        if last is not None and last[1]:
-            message += f" (and {last[1]} more like it since the last such line)"
-        log.log(level, message, *args, exc_info=exc_info)
 
 
 @dataclass
@@ -108,7 +84,7 @@ class ProxyDhcpServer(LoopServer):
         self.stats = DhcpStats()
         self._sockets: dict[int, tuple[socket.socket, int]] = {}    # fd → (socket, logical port)
         self._leases: dict[str, str] = {}                            # mac → ip last reported
-        self._log = LogThrottle()
+        self._log = LogThrottle(log)
 
     # -- sockets -------------------------------------------------------------------
 

@@ -88,3 +88,18 @@ def test_http_counters_in_metrics(store, make_daemon):
     assert 'netboot_http_responses_total{status="200"} 1' in lines
     assert 'netboot_http_responses_total{status="404"} 1' in lines
     assert any(line.startswith('netboot_boot_transfers_total{host="pc",outcome="complete"}') for line in lines)
+
+
+def test_a_client_asking_again_and_again_for_another_hosts_files_is_logged_once(store, make_daemon,
+                                                                                 clients):  # noqa: F811
+    """Every refusal is answered (403) and counted, but the journal gets one line, not one per request."""
+    pi_ns, pi_server, _ = clients.add("pi", PI_MAC)
+    port = with_http(store, [pi_server])
+    d = make_daemon(store.config).start()
+    url = f"http://{pi_server}:{port}/{PC_PREFIX}generations/2/initrd?[1-200]"     # curl's URL globbing
+    out = subprocess.run(["ip", "netns", "exec", pi_ns, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}\n",
+                          url], capture_output=True, timeout=60).stdout.split()
+    assert out == [b"403"] * 200
+    eventually(lambda: "denied" in d.log(), what="the denial to be logged")
+    denials = [line for line in d.log().splitlines() if "denied" in line]
+    assert len(denials) == 1 and PI_MAC in denials[0]
