@@ -14,7 +14,7 @@ from appliance.control import operations
 from appliance.control.selection import select_generation
 from appliance.control.state import HostState, State, StateStore, Trial
 from appliance.demo.store import add_generation, make_toplevel
-from appliance.errors import GenerationError, StateCorrupt
+from appliance.errors import GenerationError, StateCorrupt, StateError
 
 
 def set_pin(state: State, host: str, number: int, reason: str) -> State:
@@ -382,3 +382,27 @@ def test_a_trial_replacing_a_running_trial_still_reverts_to_what_was_served_befo
     state = operations.revert_trial(state, "h", "timeout", T0 + 2)
     assert state.host("h").pin == 2
     assert g.served(state).number == 2
+
+
+def test_a_lock_held_by_a_hung_process_is_an_error_naming_it_not_a_silent_hang(tmp_path):
+    """A netboot process stuck while holding the state lock: a writer gives up with a clear
+    error (nothing changed) instead of waiting forever without a word."""
+    import subprocess
+    import sys
+
+    store = StateStore(tmp_path / "state", lock_wait=0.5)
+    store.update(lambda st: set_pin(st, "h", 1, "before"))
+    hang = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX); "
+            "print('locked', flush=True); time.sleep(30)")
+    holder = subprocess.Popen([sys.executable, "-c", hang, str(store.dir / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(StateError) as exc:
+            store.update(lambda st: set_pin(st, "h", 2, "after"))
+        assert str(store.dir / ".lock") in str(exc.value) and "nothing was changed" in str(exc.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert store.load().host("h").pin == 1
+    store.update(lambda st: set_pin(st, "h", 2, "after"))      # released: writes work again
+    assert store.load().host("h").pin == 2

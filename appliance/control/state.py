@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ..errors import StateCorrupt, StateError
-from ..filelock import FileLock
+from ..filelock import FileLock, LockTimeout
 from .state_codec import MAX_STATE_BYTES, Salvage, StateFormatError, decode_state, encode_state, salvage_state
 from .state_model import HISTORY_LIMIT, HostState, State, Trial
 
@@ -32,6 +32,8 @@ LAST_GOOD_FILE = "state.json.last-good"
 CORRUPT_PREFIX = "state.json.corrupt-"
 EVENTS_FILE = "events.jsonl"
 LOCK_FILE = ".lock"
+# Writes hold the lock for milliseconds: a lock taken this long belongs to a hung process.
+LOCK_WAIT = 10.0
 EVENTS_MAX_BYTES = 4 << 20
 
 log = logging.getLogger(__name__)
@@ -75,8 +77,9 @@ def merge_with_last_good(salvage: Salvage, last_good: State | None) -> Readable:
 class StateStore:
     """The state directory: ``load()``, ``update(fn)`` under the lock, boot events."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, lock_wait: float = LOCK_WAIT) -> None:
         self.dir = state_dir
+        self.lock_wait = lock_wait
         self.path = state_dir / STATE_FILE
         self.last_good_path = state_dir / LAST_GOOD_FILE
         self.events_path = state_dir / EVENTS_FILE
@@ -90,12 +93,21 @@ class StateStore:
     @contextmanager
     def locked(self) -> Iterator[None]:
         self.ensure_dir()
+        path = self.dir / LOCK_FILE
         try:
-            lock = FileLock.open(self.dir / LOCK_FILE, 0o644)
+            lock = FileLock.open(path, 0o644, wait=self.lock_wait)
         except OSError as exc:
             raise StateError(f"cannot open lock in {self.dir}: {exc.strerror}") from exc
-        with lock:
+        try:
+            lock.__enter__()
+        except LockTimeout:
+            raise StateError(f"the state lock {path} is held by another process for {self.lock_wait:g} s "
+                             f"(a hung netboot command?): nothing was changed; see who holds it: fuser -v {path}"
+                             ) from None
+        try:
             yield
+        finally:
+            lock.__exit__(None, None, None)
 
     # -- reading -------------------------------------------------------------------------
 
