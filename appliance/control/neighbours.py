@@ -3,7 +3,7 @@
 For a client on one of our links the MAC can always be learned, and is:
 
 1. the source MAC of the request frame itself (``frames.FrameSources``);
-2. else the kernel neighbour table (pyroute2);
+2. else the kernel neighbour table (rtnetlink, ``rtnetlink.NetlinkSocket``);
 3. else a neighbour solicitation: a datagram to the client makes the kernel
    resolve it (ARP / IPv6 ND) while the request waits (``RetryLater``),
    for at most ``LEARN_WITHIN`` seconds.
@@ -29,10 +29,10 @@ from typing import Callable, Mapping
 from ..content import RetryLater
 from .frames import FrameSources
 from .health import Health
+from .rtnetlink import RTN_UNICAST, NetlinkError, NetlinkSocket
 
 # NUD states that carry a usable link-layer address (reachable, stale, delay, probe, permanent, noarp).
 _USABLE_NUD = 0x02 | 0x04 | 0x08 | 0x10 | 0x80 | 0x40
-_RTN_UNICAST = 1
 LEARN_WITHIN = 1.0         # seconds a request may wait for its client's MAC
 POLL = 0.02                # seconds between neighbour-table looks while waiting
 ROUTE_TTL = 10.0           # seconds a client's on-link / routed answer is reused
@@ -66,41 +66,40 @@ class NetlinkUnavailable(Exception):
 
 
 class _Netlink:
-    """One pyroute2 socket, reopened after failures with exponential backoff."""
+    """One rtnetlink socket, reopened after failures with exponential backoff.
 
-    def __init__(self, factory: Callable[[], object] | None, health: Health,
+    ``factory`` makes the socket (``NetlinkSocket`` or one with its
+    ``route_to``/``neighbours``/``close``)."""
+
+    def __init__(self, factory: Callable[[], NetlinkSocket] | None, health: Health,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._factory = factory
         self._health = health
         self._clock = clock
-        self._ipr = None
+        self._sock = None
         self._retry_at = 0.0
         self._backoff = BACKOFF_FIRST
 
-    def call(self, fn: Callable[[object], object]) -> object:
-        if self._ipr is None:
+    def call(self, fn: Callable[[NetlinkSocket], object]) -> object:
+        if self._sock is None:
             now = self._clock()
             if now < self._retry_at:
                 raise NetlinkUnavailable()
             try:
-                self._ipr = self._open()
-            except Exception as exc:  # pyroute2 raises whatever the socket layer does
+                self._sock = self._open()
+            except OSError as exc:
                 self._failed(exc, now)
         try:
-            result = fn(self._ipr)
-        except Exception as exc:
+            result = fn(self._sock)
+        except Exception as exc:     # OSError, a malformed answer: no answer now, whatever the cause
             self._failed(exc, self._clock())
         if self._backoff != BACKOFF_FIRST:
             self._backoff = BACKOFF_FIRST
         self._health.ok(COMPONENT)
         return result
 
-    def _open(self) -> object:
-        if self._factory is not None:
-            return self._factory()
-        from pyroute2 import IPRoute
-
-        return IPRoute()
+    def _open(self) -> NetlinkSocket:
+        return (self._factory or NetlinkSocket)()
 
     def _failed(self, exc: Exception, now: float) -> None:
         self.close()
@@ -111,17 +110,17 @@ class _Netlink:
         raise NetlinkUnavailable() from exc
 
     def close(self) -> None:
-        ipr, self._ipr = self._ipr, None
-        if ipr is not None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
             try:
-                ipr.close()
-            except Exception:  # closing a broken socket: nothing left to do
+                sock.close()
+            except OSError:  # closing a broken socket: nothing left to do
                 pass
 
 
 def _is_answer(exc: Exception) -> bool:
     """A netlink error that answers the question (no route to the client), not a broken netlink."""
-    return getattr(exc, "code", None) in (errno.ENETUNREACH, errno.EHOSTUNREACH)
+    return isinstance(exc, NetlinkError) and exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH)
 
 
 class NeighbourTable:
@@ -132,7 +131,7 @@ class NeighbourTable:
     """
 
     def __init__(self, static: Mapping[str, str] | None = None, *, health: Health | None = None,
-                 frames: FrameSources | None = None, netlink: Callable[[], object] | None = None,
+                 frames: FrameSources | None = None, netlink: Callable[[], NetlinkSocket] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._static = dict(static or {})      # leases seen by the proxyDHCP, tests
         self.health = health or Health()
@@ -145,16 +144,14 @@ class NeighbourTable:
         self._lock = threading.Lock()
 
     def connect(self) -> None:
-        """Load the netlink library and open its socket now.
+        """Open the netlink socket now, before serving.
 
-        Called before serving: on a slow machine the first import takes
-        seconds (tens under emulation), and paid inside the first request it
-        outlasts the client's retransmissions, so the first boot after a start
-        times out.  A failure is reported through ``Health`` and retried as usual.
+        A failure is then on the first readiness status, reported through
+        ``Health``, and retried as usual.
         """
         with self._lock:
             try:
-                self._netlink.call(lambda ipr: None)
+                self._netlink.call(lambda nl: None)
             except NetlinkUnavailable:
                 pass
 
@@ -237,14 +234,14 @@ class NeighbourTable:
         if cached is not None and cached[1] > now:
             return cached[0]
 
-        def lookup(ipr) -> bool:
+        def lookup(nl: NetlinkSocket) -> bool:
             try:
-                routes = ipr.route("get", dst=ip)
-            except Exception as exc:
+                routes = nl.route_to(ip)
+            except OSError as exc:
                 if _is_answer(exc):
                     return False        # unreachable: certainly not on a link of ours
                 raise
-            return any(r["type"] == _RTN_UNICAST and not r.get_attr("RTA_GATEWAY") for r in routes)
+            return any(r.type == RTN_UNICAST and r.gateway is None for r in routes)
 
         on_link = bool(self._netlink.call(lookup))
         if len(self._on_link) > 4096:
@@ -253,13 +250,12 @@ class NeighbourTable:
         return on_link
 
     def _kernel_mac(self, ip: str, version: int) -> str | None:
-        def lookup(ipr) -> str | None:
+        def lookup(nl: NetlinkSocket) -> str | None:
             family = socket.AF_INET6 if version == 6 else socket.AF_INET
-            for msg in ipr.get_neighbours(family=family, dst=ip):
-                if msg["state"] & _USABLE_NUD:
-                    mac = msg.get_attr("NDA_LLADDR")
-                    if mac and mac != "00:00:00:00:00:00":
-                        return mac.lower()
+            for entry in nl.neighbours(family):
+                if entry.address == ip and entry.state & _USABLE_NUD:
+                    if entry.lladdr and entry.lladdr != "00:00:00:00:00:00":
+                        return entry.lladdr
             return None
 
         return self._netlink.call(lookup)  # type: ignore[return-value]

@@ -54,6 +54,7 @@ import errno
 import heapq
 import ipaddress
 import logging
+import resource   # at start: out of file descriptors, its extension module could not be loaded
 import select
 import socket
 import threading
@@ -871,8 +872,6 @@ class TftpServer:
         self._fd_exhausted_since_warning += 1
         now = time.monotonic()
         if self._fd_warned_at is None or now - self._fd_warned_at >= _FD_WARNING_INTERVAL:
-            import resource   # only here: a rare path
-
             limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
             log.warning("TFTP: out of file descriptors (limit %d, %d transfers): %d request(s) dropped so "
                         "clients retry; raise the open-file limit (LimitNOFILE=) or lower max_sessions",

@@ -12,12 +12,11 @@ from __future__ import annotations
 import json
 import time
 
-from pyroute2 import IPRoute
-
 from appliance.config import load_config
 from appliance.control.health import Health, read_health_file, write_health_file
 from appliance.control.metrics import BootCounters, render_metrics
 from appliance.control.neighbours import BACKOFF_MAX, COMPONENT, ROUTE_TTL, NeighbourTable
+from appliance.control.rtnetlink import NetlinkSocket
 from appliance.control.resolver import BootResolver
 from appliance.control.snapshot import build_snapshot
 from appliance.nix import StoreCache
@@ -27,7 +26,7 @@ from .control_harness import CURL_ACCESS, PI_PREFIX, build_store, cli_ok, curl
 
 
 class SwitchableNetlink:
-    """pyroute2's IPRoute, failing like a broken netlink socket while ``broken`` is set."""
+    """The kernel's rtnetlink socket, failing like a broken one while ``broken`` is set."""
 
     broken = False
     opened = 0
@@ -36,20 +35,20 @@ class SwitchableNetlink:
         type(self).opened += 1
         if self.broken:
             raise OSError(105, "No buffer space available")
-        self._ipr = IPRoute()
+        self._sock = NetlinkSocket()
 
-    def route(self, *args, **kw):
+    def route_to(self, destination):
         if self.broken:
             raise OSError(105, "No buffer space available")
-        return self._ipr.route(*args, **kw)
+        return self._sock.route_to(destination)
 
-    def get_neighbours(self, *args, **kw):
+    def neighbours(self, family):
         if self.broken:
             raise OSError(105, "No buffer space available")
-        return self._ipr.get_neighbours(*args, **kw)
+        return self._sock.neighbours(family)
 
     def close(self) -> None:
-        self._ipr.close()
+        self._sock.close()
 
 
 def test_netlink_failure_is_strict_reported_and_recovers(tmp_path):

@@ -2,8 +2,8 @@
 
 The real ``netboot serve`` runs with the harness's notify socket (an AF_UNIX
 datagram socket this test binds, passed in ``NOTIFY_SOCKET``).  Netlink is made
-to fail inside the daemon process (a ``sitecustomize`` replacing pyroute2's
-IPRoute with one that raises like a broken netlink socket), so client MACs
+to fail inside the daemon process (a ``sitecustomize`` making every
+``AF_NETLINK`` socket fail as a broken one does), so client MACs
 cannot be learned.  Netlink is opened before serving, so the degradation is on
 the very first STATUS= line, the one sent with READY=1.
 """
@@ -16,15 +16,17 @@ from appliance.control.neighbours import COMPONENT
 from .control_harness import PI_PREFIX, cli_ok, curl, eventually, status
 
 BROKEN_NETLINK = '''
-import pyroute2
+import socket
 
 
-class IPRoute:
-    def __init__(self, *args, **kwargs):
-        raise OSError(105, "No buffer space available")
+class Socket(socket.socket):
+    def __init__(self, family=-1, *args, **kwargs):
+        if family == socket.AF_NETLINK:
+            raise OSError(105, "No buffer space available")
+        super().__init__(family, *args, **kwargs)
 
 
-pyroute2.IPRoute = IPRoute
+socket.socket = Socket
 '''
 
 
