@@ -99,13 +99,7 @@ def iscsi(args: argparse.Namespace) -> int:
 
 
 # The daemon's stack and configshell are imported by the commands that use them:
-# every other command starts faster without them.
-
-def serve(args: argparse.Namespace) -> int:
-    from ..control.daemon import run_daemon
-
-    return run_daemon(config_path_from(args.config))
-
+# every other command starts faster without them (``serve`` is in ``serve.py``).
 
 def demo(args: argparse.Namespace) -> int:
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="netboot-demo-"))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import Callable
 
 from .. import __version__
 from ..errors import ApplianceError
-from . import commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,49 +27,49 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    def cmd(name: str, func, help: str, json_flag: bool = False) -> argparse.ArgumentParser:
+    def cmd(name: str, help: str, json_flag: bool = False) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help, parents=[common])
-        p.set_defaults(func=func)
+        p.set_defaults(func=name)     # see command_function
         if json_flag:
             p.add_argument("--json", action="store_true", help="machine-readable output")
         return p
 
-    p = cmd("check", commands.check, "validate the configuration and state; list every problem", json_flag=True)
+    p = cmd("check", "validate the configuration and state; list every problem", json_flag=True)
     p.add_argument("--no-files", action="store_true", help="only validate the file itself, not paths on this machine")
-    p = cmd("generations", commands.generations, "list a host's generations", json_flag=True)
+    p = cmd("generations", "list a host's generations", json_flag=True)
     p.add_argument("host")
-    p = cmd("tree", commands.tree, "show a host's boot tree (TFTP path → source)", json_flag=True)
+    p = cmd("tree", "show a host's boot tree (TFTP path → source)", json_flag=True)
     p.add_argument("host")
     p.add_argument("--generation", "-g", type=int, help="render this generation instead of the served one")
-    p = cmd("cat", commands.cat, "print one file of a host's boot tree")
+    p = cmd("cat", "print one file of a host's boot tree")
     p.add_argument("host")
     p.add_argument("path")
     p.add_argument("--generation", "-g", type=int, help="from this generation instead of the served one")
-    p = cmd("status", commands.status, "per host: served generation and why, boot events, iSCSI", json_flag=True)
+    p = cmd("status", "per host: served generation and why, boot events, iSCSI", json_flag=True)
     p.add_argument("host", nargs="?")
-    p = cmd("pin", commands.pin, "serve generation N until unpinned")
+    p = cmd("pin", "serve generation N until unpinned")
     p.add_argument("host")
     p.add_argument("generation", type=int)
-    p = cmd("unpin", commands.unpin, "follow the profile again")
+    p = cmd("unpin", "follow the profile again")
     p.add_argument("host")
-    p = cmd("rollback", commands.rollback, "pin the newest valid generation older than the served one")
+    p = cmd("rollback", "pin the newest valid generation older than the served one")
     p.add_argument("host")
-    p = cmd("trial", commands.trial, "serve generation N for the next boot only, reverting unless confirmed")
+    p = cmd("trial", "serve generation N for the next boot only, reverting unless confirmed")
     p.add_argument("host")
     p.add_argument("generation", type=int)
-    p = cmd("confirm", commands.confirm, "the host came up: make the served generation last-known-good")
+    p = cmd("confirm", "the host came up: make the served generation last-known-good")
     p.add_argument("host")
-    p = cmd("register", commands.register, "add a NixOS toplevel as the host's next generation")
+    p = cmd("register", "add a NixOS toplevel as the host's next generation")
     p.add_argument("host")
     p.add_argument("storepath")
-    p = cmd("doctor", commands.doctor, "what keeps a host from booting, and how to fix it", json_flag=True)
+    p = cmd("doctor", "what keeps a host from booting, and how to fix it", json_flag=True)
     p.add_argument("host", nargs="?", help="only this host (default: every host)")
-    p = cmd("serve", commands.serve, "run the appliance: TFTP, control loop, iSCSI reconcile")
-    p = cmd("demo", commands.demo, "serve a throw-away demo store on a loopback port (no root, Nix or LIO needed)")
+    p = cmd("serve", "run the appliance: TFTP, control loop, iSCSI reconcile")
+    p = cmd("demo", "serve a throw-away demo store on a loopback port (no root, Nix or LIO needed)")
     p.add_argument("--port", type=int, default=6969, help="TFTP port on 127.0.0.1 (default 6969)")
     p.add_argument("--dir", help="where to build the demo store (default: a new temporary directory)")
     p.add_argument("--print-only", action="store_true", help="print the trees instead of serving")
-    p = cmd("shell", commands.shell, "interactive admin shell (targetcli style)")
+    p = cmd("shell", "interactive admin shell (targetcli style)")
     p.add_argument("script", nargs="*", help="commands to run instead of an interactive session")
 
     state = sub.add_parser("state", help="show or repair the state file (pins, trials, history)",
@@ -78,13 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     ssub.required = True
     sp = ssub.add_parser("show", help="what the state file holds, also when it is damaged",
                          description="what the state file holds, also when it is damaged", parents=[common])
-    sp.set_defaults(func=commands.state_show)
+    sp.set_defaults(func="state_show")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
     sp = ssub.add_parser("repair", parents=[common],
                          help="replace a damaged state file by what can be read (the damaged one is kept)",
                          description="replace a damaged state file by what can be read from it, completed "
                                      "from the last good copy; the damaged file is kept aside")
-    sp.set_defaults(func=commands.state_repair)
+    sp.set_defaults(func="state_repair")
 
     iscsi = sub.add_parser("iscsi", help="iSCSI root LUNs on kernel LIO", description="iSCSI root LUNs on kernel LIO",
                            parents=[common])
@@ -93,12 +93,25 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help in (("plan", "show what apply would change"), ("apply", "converge LIO to the configuration"),
                        ("status", "targets, LUNs, ACLs and sessions")):
         ip = isub.add_parser(name, help=help, description=help, parents=[common])
-        ip.set_defaults(func=commands.iscsi, iscsi_action=name)
+        ip.set_defaults(func="iscsi", iscsi_action=name)
         ip.add_argument("--json", action="store_true", help="machine-readable output")
         if name != "status":
             ip.add_argument("--allow-destroy", action="store_true",
                             help="allow removing LIO objects of LUNs (never the backing data)")
     return parser
+
+
+def command_function(name: str) -> Callable[[argparse.Namespace], int]:
+    """A command's function, imported when it runs: ``serve`` loads the daemon's stack and not
+    the application layer (the first TFTP answer waits for every import; seconds on a slow
+    machine), the other commands the application layer and not the daemon."""
+    if name == "serve":
+        from .serve import serve
+
+        return serve
+    from . import commands
+
+    return getattr(commands, name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        return int(args.func(args) or 0)
+        return int(command_function(args.func)(args) or 0)
     except ApplianceError as exc:
         print(f"netboot: {exc}", file=sys.stderr)
         return exc.exit_code

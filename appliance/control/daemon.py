@@ -23,14 +23,12 @@ import signal
 import socket
 import time
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from ..config import Config, load_config
 from ..config.load import config_warnings, require_hosts
 from ..content import TransferRecord
-from ..dhcp import ProxyDhcpServer
 from ..errors import ApplianceError, ConfigError, IscsiError, StateCorrupt
-from ..http import HttpServer
 from ..nix import StoreCache
 from ..tftp import TftpServer, TftpStats
 from ..tftp.worker import default_worker_count
@@ -46,6 +44,10 @@ from .neighbours import NeighbourTable
 from .resolver import BootResolver, Decision, KernelServed, TrialReverted, boot_event
 from .snapshot import HostSnapshot, Snapshot, TrialGuard, build_host_snapshot, build_snapshot
 from .state import State, StateStore
+
+if TYPE_CHECKING:      # imported where started: only a configured HTTP / proxyDHCP server needs them
+    from ..dhcp import ProxyDhcpServer
+    from ..http import HttpServer
 
 log = logging.getLogger("netboot")
 
@@ -440,6 +442,8 @@ class Appliance:
         settings = self.config.dhcp
         if not settings.enable:
             return
+        from ..dhcp import ProxyDhcpServer
+
         server = ProxyDhcpServer(lambda: self.config, interface=settings.interface, on_lease=self._on_lease)
         try:
             server.run_in_thread()
@@ -549,6 +553,8 @@ class Appliance:
         finally:
             self.resolver.held = frozenset()
         if self.config.server.http_listen:
+            from ..http import HttpServer
+
             self.http = HttpServer(self.resolver, [(a.host, a.port) for a in self.config.server.http_listen],
                                    on_transfer=self.on_transfer)
             try:

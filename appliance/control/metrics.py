@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 from dataclasses import asdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from ..tftp import TftpStats
 from .health import HealthReport, metric_samples
 from .iscsi_health import IscsiHealth
+
+if TYPE_CHECKING:
+    from http.server import ThreadingHTTPServer
 
 
 class BootCounters:
@@ -92,6 +94,9 @@ def render_metrics(stats: TftpStats, boots: BootCounters, served: Mapping[str, i
 
 
 def serve_metrics(host: str, port: int, render: Callable[[], str]) -> ThreadingHTTPServer:
+    # Imported here: only a configured listener needs the HTTP stack (the daemon starts faster).
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server API)
             if self.path not in ("/metrics", "/"):
