@@ -12,8 +12,8 @@ Every datagram is handled on its own: one that does not parse is counted as
 malformed and dropped, an exception in the policy or a callback is counted
 and logged; the loop goes on.  Everything is counted per datagram but logged
 at most once a minute per kind (host and outcome): any LAN peer can repeat a
-configured client's requests as fast as it likes.  The configuration is read through a callable
-on every datagram, so a reloaded ``[hosts]`` applies at once.
+configured client's requests as fast as it likes.  The configuration is read
+through a callable on every datagram, so a reloaded ``[hosts]`` applies at once.
 """
 
 from __future__ import annotations

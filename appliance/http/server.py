@@ -14,7 +14,10 @@ Slow or idle clients cannot exhaust it:
   connection evicts the oldest connection that is still waiting for a
   request head; if none is, it is answered 503 and closed;
 - request heads are capped at ``MAX_HEAD_BYTES``; malformed requests get a
-  4xx and the connection is closed, nothing else is affected.
+  4xx and the connection is closed, nothing else is affected; an exception
+  nobody foresaw (in a provider's content, say) aborts its connection only;
+- out of file descriptors, the listeners are left alone for a moment (the
+  connection waits in the backlog) rather than polled in a busy loop.
 
 Every GET that reaches content (complete, partial or aborted) and every
 refusal by the provider becomes a ``TransferRecord`` with ``transport="http"``.
