@@ -293,3 +293,29 @@ def test_non_numeric_generation_is_a_usage_error(nb):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "invalid int value" in result.stderr
+
+
+def test_every_command_that_changes_state_takes_json(nb):
+    """Scripts (CI, the client module) read what a change did as they read status."""
+    for args, served, reason in ((("pin", PI, "1"), 1, "pin"), (("unpin", PI), 2, "follow"),
+                                 (("rollback", PI), 1, "pin"), (("trial", PI, "2"), 2, "trial"),
+                                 (("confirm", PI), 2, "pin")):
+        doc = js(nb(*args, "--json"))
+        assert (doc["host"], doc["served"], doc["reason"]) == (PI, served, reason), (args, doc)
+    doc = js(nb("state", "repair", "--json"))
+    assert doc["repaired"] is False
+
+
+@pytest.mark.parametrize("args, code", [
+    (("pin", PI, "9"), 1),
+    (("pin", "nosuch", "1"), 2),
+    (("generations", "nosuch"), 2),
+    (("status", "nosuch"), 2),
+    (("tree", PI, "-g", "9"), 1),
+])
+def test_a_failure_with_json_is_a_json_error_document(nb, args, code):
+    """With --json a failure is still one line on stderr, and a JSON document on stdout."""
+    out = nb(*args, "--json")
+    line = one_error_line(out, code)
+    doc = json.loads(out.stdout)
+    assert doc["error"] and doc["error"] in line and doc["kind"]

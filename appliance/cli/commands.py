@@ -55,27 +55,27 @@ def status(args: argparse.Namespace) -> int:
 
 
 def pin(args: argparse.Namespace) -> int:
-    return emit(_app(args).pin(args.host, args.generation))
+    return emit(_app(args).pin(args.host, args.generation), _json(args))
 
 
 def unpin(args: argparse.Namespace) -> int:
-    return emit(_app(args).unpin(args.host))
+    return emit(_app(args).unpin(args.host), _json(args))
 
 
 def rollback(args: argparse.Namespace) -> int:
-    return emit(_app(args).rollback(args.host))
+    return emit(_app(args).rollback(args.host), _json(args))
 
 
 def trial(args: argparse.Namespace) -> int:
-    return emit(_app(args).trial(args.host, args.generation))
+    return emit(_app(args).trial(args.host, args.generation), _json(args))
 
 
 def confirm(args: argparse.Namespace) -> int:
-    return emit(_app(args).confirm(args.host))
+    return emit(_app(args).confirm(args.host), _json(args))
 
 
 def register(args: argparse.Namespace) -> int:
-    return emit(_app(args).register(args.host, Path(args.storepath)))
+    return emit(_app(args).register(args.host, Path(args.storepath)), _json(args))
 
 
 def state_show(args: argparse.Namespace) -> int:
@@ -83,7 +83,7 @@ def state_show(args: argparse.Namespace) -> int:
 
 
 def state_repair(args: argparse.Namespace) -> int:
-    return emit(_app(args, check_files=False).state_repair())
+    return emit(_app(args, check_files=False).state_repair(), _json(args))
 
 
 def doctor(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from typing import Callable
@@ -47,19 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--generation", "-g", type=int, help="from this generation instead of the served one")
     p = cmd("status", "per host: served generation and why, boot events, iSCSI", json_flag=True)
     p.add_argument("host", nargs="?")
-    p = cmd("pin", "serve generation N until unpinned")
+    p = cmd("pin", "serve generation N until unpinned", json_flag=True)
     p.add_argument("host")
     p.add_argument("generation", type=int)
-    p = cmd("unpin", "follow the profile again")
+    p = cmd("unpin", "follow the profile again", json_flag=True)
     p.add_argument("host")
-    p = cmd("rollback", "pin the newest valid generation older than the served one")
+    p = cmd("rollback", "pin the newest valid generation older than the served one", json_flag=True)
     p.add_argument("host")
-    p = cmd("trial", "serve generation N for the next boot only, reverting unless confirmed")
+    p = cmd("trial", "serve generation N for the next boot only, reverting unless confirmed", json_flag=True)
     p.add_argument("host")
     p.add_argument("generation", type=int)
-    p = cmd("confirm", "the host came up: make the served generation last-known-good")
+    p = cmd("confirm", "the host came up: make the served generation last-known-good", json_flag=True)
     p.add_argument("host")
-    p = cmd("register", "add a NixOS toplevel as the host's next generation")
+    p = cmd("register", "add a NixOS toplevel as the host's next generation", json_flag=True)
     p.add_argument("host")
     p.add_argument("storepath")
     p = cmd("doctor", "what keeps a host from booting, and how to fix it", json_flag=True)
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="replace a damaged state file by what can be read from it, completed "
                                      "from the last good copy; the damaged file is kept aside")
     sp.set_defaults(func="state_repair")
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
 
     iscsi = sub.add_parser("iscsi", help="iSCSI root LUNs on kernel LIO", description="iSCSI root LUNs on kernel LIO",
                            parents=[common])
@@ -126,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(command_function(args.func)(args) or 0)
     except ApplianceError as exc:
         print(f"netboot: {exc}", file=sys.stderr)
+        if getattr(args, "json", False):     # a script reading stdout gets a document either way
+            print(json.dumps({"error": str(exc), "kind": type(exc).__name__}, indent=2))
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
