@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from appliance.http import BadRequest, ByteRange, parse_head, parse_range
 
@@ -37,3 +39,16 @@ def test_unsatisfiable_ranges_are_416(header, size):
     with pytest.raises(BadRequest) as info:
         parse_range(header, size)
     assert info.value.status == 416
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=40) | st.from_regex(r"bytes=\s*[0-9²³¹]{0,30}-[0-9²³¹]{0,30}", fullmatch=True),
+       st.integers(0, 10**12))
+def test_any_range_header_is_a_range_inside_the_file_the_whole_file_or_416(header, size):
+    """What a client sends never becomes an exception the server did not plan for, nor bytes past the end."""
+    try:
+        wanted = parse_range(header, size)
+    except BadRequest as exc:
+        assert exc.status == 416
+        return
+    assert wanted is None or 0 <= wanted.start <= wanted.end < size
