@@ -61,7 +61,8 @@ def reply_destination(request: p.DhcpPacket, port: int, source: tuple[str, int])
 
 
 class ProxyDhcpServer(LoopServer):
-    """``open()`` binds, ``serve_forever()`` / ``run_in_thread()`` loops, ``stop()`` ends.
+    """``start()`` binds, ``serve_forever()`` / ``run_in_thread()`` loops, ``stop()`` ends
+    (``LoopServer``).
 
     ``on_lease(ip, mac)`` is called (from the server's thread) when a
     configured client shows which address it has taken.
@@ -104,8 +105,6 @@ class ProxyDhcpServer(LoopServer):
 
     def open(self) -> None:
         """Bind the DHCP port (``OSError`` if impossible) and, if possible, the PXE port."""
-        if self._sockets:
-            return
         main = self._bind(self.port)
         self._sockets[main.fileno()] = (main, DHCP_PORT)
         if self.pxe_port is not None:
@@ -116,8 +115,6 @@ class ProxyDhcpServer(LoopServer):
                             self.pxe_port, exc.strerror)
             else:
                 self._sockets[pxe.fileno()] = (pxe, PXE_PORT)
-        self.wake.open()
-        self._stopping = False
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -127,7 +124,6 @@ class ProxyDhcpServer(LoopServer):
         for sock, _ in self._sockets.values():
             sock.close()
         self._sockets.clear()
-        self.wake.close()
 
     # -- one datagram ----------------------------------------------------------------
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, fields
 from ..content import (AccessDenied, Content, ContentProvider, FileNotFound, OutOfResources, RequestRefused,
                        RetryLater, TransferRecord, clean_path)
 from ..errors import HttpError
-from ..wakeup import WakePipe
+from ..wakeup import LoopServer
 from .request import (
     MAX_HEAD_BYTES,
     BadRequest,
@@ -141,7 +141,8 @@ class HttpServer:
     """Serve ``provider``'s files over HTTP on every ``listen`` (host, port).
 
     ``start()`` binds (``addresses`` then holds the real ports);
-    ``run_in_thread()`` starts the worker loops; ``stop()`` ends them.
+    ``run_in_thread()`` starts the worker loops (each a ``LoopServer`` on the
+    shared listening sockets); ``stop()`` ends them.
     """
 
     def __init__(self, provider: ContentProvider, listen: Iterable[tuple[str, int]],
@@ -157,7 +158,6 @@ class HttpServer:
         self._admission = _Admission(max_connections, max_per_client)
         self._listeners: list[socket.socket] = []
         self._loops = [_Loop(self, i) for i in range(max(1, workers))]
-        self._threads: list[threading.Thread] = []
         self._started = False
 
     def start(self) -> None:
@@ -184,21 +184,19 @@ class HttpServer:
         self._started = True
 
     def run_in_thread(self, name: str = "http") -> None:
+        """Bind now (errors reach the caller) and run every loop in its own daemon thread."""
         self.start()
         for loop in self._loops:
-            loop.open(self._listeners)
-            thread = threading.Thread(target=loop.run, name=f"{name}-{loop.index}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+            loop.run_in_thread(f"{name}-{loop.index}")
 
-    def stop(self, drain: float = 0.0, wait: float = 10.0) -> None:
-        """Stop accepting; let responses in progress finish for up to ``drain`` seconds, then abort them."""
-        stop_at = time.monotonic() + max(0.0, drain)
+    def stop(self, drain: float = 0.0, wait: float | None = 10.0) -> None:
+        """Stop accepting; let responses in progress finish for up to ``drain`` seconds, then abort
+        them.  Any thread; from another one it waits up to ``wait`` seconds for the loops."""
         for loop in self._loops:
-            loop.request_stop(stop_at)
-        for thread in self._threads:
-            thread.join(wait)
-        self._threads.clear()
+            loop.stop(drain, wait=0)
+        deadline = None if wait is None else time.monotonic() + wait
+        for loop in self._loops:
+            loop.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
         self._close_listeners()
 
     def __enter__(self) -> HttpServer:
@@ -229,78 +227,77 @@ class HttpServer:
             stats.internal_errors += 1
 
 
-class _Loop:
-    """One worker: a selector over the shared listeners and its own connections."""
+class _Loop(LoopServer):
+    """One worker: a selector over the shared listeners and its own connections.
+
+    Stopping (``LoopServer.stop``) stops accepting and closes connections that
+    wait for a request; responses in progress may finish until the deadline.
+    """
 
     def __init__(self, server: HttpServer, index: int) -> None:
+        super().__init__()
         self.server = server
         self.index = index
         self.stats = HttpStats()
         self.conns: dict[int, _Connection] = {}
         self.retrying: dict[int, _Connection] = {}
         self.selector: selectors.BaseSelector | None = None
-        self.stop_at: float | None = None
+        self.listeners: list[socket.socket] = []     # the server's, until stop
         self.accept_paused_until: float | None = None
-        self._wake = WakePipe()
+        self.next_sweep = 0.0
 
-    def open(self, listeners: list[socket.socket]) -> None:
+    # -- lifecycle (LoopServer) -------------------------------------------------------
+
+    def open(self) -> None:
         self.selector = selectors.DefaultSelector()
-        self._wake.open()
-        self.selector.register(self._wake.fileno(), selectors.EVENT_READ, None)
-        for sock in listeners:
-            self.selector.register(sock, selectors.EVENT_READ, sock)
+        self.selector.register(self.wake.fileno(), selectors.EVENT_READ, None)
+        self.listeners = list(self.server._listeners)
+        self.watch_listeners(True)
+        self.next_sweep = time.monotonic() + _SWEEP_INTERVAL
 
-    def request_stop(self, stop_at: float) -> None:
-        self.stop_at = stop_at
-        self._wake.wake()
+    def stop_accepting(self, stop_at: float) -> None:
+        self.watch_listeners(False)
+        self.listeners = []
+        for conn in [c for c in self.conns.values() if c.state == _HEAD]:
+            self.disconnect(conn)
+
+    def busy(self) -> bool:
+        return bool(self.conns)
+
+    def close(self) -> None:
+        for conn in list(self.conns.values()):
+            self.abort(conn, "server stopping")
+        if self.selector is not None:
+            self.selector.close()
 
     # -- the loop -------------------------------------------------------------------
 
-    def run(self) -> None:
-        selector = self.selector
-        next_sweep = time.monotonic() + _SWEEP_INTERVAL
-        listening = True
-        try:
-            while True:
-                if self.stop_at is not None:
-                    if listening:
-                        self.watch_listeners(False)
-                        listening = False
-                        for conn in [c for c in self.conns.values() if c.state == _HEAD]:
-                            self.close(conn)
-                    if not self.conns or time.monotonic() >= self.stop_at:
-                        break
-                wait = _SWEEP_INTERVAL
-                if self.accept_paused_until is not None:
-                    wait = max(0.0, min(wait, self.accept_paused_until - time.monotonic()))
-                if self.retrying:
-                    wait = max(0.0, min(wait, min(c.retry_at for c in self.retrying.values()) - time.monotonic()))
-                for key, mask in selector.select(wait):
-                    data = key.data
-                    if isinstance(data, _Connection):
-                        self.guarded(data, self.write if data.state == _SEND else self.read)
-                    elif data is None:
-                        self._wake.drain()
-                    else:
-                        self.accept(data)
-                now = time.monotonic()
-                if self.accept_paused_until is not None and now >= self.accept_paused_until:
-                    self.accept_paused_until = None
-                    if listening:
-                        self.watch_listeners(True)
-                if self.retrying:
-                    self.retry(now)
-                if now >= next_sweep:
-                    self.sweep(now)
-                    next_sweep = now + _SWEEP_INTERVAL
-        finally:
-            for conn in list(self.conns.values()):
-                self.abort(conn, "server stopping")
-            selector.close()
-            self._wake.close()
+    def step(self, timeout: float) -> None:
+        wait = min(timeout, _SWEEP_INTERVAL)
+        if self.accept_paused_until is not None:
+            wait = max(0.0, min(wait, self.accept_paused_until - time.monotonic()))
+        if self.retrying:
+            wait = max(0.0, min(wait, min(c.retry_at for c in self.retrying.values()) - time.monotonic()))
+        for key, _mask in self.selector.select(wait):
+            data = key.data
+            if isinstance(data, _Connection):
+                self.guarded(data, self.write if data.state == _SEND else self.read)
+            elif data is None:
+                self.wake.drain()
+            else:
+                self.accept(data)
+        now = time.monotonic()
+        if self.accept_paused_until is not None and now >= self.accept_paused_until:
+            self.accept_paused_until = None
+            self.watch_listeners(True)
+        if self.retrying:
+            self.retry(now)
+        if now >= self.next_sweep:
+            self.sweep(now)
+            self.next_sweep = now + _SWEEP_INTERVAL
 
     def watch_listeners(self, on: bool) -> None:
-        for sock in self.server._listeners:
+        for sock in self.listeners:
             try:
                 if on:
                     self.selector.register(sock, selectors.EVENT_READ, sock)
@@ -335,7 +332,7 @@ class _Loop:
                 if conn.inbuf:
                     self.send_error_and_close(conn, 408, "request head not received in time")
                 else:
-                    self.close(conn)
+                    self.disconnect(conn)
             else:
                 self.abort(conn, "timeout")
 
@@ -376,7 +373,7 @@ class _Loop:
                     self.refuse_busy(sock)
                     continue
                 self.stats.evicted += 1
-                self.close(victim)
+                self.disconnect(victim)
                 with admission.lock:
                     admission.total += 1
                     admission.per_client[ip] = admission.per_client.get(ip, 0) + 1
@@ -403,7 +400,7 @@ class _Loop:
             pass
         sock.close()
 
-    def close(self, conn: _Connection) -> None:
+    def disconnect(self, conn: _Connection) -> None:
         if self.conns.pop(conn.fd, None) is None:
             return
         self.retrying.pop(conn.fd, None)
@@ -443,10 +440,10 @@ class _Loop:
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            self.close(conn)
+            self.disconnect(conn)
             return
         if not data:
-            self.close(conn)
+            self.disconnect(conn)
             return
         conn.inbuf += data
         self.serve_buffered(conn)
@@ -661,12 +658,12 @@ class _Loop:
             self.stats.transfers_complete += 1
             self.stats.bytes_sent += record.bytes_sent
             self.server.emit(record, self.stats)
-        if not conn.keep_alive or self.stop_at is not None:
+        if not conn.keep_alive or self._stop_at is not None:
             try:
                 conn.sock.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
-            self.close(conn)
+            self.disconnect(conn)
             return
         now = time.monotonic()
         conn.state = _HEAD
@@ -683,7 +680,7 @@ class _Loop:
             self.stats.bytes_sent += record.bytes_sent
             self.release_content(conn)
             self.server.emit(record, self.stats)
-        self.close(conn)
+        self.disconnect(conn)
 
     def record(self, conn: _Connection, outcome: str) -> TransferRecord:
         content = conn.content

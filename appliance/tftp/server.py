@@ -57,7 +57,6 @@ import logging
 import resource   # at start: out of file descriptors, its extension module could not be loaded
 import select
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -66,7 +65,7 @@ from ..content import (MAX_FILENAME_BYTES, BytesContent, Content, ContentProvide
                        RequestRefused, RetryLater, TransferRecord)
 from ..errors import TftpError
 from ..listen import parse_listen
-from ..wakeup import WakePipe
+from ..wakeup import LoopServer
 from .admission import Refuse, admit, refusal
 from .options import MAX_OPTIONS, WINDOWSIZE_MAX, OptionRefused, negotiate
 from .packets import (
@@ -217,14 +216,16 @@ def _send(sock: socket.socket, datagrams: Iterable[bytes], addr: tuple) -> None:
             pass        # lost like any datagram; the timer retransmits
 
 
-class TftpServer:
+class TftpServer(LoopServer):
     """A read-only TFTP server over a ``ContentProvider``.
 
     ``start()`` binds (``addresses`` then holds the real ports);
-    ``serve_forever()`` runs the loop until ``stop()``, which may be called
-    from any thread.  ``step(max_wait)`` runs one loop iteration for callers
-    that drive the loop themselves.
+    ``serve_forever()`` runs the loop until ``stop(drain, wait)``, which may
+    be called from any thread (``LoopServer``).  ``step(max_wait)`` runs one
+    loop iteration for callers that drive the loop themselves.
     """
+
+    thread_name = "tftp"
 
     def __init__(self, provider: ContentProvider, listen: Iterable[str | tuple[str, int]] = ("0.0.0.0:69",),
                  on_transfer: Callable[[TransferRecord], None] | None = None, *,
@@ -234,6 +235,7 @@ class TftpServer:
                  max_blksize: int | None = None, max_windowsize: int = WINDOWSIZE_MAX,
                  max_filename_bytes: int = MAX_FILENAME_BYTES, max_options: int = MAX_OPTIONS,
                  workers: int = 0, reuse_port: bool = False) -> None:
+        super().__init__()
         self.provider = provider
         self.listen = [_listen_address(a) for a in listen]
         self.on_transfer = on_transfer
@@ -271,23 +273,13 @@ class TftpServer:
         self._answered: dict[tuple[str, int], tuple[Request, float]] = {}
         self._retired_stats = TftpStats()                  # final counters of workers that are gone
         self._epoll: select.epoll | None = None
-        self._wake = WakePipe()
-        self._lock = threading.Lock()
-        self._stop_at: float | None = None
-        self._loop_thread: int | None = None
-        self._serving = False
-        self._finished = threading.Event()
-        self._closed = False
 
-    # -- lifecycle --------------------------------------------------------------
+    # -- lifecycle (LoopServer) ---------------------------------------------------
 
-    def start(self) -> None:
+    def open(self) -> None:
         """Bind every listening address.  Raises ``TftpError`` if one cannot be bound."""
-        if self._epoll is not None:
-            return
         self._epoll = select.epoll()
-        self._wake.open()
-        self._epoll.register(self._wake.fileno(), select.EPOLLIN)
+        self._epoll.register(self.wake.fileno(), select.EPOLLIN)
         try:
             for host, port in self.listen:
                 self._bind_listener(host, port)
@@ -344,70 +336,28 @@ class TftpServer:
         bound = sock.getsockname()
         self.addresses.append((bound[0], bound[1]))
 
-    def serve_forever(self) -> None:
-        """Run the loop until ``stop()``; then drain/abort transfers and close."""
-        self.start()
-        with self._lock:
-            if self._closed:
-                return
-            self._serving = True
-            self._finished.clear()
-        self._loop_thread = threading.get_ident()
-        try:
-            while True:
-                stop_at = self._stop_at
-                if stop_at is not None:
-                    if self._listeners:
-                        self._close_listeners()
-                        if self._pool is not None:
-                            self._pool.stop(max(0.0, stop_at - time.monotonic()))
-                    now = time.monotonic()
-                    if not self._sessions and not self._remote or now >= stop_at + self._worker_grace():
-                        break
-                    self.step(min(0.05, stop_at - now))
-                else:
-                    self.step(1.0)
-        finally:
-            self._shutdown()
-            self._loop_thread = None
-            self._serving = False
-            self._finished.set()
+    def stop_accepting(self, stop_at: float) -> None:
+        self._close_listeners()
+        if self._pool is not None:
+            self._pool.stop(max(0.0, stop_at - time.monotonic()))
 
-    def run_in_thread(self, name: str = "tftp") -> threading.Thread:
-        """Start (bind) now and serve in a daemon thread."""
-        self.start()
-        with self._lock:
-            self._serving = True
-            self._finished.clear()
-        thread = threading.Thread(target=self.serve_forever, name=name, daemon=True)
-        thread.start()
-        return thread
+    def busy(self) -> bool:
+        return bool(self._sessions or self._remote)
 
-    def stop(self, drain: float = 0.0, wait: float | None = 10.0) -> None:
-        """Stop accepting requests; let running transfers finish for up to
-        ``drain`` seconds, then abort the rest (each gets a TransferRecord).
+    def stop_grace(self) -> float:
+        """After the drain time, how long workers get to report their aborted transfers."""
+        return 2.0 if self._remote else 0.0
 
-        Thread-safe.  From another thread it waits up to ``wait`` seconds for
-        the loop to finish; from the loop's own thread (a callback) it returns
-        at once.
-        """
-        with self._lock:
-            if self._stop_at is None:
-                self._stop_at = time.monotonic() + max(0.0, drain)
-            looping = self._serving
-            self._wake.wake()
-        if looping:
-            if threading.get_ident() != self._loop_thread:
-                self._finished.wait(wait)
-        else:
-            self._shutdown()
-
-    def __enter__(self) -> TftpServer:
-        self.run_in_thread()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def close(self) -> None:
+        """Abort every transfer (with a record each) and close all sockets."""
+        now = time.monotonic()
+        for session in list(self._sessions.values()):
+            _send(session.sock, session.transfer.abort("server stopping", now, message="Server shutting down"),
+                  session.client)
+            self._end_session(session)
+        self._deferred.clear()
+        self._stop_workers()
+        self._close_all()
 
     def read_stats(self, reset: bool = False) -> TftpStats:
         """A copy of the counters; with ``reset`` the counters restart at zero."""
@@ -454,8 +404,8 @@ class TftpServer:
                 self._on_listener_readable(fd)
             elif fd in self._watched:
                 self._watched[fd]()
-            elif fd == self._wake.fileno():
-                self._wake.drain()
+            elif fd == self.wake.fileno():
+                self.wake.drain()
         if timers and timers[0][0] <= now:
             self._run_timers(now)
         if deferred:
@@ -879,10 +829,6 @@ class TftpServer:
             self._fd_warned_at = now
             self._fd_exhausted_since_warning = 0
 
-    def _worker_grace(self) -> float:
-        """After the drain time, how long workers get to report their aborted transfers."""
-        return 2.0 if self._remote else 0.0
-
     def _epoll_forget(self, fd: int) -> None:
         try:
             self._epoll.unregister(fd)
@@ -979,21 +925,6 @@ class TftpServer:
                 listener.error_sock.close()
         self._listeners.clear()
 
-    def _shutdown(self) -> None:
-        """Abort every transfer (with a record each) and close all sockets."""
-        with self._lock:
-            if self._closed or self._epoll is None:
-                return
-            self._closed = True
-        now = time.monotonic()
-        for session in list(self._sessions.values()):
-            _send(session.sock, session.transfer.abort("server stopping", now, message="Server shutting down"),
-                  session.client)
-            self._end_session(session)
-        self._deferred.clear()
-        self._stop_workers()
-        self._close_all()
-
     def _stop_workers(self) -> None:
         """Workers were asked to stop with the listeners; reap them, kill stragglers."""
         pool, self._pool = self._pool, None
@@ -1023,5 +954,4 @@ class TftpServer:
         self._close_listeners()
         if self._epoll is not None:
             self._epoll.close()
-        self._wake.close()
         self._timers.clear()

@@ -48,7 +48,7 @@ def test_an_unknown_client_and_a_repeated_lease_are_quiet():
     leases: list[tuple[str, str]] = []
     server = ProxyDhcpServer(lambda: cfg, interface=None, host="127.0.0.1", port=0, pxe_port=None,
                              on_lease=lambda ip, mac: leases.append((ip, mac)))
-    server.open()
+    server.start()
     try:
         source = ("127.0.0.1", 68)
         req = request(PI_MAC, kind=p.DHCPREQUEST, extra=((p.OPT_REQUESTED_IP, bytes([10, 253, 7, 50])),))
