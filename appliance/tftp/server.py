@@ -705,11 +705,12 @@ class TftpServer(LoopServer):
         self.watch(worker.fd, lambda: self._on_worker_readable(worker))
 
     def _on_worker_readable(self, worker: Worker) -> None:
+        gone = False
         try:
             messages = self._pool.read(worker)
-        except WorkerGone:
-            messages = None
-        for message in messages or ():
+        except WorkerGone as exc:
+            messages, gone = exc.messages, True
+        for message in messages:
             if message["op"] == "record":
                 self._on_worker_record(message["key"], message["record"])
             elif message["op"] == "exhausted":
@@ -718,7 +719,7 @@ class TftpServer(LoopServer):
                 self._pop_remote(message["key"])
                 self._on_fd_exhausted()
                 self._pool.reclaim(worker, None, self.reclaim_after)
-        if messages is None:
+        if gone:
             self._on_worker_gone(worker)
 
     def _on_worker_record(self, key: tuple[str, int], record: TransferRecord) -> None:
@@ -936,8 +937,8 @@ class TftpServer(LoopServer):
             self._watched.pop(worker.fd, None)
             try:
                 messages = pool.read(worker)
-            except WorkerGone:
-                messages = []
+            except WorkerGone as exc:
+                messages = exc.messages
             for message in messages:
                 if message["op"] == "record":
                     self._on_worker_record(message["key"], message["record"])

@@ -55,7 +55,12 @@ def default_worker_count() -> int:
 
 
 class WorkerGone(Exception):
-    """A worker's socket closed: it exited or crashed."""
+    """A worker's socket closed: it exited or crashed.  ``messages``: what it sent before
+    (a worker that stops sends its last records and exits at once)."""
+
+    def __init__(self, why: str, messages: list[dict]) -> None:
+        super().__init__(why)
+        self.messages = messages
 
 
 @dataclass
@@ -152,7 +157,7 @@ class WorkerPool:
         return True
 
     def read(self, worker: Worker) -> list[dict]:
-        """Messages waiting from ``worker``; raises ``WorkerGone`` when it has exited."""
+        """Messages waiting from ``worker``; raises ``WorkerGone`` (with them) when it has exited."""
         messages = []
         while True:
             try:
@@ -160,9 +165,9 @@ class WorkerPool:
             except BlockingIOError:
                 return messages
             except OSError as exc:
-                raise WorkerGone(str(exc)) from exc
+                raise WorkerGone(str(exc), messages) from exc
             if got is None:
-                raise WorkerGone("control socket closed")
+                raise WorkerGone("control socket closed", messages)
             message, fds = got
             for fd in fds:
                 os.close(fd)
