@@ -7,7 +7,8 @@ import signal
 import socket
 import time
 
-from .control_harness import (PC_PREFIX, PI, PI_PREFIX, RawTransfer, cli, curl, eventually, get)
+from .control_harness import (PC, PC_PREFIX, PI, PI_PREFIX, RawTransfer, cli, curl, eventually, get,
+                              repoint_profile)
 from appliance.demo.store import add_generation, make_toplevel
 
 
@@ -98,8 +99,13 @@ def test_sighup_with_a_good_config_is_served_within_a_second(store, make_daemon,
     text += (f'\n[hosts.lab]\nboot = "ipxe"\nmac = "52:54:00:00:00:42"\n'
              f'profile = "{store.profile("lab")}"\ncmdline = "ip=dhcp"\n')
     store.write_config(text, target)
-    time.sleep(0.3)
+    # A barrier: an event the daemon does follow (pc switches to generation 1), queued after the
+    # edit; once it is logged, an event for the edit would have been handled too.
+    n = d.log().count("pc: serving generation 1")
+    repoint_profile(store.profile(PC), 1)
+    eventually(lambda: d.log().count("pc: serving generation 1") > n, what="the profile switch followed")
     # no inotify path to the target: nothing changed yet
+    assert "configuration reloaded" not in d.log()
     assert b"quiet" not in get(store.port, PI_PREFIX + "cmdline.txt")
     assert curl(store.port, "52-54-00-00-00-42/boot.ipxe").rc != 0
     d.signal(signal.SIGHUP)

@@ -7,6 +7,7 @@ import subprocess
 import time
 
 from appliance.boot import Generated
+from appliance.content import RetryLater
 from appliance.config import load_config
 from appliance.control.neighbours import NeighbourTable
 from appliance.control.resolver import BootResolver
@@ -14,7 +15,7 @@ from appliance.control.snapshot import build_snapshot
 from appliance.nix import StoreCache
 from appliance.tftp import TftpServer
 
-from .control_harness import PI, PI_PREFIX, build_store, cli_ok, curl
+from .control_harness import PI, PI_PREFIX, build_store, cli_ok, curl, eventually
 
 
 def test_held_host_waits_for_the_hold_to_lift_others_are_served(tmp_path):
@@ -28,13 +29,26 @@ def test_held_host_waits_for_the_hold_to_lift_others_are_served(tmp_path):
     other = next(p for name, hs in snapshot.hosts.items() if name != PI
                  for p, source in sorted(hs.tree.files.items()) if isinstance(source, Generated))
     resolver.held = frozenset([PI])
+    held_asks = []
+
+    class Watched:
+        """The resolver, noting each time it holds a request back."""
+
+        def open(self, client, path):
+            try:
+                return resolver.open(client, path)
+            except RetryLater:
+                held_asks.append(path)
+                raise
+
     try:
-        with TftpServer(resolver, listen=[f"127.0.0.1:{store.port}"]):
+        with TftpServer(Watched(), listen=[f"127.0.0.1:{store.port}"]):
             waiting = subprocess.Popen(["curl", "-sS", "--max-time", "20", f"tftp://127.0.0.1:{store.port}/{path}"],
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             # Another host's file is served while the held one waits.
             assert curl(store.port, other).ok
-            time.sleep(1.0)
+            # The server has asked again and again (the request is held, not dropped or refused).
+            eventually(lambda: len(held_asks) >= 3, 10, "the held request to be asked for again")
             assert waiting.poll() is None, "a held host was answered before the hold lifted"
             lifted = time.monotonic()
             resolver.held = frozenset()

@@ -4,8 +4,9 @@
 
 Sends, with scapy on a raw socket, what a Raspberry Pi 4 bootloader sends
 (a broadcast DISCOVER with vendor class PXEClient, architecture 0, UUID), the
-same from a MAC no host has, and the broadcast DHCPREQUEST a client sends to
-the router for LEASE_IP; sniffs every BOOTREPLY.  Then takes CLIENT_IP and
+same from a MAC no host has, the broadcast DHCPREQUEST a client sends to
+the router for LEASE_IP and the Pi's DISCOVER again (xid 5, whose OFFER marks
+the end); sniffs every BOOTREPLY.  Then takes CLIENT_IP and
 asks the PXE boot-server port 4011 by unicast, from port 68, as iPXE and PXE
 ROMs do.  Prints one JSON document; every wait is bounded.
 """
@@ -58,10 +59,12 @@ sendp(frame(pi_mac, 1, [("message-type", "discover"), *common, (97, b"\x00" + by
 sendp(frame(stranger_mac, 2, [("message-type", "discover"), *common]), iface=iface)
 sendp(frame(pi_mac, 3, [("message-type", "request"), ("requested_addr", lease_ip),
                         ("server_id", server_ip.rsplit(".", 1)[0] + ".254"), *common]), iface=iface)
+# A barrier: the server reads port 67 in order, so once the answer to a second DISCOVER is
+# seen, any answer to the stranger or to the REQUEST (there should be none) was seen before it.
+sendp(frame(pi_mac, 5, [("message-type", "discover"), *common, (97, b"\x00" + bytes(range(16)))]), iface=iface)
 deadline = time.monotonic() + 5
-while time.monotonic() < deadline and not any(p[BOOTP].xid == 1 for p in list(sniffer.results or [])):
+while time.monotonic() < deadline and not any(p[BOOTP].xid == 5 for p in list(sniffer.results or [])):
     time.sleep(0.05)
-time.sleep(1.0)    # anything else (there should be nothing) arrives meanwhile
 broadcast = [describe(p) for p in sniffer.stop()]
 
 subprocess.run(["ip", "addr", "add", f"{client_ip}/24", "dev", iface], check=True)

@@ -10,12 +10,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
-from appliance.tftp.packets import Data, OptionAck, encode_request
+from appliance.tftp.packets import Data, OptionAck, encode_error, encode_request
 from helpers import eventually
 
 from .helpers import RawPeer, require_binary, serving
@@ -100,12 +100,23 @@ def test_sigterm_stops_server_and_workers(big):
         port = int(proc.stdout.readline().rsplit(":", 1)[1])
         eventually(lambda: len(_children(proc.pid)) == 2, 10, "two transfer workers")
         workers = _children(proc.pid)
-        with RawPeer() as peer:
-            # A transfer in progress when SIGTERM arrives ends with a record and an ERROR.
-            peer.send(encode_request("big.bin", "octet"), ("127.0.0.1", port))
-            packet, tid = peer.recv()
-            assert isinstance(packet, Data) and packet.block == 1
-            time.sleep(0.3)     # let a worker (not the admitting process) hold it
+        with ExitStack() as peers:
+            def start_in_a_worker() -> RawPeer | None:
+                """A transfer held by a worker; None (that one ended) while workers are not ready."""
+                peer = peers.enter_context(RawPeer())
+                peer.send(encode_request("big.bin", "octet"), ("127.0.0.1", port))
+                packet, tid = peer.recv()
+                assert isinstance(packet, Data) and packet.block == 1
+                # (the admitting process closes its copy right after handing it over)
+                holders, _ = eventually(lambda: len(h := _socket_holders(tid[1], [proc.pid, *workers])) == 1 and h,
+                                        5, "the transfer's socket to be in one process")
+                if holders[0] in workers:
+                    return peer
+                peer.send(encode_error(0, "again"), tid)      # served by the admitting process
+                return None
+
+            # A transfer in progress in a worker when SIGTERM arrives ends with a record and an ERROR.
+            eventually(start_in_a_worker, 10, "a transfer held by a worker")
             os.kill(proc.pid, signal.SIGTERM)
             assert proc.wait(15) == 0
         out = proc.stdout.read()
@@ -118,11 +129,36 @@ def test_sigterm_stops_server_and_workers(big):
 
 
 def _children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (those started by any of its threads), zombies included."""
+    children = []
     try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                children += [int(p) for p in f.read().split()]
     except FileNotFoundError:
-        return []
+        pass
+    return children
+
+
+def _socket_holders(port: int, pids: list[int]) -> list[int]:
+    """Those of ``pids`` that hold the UDP socket bound to local ``port`` (proc(5): net/udp, fd/)."""
+    with open("/proc/net/udp") as f:
+        rows = [line.split() for line in f.readlines()[1:]]
+    inodes = {f"socket:[{row[9]}]" for row in rows if int(row[1].rsplit(":", 1)[1], 16) == port}
+    holders = []
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except FileNotFoundError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                    holders.append(pid)
+                    break
+            except OSError:
+                pass
+    return holders
 
 
 def test_a_worker_that_cannot_start_is_not_restarted_and_transfers_are_served_here(big, tmp_path, monkeypatch):
@@ -134,13 +170,12 @@ def test_a_worker_that_cannot_start_is_not_restarted_and_transfers_are_served_he
     path, data = big
     monkeypatch.setattr(worker_module, "_WORKER_MAIN", "import sys; sys.exit(3)")
     records = []
+    before = set(_children(os.getpid()))
     server = TftpServer(DictProvider({"big.bin": str(path)}), listen=["127.0.0.1:0"],
                         on_transfer=records.append, workers=1)
     server.run_in_thread()
     try:
         eventually(lambda: server.read_stats().worker_failures == 1, 10, "the worker's failure")
-        time.sleep(0.5)
-        assert server.read_stats().worker_failures == 1, "a worker that never started was restarted"
         assert server.worker_pids() == []
         out = tmp_path / "here"
         subprocess.run([curl, "-sS", "--max-time", "60", "-o", str(out),
@@ -148,5 +183,9 @@ def test_a_worker_that_cannot_start_is_not_restarted_and_transfers_are_served_he
         assert out.read_bytes() == data
         eventually(lambda: len(records) == 1, 5, "the record")
         assert records[0].outcome == "complete"
+        # The loop has served a transfer since it handled the failure: a replacement would
+        # exist by now (a child process, or reaped and counted as a second failure).
+        assert set(_children(os.getpid())) - before == set(), "a worker that never started was restarted"
+        assert server.read_stats().worker_failures == 1, "a worker that never started was restarted"
     finally:
         server.stop(wait=10)
