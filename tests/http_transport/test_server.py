@@ -295,6 +295,44 @@ def test_client_disconnect_mid_transfer_is_an_aborted_event(files):
         s.server.stop()
 
 
+def test_stop_lets_a_response_in_progress_finish_within_the_drain(files):
+    s = Served(DictProvider(files))
+    reader = stalled_reader(s.port, "pc/kernel")
+    try:
+        assert reader.recv(16).startswith(b"HTTP/1.1 200")    # the response is under way
+        stopper = threading.Thread(target=s.server.stop, kwargs={"drain": 10})
+        stopper.start()
+        eventually(lambda: s.server.read_stats().connections_active == 1 and stopper.is_alive(), 5,
+                   "stop to wait for the response")
+        received = 16
+        reader.settimeout(10)
+        while chunk := reader.recv(1 << 20):
+            received += len(chunk)
+        stopper.join(10)
+        assert not stopper.is_alive()
+        assert received > BIG                                   # head and the whole body
+        (record,) = s.records
+        assert record.outcome == "complete" and record.bytes_sent == BIG
+    finally:
+        reader.close()
+        s.server.stop()
+
+
+def test_stop_aborts_what_the_drain_did_not_finish(files):
+    s = Served(DictProvider(files), workers=2)
+    reader = stalled_reader(s.port, "pc/huge")
+    try:
+        assert reader.recv(16).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        s.server.stop(drain=0.3)
+        assert time.monotonic() - started < 3
+        (record,) = s.records
+        assert record.path == "pc/huge" and record.outcome == "error: server stopping"
+        assert s.server.read_stats().connections_active == 0
+    finally:
+        reader.close()
+
+
 def test_stop_closes_listeners_and_bad_bind_is_an_operator_error():
     from appliance.errors import HttpError
 

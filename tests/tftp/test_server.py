@@ -410,6 +410,43 @@ def test_stop_drains_transfers_that_finish_in_time(payloads):
         assert result.get("data") == payloads["medium.bin"]
 
 
+def test_stop_from_inside_the_loop_ends_serve_forever_called_directly():
+    """A callback in the loop (as a transfer worker's control handler does) may stop the server."""
+    records = []
+    server = TftpServer(Provider(), listen=["127.0.0.1:0"])
+
+    def stop_after_the_first(record):
+        records.append(record)
+        server.stop(0.0, wait=0)           # the loop's own thread: returns at once
+
+    server.on_transfer = stop_after_the_first
+    server.start()                         # bound: the port is known before serving
+    address = server.addresses[0]
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    assert fetch(address, "ok").data == b"fine"
+    thread.join(5)
+    assert not thread.is_alive()
+    assert [r.outcome for r in records] == ["complete"]
+    with RawPeer() as peer:                # the listening socket is closed
+        peer.send(encode_request("ok"), address)
+        assert peer.recv_nothing(0.3)
+
+
+def test_a_server_stopped_before_serving_closes_and_never_serves():
+    server = TftpServer(Provider(), listen=["127.0.0.1:0"])
+    server.start()
+    address = server.addresses[0]
+    server.stop()
+    server.serve_forever()                 # returns at once: stopped
+    thread = server.run_in_thread()
+    thread.join(5)
+    assert not thread.is_alive()
+    with RawPeer() as peer:
+        peer.send(encode_request("ok"), address)
+        assert peer.recv_nothing(0.3)
+
+
 def test_start_failure_is_a_tftp_error():
     from appliance.errors import TftpError
 
