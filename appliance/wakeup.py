@@ -165,6 +165,11 @@ class LoopServer:
         else:
             self._finish()
 
+    @property
+    def stopping(self) -> bool:
+        """``stop()`` was called: take no new work."""
+        return self._stop_at is not None
+
     def wait(self, timeout: float | None) -> bool:
         """Wait until the loop has closed (at once from the loop's own thread); whether it has."""
         if threading.get_ident() == self._loop_thread:

@@ -658,7 +658,7 @@ class _Loop(LoopServer):
             self.stats.transfers_complete += 1
             self.stats.bytes_sent += record.bytes_sent
             self.server.emit(record, self.stats)
-        if not conn.keep_alive or self._stop_at is not None:
+        if not conn.keep_alive or self.stopping:
             try:
                 conn.sock.shutdown(socket.SHUT_WR)
             except OSError:

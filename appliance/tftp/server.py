@@ -568,7 +568,7 @@ class TftpServer(LoopServer):
             self.stats.duplicate_requests += 1
             self._waiting[key] = (listener, request, addr, local_ip, scope, time.monotonic())
             return
-        if self._stop_at is not None:
+        if self.stopping:
             return
         stats = self.stats
         stats.requests += 1
@@ -742,12 +742,12 @@ class TftpServer(LoopServer):
         lost = [key for key, remote in self._remote.items() if remote.worker is worker]
         # One that dies before it was ever ready would die again: no restart loop,
         # its share of transfers is served in this process.
-        restart = self._stop_at is None and worker.ready
-        if self._stop_at is None or lost:
+        restart = not self.stopping and worker.ready
+        if not self.stopping or lost:
             self.stats.worker_failures += 1
             log.error("TFTP transfer worker %d exited (status %s); %d transfer(s) aborted%s",
                       worker.proc.pid, status, len(lost),
-                      ", restarting it" if restart else "" if self._stop_at is not None
+                      ", restarting it" if restart else "" if self.stopping
                       else "; it never started, serving in this process instead")
         now = time.monotonic()
         for key in lost:
@@ -840,7 +840,7 @@ class TftpServer(LoopServer):
         for key, d in list(self._deferred.items()):
             if d.at <= now:
                 del self._deferred[key]
-                if self._stop_at is None:
+                if not self.stopping:
                     self._open(d.listener, d.request, d.addr, d.path, d.local_ip, d.scope)
 
     def _max_blksize_for(self, family: int, client_ip: str) -> int:
