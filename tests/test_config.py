@@ -753,3 +753,25 @@ def test_the_do_nothing_values_the_nixos_module_renders_are_accepted_for_every_s
 def test_a_firmware_that_is_not_a_name_is_a_problem_not_a_crash(boot, value):
     doc = doc_with_hosts(h={"boot": boot, "mac": "52:54:00:01:02:03", "profile": "/p/h", "firmware": value})
     assert "hosts.h.firmware" in problems(doc)
+
+
+@pytest.mark.parametrize("mac", ["ff:ff:ff:ff:ff:ff", "01:00:5e:00:00:01", "33:33:00:00:00:01", "00:00:00:00:00:00"])
+def test_a_broadcast_multicast_or_zero_mac_is_no_network_cards(mac):
+    doc = spec_doc()
+    doc["hosts"]["pi-desktop"]["mac"] = mac
+    found = problems(doc)
+    assert list(found) == ["hosts.pi-desktop.mac"] and "not a network card's address" in found["hosts.pi-desktop.mac"]
+
+
+@pytest.mark.parametrize("make", ["directory", "file"])
+def test_a_profile_that_is_not_a_profile_link_is_a_problem(tmp_path, make):
+    """The classic slip: profile = the profiles directory instead of the profile in it."""
+    path, text = write_valid_tree(tmp_path)
+    profile = tmp_path / "profiles" / "pi-desktop"
+    profile.mkdir() if make == "directory" else profile.write_text("x")
+    path.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    found = {p.path: p.message for p in exc.value.problems}
+    assert list(found) == ["hosts.pi-desktop.profile"], found
+    assert "not a Nix profile" in found["hosts.pi-desktop.profile"]

@@ -100,6 +100,13 @@ def file_problems(config: Config) -> list[Problem]:
     for name, host in config.hosts.items():
         if not host.profile.parent.is_dir():
             problems.append(Problem(f"hosts.{name}.profile", f"directory {host.profile.parent} does not exist"))
+        elif os.path.lexists(host.profile) and not host.profile.is_symlink():
+            # A profile is a symlink to its current <profile>-<N>-link (or not there yet).
+            kind = "a directory" if host.profile.is_dir() else "a file"
+            problems.append(Problem(f"hosts.{name}.profile",
+                                    f"{host.profile} is {kind}, not a Nix profile (a symlink to "
+                                    f"{host.profile.name}-<N>-link); name the profile itself, e.g. "
+                                    f"{host.profile}/{name}"))
         if config.iscsi.enable and host.iscsi and host.iscsi.chap:
             chap = host.iscsi.chap
             for key, secret in (("secret_file", chap.secret_file), ("mutual_secret_file", chap.mutual_secret_file)):

@@ -24,6 +24,10 @@ def normalize_mac(text: str) -> str:
     value = str(text).strip().lower()
     if not _MAC.match(value):
         raise ValueProblem(f"{text!r} is not a MAC address (expected six hex pairs, e.g. dc:a6:32:01:02:03)")
+    first = int(value[:2], 16)
+    if first & 1 or int(value[:2] + value[3:5] + value[6:8] + value[9:11] + value[12:14] + value[15:], 16) == 0:
+        # IEEE 802: the group bit marks multicast (and broadcast); all zeros is no address either.
+        raise ValueProblem(f"{text!r} is a {'group' if first & 1 else 'zero'} address, not a network card's address")
     return value.replace("-", ":")
 
 

@@ -79,6 +79,7 @@ class Appliance:
         self.config: Config = config
         self.store = StateStore(self.config.server.state_dir)
         self.health = Health()
+        self.health.set_details(CONFIG_COMPONENT, {"path": str(self.config_path)})   # which file it serves
         self._published_status: str | None = None     # the last STATUS= sent; None until READY=1
         self.state_problem: str | None = None     # set while state.json is corrupt: writes are refused
         self.state = State()

@@ -163,3 +163,8 @@ def test_a_rejected_reload_is_on_the_status_line_and_check_says_the_daemon_keeps
     eventually(lambda: any(s.startswith("serving") for s in _status_lines(d)[n:]), deadline=10,
                what="STATUS= serving again")
     assert cli(link, "check").returncode == 0
+    # Another file on the same state directory is not what the daemon serves: no such claim.
+    other = tmp_path / "other.toml"
+    other.write_text(good.replace('mac = "dc:a6:32:01:02:03"', 'mac = "dc:a6:32:1:2"'))
+    out = cli(other, "check")
+    assert out.returncode == 2 and "keeps serving" not in out.stderr, out.stderr
