@@ -105,16 +105,30 @@ def _decode_option_fields(fields: list[bytes], what: str) -> tuple[tuple[str, st
 
 
 def _parse_request(opcode: int, datagram: bytes) -> Request:
-    fields = _split_fields(datagram[2:], "request")
+    """Read fields up to the first empty one, as tftpd-hpa and dnsmasq do.
+
+    RFC 1350 ends a request after the mode and RFC 2347 appends name/value
+    pairs, but some PXE ROMs pad the datagram with NULs; so an empty field ends
+    the request, and an option name left without a value is dropped.  The
+    filename and mode must still be present, non-empty and NUL-terminated.
+    """
+    *fields, unterminated = datagram[2:].split(b"\0")
     if len(fields) < 2:
-        raise MalformedPacket("request: missing mode")
+        raise MalformedPacket("request: filename or mode not NUL-terminated")
     filename, mode = fields[0], fields[1]
     if not filename:
         raise MalformedPacket("request: empty filename")
     if not mode:
         raise MalformedPacket("request: empty mode")
-    options = _decode_option_fields(fields[2:], "request")
-    return Request(opcode, filename, mode.decode("latin-1").lower(), options)
+    option_fields = fields[2:]
+    if b"" in option_fields:
+        option_fields = option_fields[:option_fields.index(b"")]
+    elif unterminated:
+        raise MalformedPacket("request: last field not NUL-terminated")
+    if len(option_fields) % 2:
+        option_fields.pop()     # a dangling final name: no option
+    return Request(opcode, filename, mode.decode("latin-1").lower(),
+                   _decode_option_fields(option_fields, "request"))
 
 
 def parse_packet(datagram: bytes) -> Packet:

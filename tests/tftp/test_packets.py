@@ -37,15 +37,30 @@ def test_non_utf8_filename_stays_bytes():
     assert parse_packet(b"\0\1\xff\xfe\0octet\0").filename == b"\xff\xfe"
 
 
+@pytest.mark.parametrize("datagram, options", [
+    (b"\0\1f\0octet\0\0", ()),                             # NUL padding after the mode
+    (b"\0\1f\0octet\0\0\0\0\0", ()),
+    (b"\0\1f\0octet\0blksize\x00512\0\0\0", (("blksize", "512"),)),   # padding after options
+    (b"\0\1f\0octet\0blksize\0", ()),                      # a dangling final option name
+    (b"\0\1f\0octet\0tsize\x000\0blksize\0", (("tsize", "0"),)),
+    (b"\0\1f\0octet\0blksize\0\0", ()),                   # ... padded
+    (b"\0\1f\0octet\0\x00512\0", ()),                      # reading stops at the empty field
+    (b"\0\1f\0octet\0\0\xffjunk", ()),                     # whatever follows it is not read
+])
+def test_requests_are_read_up_to_the_first_empty_field(datagram, options):
+    """As tftpd-hpa and dnsmasq do: some PXE ROMs pad requests with NULs."""
+    assert parse_packet(datagram) == Request(1, b"f", "octet", options)
+
+
 @pytest.mark.parametrize("datagram", [
     b"", b"\0", b"\0\4", b"\0\4\0",                 # short
     b"\0\1", b"\0\1f", b"\0\1f\0", b"\0\1f\0octet",  # truncated requests
     b"\0\1\0octet\0",                               # empty filename
     b"\0\1f\0\0",                                   # empty mode
+    b"\0\1f\0\0octet\0",                            # empty mode, then a stray field
+    b"\0\1\0\0",                                     # padding only: empty filename
     b"\0\1f\0octet\0blksize",                       # option without NUL
-    b"\0\1f\0octet\0blksize\0",                     # option without value
     b"\0\1f\0octet\0blksize\x00512",                # value without NUL
-    b"\0\1f\0octet\0\x00512\0",                     # empty option name
     b"\0\7\0\0", b"\0\0\0\0", b"\1\1f\0octet\0", b"\xff\xff\xff\xff",   # bad opcodes
     b"\0\6blksize\0",                               # OACK option without value
 ])

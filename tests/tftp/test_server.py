@@ -137,7 +137,7 @@ def test_unknown_mode_is_refused(served, payloads):
 
 @pytest.mark.parametrize("datagram", [
     b"", b"\0", b"\0\1", b"\0\1small.bin", b"\0\1small.bin\0", b"\0\1small.bin\0octet",
-    b"\0\1small.bin\0octet\0blksize", b"\0\1small.bin\0octet\0blksize\0",
+    b"\0\1small.bin\0octet\0blksize", b"\0\1small.bin\0\0", b"\0\1\0octet\0\0",
     b"\0\2x", b"\0\3", b"\0\4\0", b"\0\5", b"\0\6", b"\0\7\0\0", b"\xff" * 10,
     b"\0\1" + b"a" * 2000 + b"\0octet\0",          # oversized request
     b"\0\3\0\1" + bytes(60000),                    # oversized DATA
@@ -154,6 +154,29 @@ def test_malformed_datagrams_to_the_listener(served, payloads, datagram):
     after = served.server.read_stats()
     assert after.malformed + after.stray > before.malformed + before.stray
     assert_still_serves(served, payloads)
+
+
+@pytest.mark.parametrize("datagram, oack", [
+    (b"\0\1small.bin\0octet\0\0\0\0", ()),
+    (b"\0\1small.bin\0octet\0blksize\x001024\0\0\0", (("blksize", "1024"),)),
+    (b"\0\1small.bin\0octet\0blksize\0", ()),
+    (b"\0\1small.bin\0octet\0blksize\x001024\0tsize\0\0", (("blksize", "1024"),)),
+], ids=["padding", "padding-after-options", "dangling-option", "dangling-option-padded"])
+def test_padded_requests_are_served_like_tftpd_hpa_serves_them(served, payloads, datagram, oack):
+    """Read up to the first empty field; a dangling name is not an option."""
+    with RawPeer() as peer:
+        peer.send(datagram, served.address)
+        first, tid = peer.recv()
+        if oack:
+            assert first == OptionAck(oack)
+            received = b""
+            peer.send(encode_ack(0), tid)
+        else:
+            assert isinstance(first, Data) and first.block == 1, first
+            received = first.payload
+            peer.send(encode_ack(1), tid)
+        received += _read_to_end(peer, tid, int(dict(oack).get("blksize", 512)))
+    assert received == payloads["small.bin"]
 
 
 @pytest.mark.parametrize("options, expected_oack", [
