@@ -11,8 +11,14 @@ Slow or idle clients cannot exhaust it:
   connection becoming idle (slowloris), and a response must make progress
   within ``send_timeout`` (a reader that stops reading);
 - at ``max_connections`` (or ``max_per_client`` from one address) a new
-  connection evicts the oldest connection that is still waiting for a
-  request head; if none is, it is answered 503 and closed;
+  connection takes the slot of the one that moved least recently: a
+  connection waiting for a request head, or a response whose reader has
+  taken nothing for ``reclaim_after`` seconds (its transfer ends
+  "reclaimed"), as the TFTP engine reclaims stalled sessions.  So stalled
+  readers spread over many addresses cannot hold every slot, and a client
+  that keeps reading is never cut; if nothing qualifies, the newcomer is
+  answered 503 and closed.  With several workers each loop reclaims among
+  its own connections;
 - request heads are capped at ``MAX_HEAD_BYTES``; malformed requests get a
   4xx and the connection is closed, nothing else is affected; an exception
   nobody foresaw (in a provider's content, say) aborts its connection only;
@@ -72,6 +78,7 @@ class HttpStats:
     malformed: int = 0               # requests answered 4xx/5xx before any content lookup
     timeouts: int = 0                # connections closed for a slow head or a stalled reader
     evicted: int = 0                 # idle connections closed to admit a new one
+    reclaimed: int = 0               # stalled responses ended to admit a new one
     refused_busy: int = 0            # connections answered 503
     internal_errors: int = 0
     responses: dict[int, int] = field(default_factory=dict)   # status → count
@@ -87,9 +94,9 @@ class HttpStats:
 
 
 class _Connection:
-    __slots__ = ("sock", "fd", "client", "state", "inbuf", "out", "deadline", "since", "keep_alive",
+    __slots__ = ("sock", "fd", "client", "state", "inbuf", "out", "deadline", "keep_alive",
                  "content", "file_fd", "offset", "remaining", "path", "started", "sent", "head_len", "whole",
-                 "registered", "pending", "retry_at", "retry_until", "serving")
+                 "registered", "pending", "retry_at", "retry_until", "serving", "progress_at")
 
     def __init__(self, sock: socket.socket, client: tuple[str, int], now: float, header_timeout: float) -> None:
         self.sock = sock
@@ -98,7 +105,6 @@ class _Connection:
         self.state = _HEAD
         self.inbuf = bytearray()
         self.out = memoryview(b"")
-        self.since = now                   # when it started waiting for a head (eviction order)
         self.deadline = now + header_timeout
         self.keep_alive = False
         self.content: Content | None = None
@@ -115,6 +121,8 @@ class _Connection:
         self.retry_at = 0.0
         self.retry_until = 0.0
         self.serving = False               # inside serve_buffered: it answers what is pipelined
+        # When it last moved: a response's bytes went out, or it began waiting for a request head.
+        self.progress_at = now
 
 
 class _Admission:
@@ -148,12 +156,13 @@ class HttpServer:
     def __init__(self, provider: ContentProvider, listen: Iterable[tuple[str, int]],
                  on_transfer: Callable[[TransferRecord], None] | None = None, *,
                  workers: int = 1, max_connections: int = 512, max_per_client: int = 64,
-                 header_timeout: float = 10.0, send_timeout: float = 30.0) -> None:
+                 header_timeout: float = 10.0, send_timeout: float = 30.0, reclaim_after: float = 2.0) -> None:
         self.provider = provider
         self.listen = [(str(h), int(p)) for h, p in listen]
         self.on_transfer = on_transfer
         self.header_timeout = header_timeout
         self.send_timeout = send_timeout
+        self.reclaim_after = reclaim_after
         self.addresses: list[tuple[str, int]] = []
         self._admission = _Admission(max_connections, max_per_client)
         self._listeners: list[socket.socket] = []
@@ -366,14 +375,11 @@ class _Loop(LoopServer):
                     admission.total += 1
                     admission.per_client[ip] = admission.per_client.get(ip, 0) + 1
             if full or client_full:
-                # Reclaim the slot of a connection that is only waiting (our loop's own; the
-                # others reclaim theirs when they accept).
-                victim = self.oldest_waiting(ip if client_full else None)
-                if victim is None:
+                # Reclaim the slot of a connection that is only waiting or whose reader has stalled
+                # (our loop's own; the others reclaim theirs when they accept).
+                if not self.make_room(ip if client_full else None, now):
                     self.refuse_busy(sock)
                     continue
-                self.stats.evicted += 1
-                self.disconnect(victim)
                 with admission.lock:
                     admission.total += 1
                     admission.per_client[ip] = admission.per_client.get(ip, 0) + 1
@@ -386,9 +392,26 @@ class _Loop(LoopServer):
             self.conns[conn.fd] = conn
             self.selector.register(sock, selectors.EVENT_READ, conn)
 
-    def oldest_waiting(self, ip: str | None) -> _Connection | None:
-        waiting = [c for c in self.conns.values() if c.state == _HEAD and (ip is None or c.client[0] == ip)]
-        return min(waiting, key=lambda c: c.since) if waiting else None
+    def make_room(self, ip: str | None, now: float) -> bool:
+        """Close one of this loop's connections (of ``ip``, if given) to admit a new one.
+
+        The one that moved least recently goes: a connection waiting for a request head, or a
+        response whose reader has not taken a byte for ``reclaim_after`` seconds.  A response
+        that moves more often than that is never cut.  False when none qualifies.
+        """
+        reclaim_before = now - self.server.reclaim_after
+        victim = min((c for c in self.conns.values()
+                      if (ip is None or c.client[0] == ip) and (c.state == _HEAD or c.progress_at <= reclaim_before)),
+                     key=lambda c: c.progress_at, default=None)
+        if victim is None:
+            return False
+        if victim.state == _HEAD:
+            self.stats.evicted += 1
+            self.disconnect(victim)
+        else:
+            self.stats.reclaimed += 1
+            self.abort(victim, "reclaimed")
+        return True
 
     def refuse_busy(self, sock: socket.socket) -> None:
         self.stats.refused_busy += 1
@@ -560,9 +583,7 @@ class _Loop(LoopServer):
             conn.remaining -= len(body)
             head += body
         conn.out = memoryview(head)
-        conn.state = _SEND
-        conn.deadline = time.monotonic() + self.server.send_timeout
-        self.write(conn)
+        self.start_sending(conn)
 
     def refuse(self, conn: _Connection, path: str, exc: RequestRefused, is_head: bool) -> None:
         extra: list[tuple[str, str]] = []
@@ -589,8 +610,12 @@ class _Loop(LoopServer):
         conn.out = memoryview(data)
         conn.remaining = 0
         conn.path = ""
+        self.start_sending(conn)
+
+    def start_sending(self, conn: _Connection) -> None:
         conn.state = _SEND
-        conn.deadline = time.monotonic() + self.server.send_timeout
+        conn.progress_at = time.monotonic()
+        conn.deadline = conn.progress_at + self.server.send_timeout
         self.write(conn)
 
     def send_error_and_close(self, conn: _Connection, status: int, message: str,
@@ -638,7 +663,8 @@ class _Loop(LoopServer):
                         progressed = True
         except (BlockingIOError, InterruptedError):
             if progressed:
-                conn.deadline = time.monotonic() + self.server.send_timeout
+                conn.progress_at = time.monotonic()
+                conn.deadline = conn.progress_at + self.server.send_timeout
             self.set_events(conn, selectors.EVENT_WRITE)
             return
         except (ConnectionError, TimeoutError):
@@ -667,7 +693,7 @@ class _Loop(LoopServer):
             return
         now = time.monotonic()
         conn.state = _HEAD
-        conn.since = now
+        conn.progress_at = now
         conn.deadline = now + self.server.header_timeout
         self.set_events(conn, selectors.EVENT_READ)
         if conn.inbuf:
@@ -676,7 +702,7 @@ class _Loop(LoopServer):
     def abort(self, conn: _Connection, why: str) -> None:
         if conn.content is not None:
             self.stats.transfers_aborted += 1
-            record = self.record(conn, "timeout" if why == "timeout" else f"error: {why}")
+            record = self.record(conn, why if why in ("timeout", "reclaimed") else f"error: {why}")
             self.stats.bytes_sent += record.bytes_sent
             self.release_content(conn)
             self.server.emit(record, self.stats)

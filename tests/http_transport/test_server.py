@@ -281,6 +281,77 @@ def test_busy_answers_503_when_every_slot_is_transferring(files):
         s.server.stop()
 
 
+def stalled_readers(port: int, path: str, sources: list[str], per_source: int) -> list[socket.socket]:
+    """``per_source`` clients from each loopback source address that ask for a file and stop reading."""
+    readers = []
+    for source in sources:
+        for _ in range(per_source):
+            reader = socket.socket()
+            readers.append(reader)
+            reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            reader.bind((source, 0))
+            reader.connect(("127.0.0.1", port))
+            reader.sendall(f"GET /{path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    return readers
+
+
+def test_stalled_readers_on_many_addresses_cannot_hold_every_slot(files):
+    """Like the TFTP engine: at the connection cap the transfer longest without progress is
+    reclaimed for a newcomer, while a client that keeps reading is never cut."""
+    s = Served(DictProvider(files), max_connections=512, max_per_client=64)
+    steady = socket.create_connection(("127.0.0.1", s.port), timeout=5, source_address=("127.0.0.10", 0))
+    steady.sendall(b"GET /pc/huge HTTP/1.1\r\nHost: x\r\n\r\n")
+    done = threading.Event()
+    steady_got: list[int] = []
+
+    def read_steadily() -> None:     # about 6 MB/s: slower than the server, but never idle
+        try:
+            while not done.wait(0.01) and (chunk := steady.recv(65536)):
+                steady_got.append(len(chunk))
+        except OSError as exc:
+            steady_got.append(-1)
+            raise AssertionError(f"the steady reader was cut: {exc!r}")
+
+    reader_thread = threading.Thread(target=read_steadily)
+    reader_thread.start()
+    # 7 x 64 + 63 stalled readers on 8 source addresses, each under the per-address cap: every slot taken
+    sources = [f"127.0.0.{n}" for n in range(2, 10)]
+    readers = stalled_readers(s.port, "pc/huge", sources[:7], 64) + stalled_readers(s.port, "pc/huge", sources[7:], 63)
+    try:
+        eventually(lambda: s.server.read_stats().responses.get(200, 0) == 512, 30, "every slot to be transferring")
+        assert s.server.read_stats().connections_active == 512
+        time.sleep(s.server.reclaim_after)      # the stalled readers have now gone that long without progress
+        with_progress = sum(steady_got)
+        results: list[tuple[int, bytes, float]] = []
+
+        def fetch() -> None:
+            start = time.monotonic()
+            code, body = status_and_body(f"{s.url}/pc/boot.ipxe")
+            results.append((code, body, time.monotonic() - start))
+        clients = [threading.Thread(target=fetch) for _ in range(5)]
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join()
+        assert [(code, body) for code, body, _ in results] == [(200, b"#!ipxe\nboot\n")] * 5
+        assert max(took for _, _, took in results) < 3
+        stats = s.server.read_stats()
+        assert stats.reclaimed >= 1 and stats.refused_busy == 0
+        reclaimed = [r for r in s.records if r.outcome == "reclaimed"]
+        assert len(reclaimed) == stats.reclaimed
+        assert {r.client[0] for r in reclaimed} <= set(sources)
+        eventually(lambda: sum(steady_got) > with_progress + 1_000_000, 10, "the steady reader to keep receiving")
+        assert -1 not in steady_got
+        assert not [r for r in s.records if r.client == steady.getsockname()]
+    finally:
+        done.set()
+        reader_thread.join()
+        steady.close()
+        for reader in readers:
+            reader.close()
+        s.server.stop()
+
+
 def test_client_disconnect_mid_transfer_is_an_aborted_event(files):
     s = Served(DictProvider(files))
     try:
