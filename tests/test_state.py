@@ -357,8 +357,11 @@ def test_boot_events(tmp_path):
 def test_status_and_check_report_a_corrupt_state_file(demo_layout, netboot_cli):
     (demo_layout.state / "state.json").write_text('{"version": 1, "hosts": {"pi-desktop": {"pin": 1}')
     out = netboot_cli("-c", demo_layout.config, "status", "--json")
-    assert out.returncode == 1 and out.stdout == ""
+    assert out.returncode == 1
     assert "state.json is corrupt" in out.stderr and "state.json.corrupt-" in out.stderr
+    # With --json a failure is also a JSON error document on stdout, for scripts.
+    error = json.loads(out.stdout)
+    assert error["kind"] == "StateCorrupt" and "state.json.corrupt-" in error["error"]
     out = netboot_cli("-c", demo_layout.config, "check")
     assert out.returncode == 2
     assert "damaged state file is kept" in out.stderr and "netboot state repair" in out.stderr
