@@ -9,6 +9,8 @@ TFTP_IP, TFTP_PREFIX); what each boot style needs comes from its module
 
 from __future__ import annotations
 
+import ipaddress
+
 from dataclasses import asdict, dataclass
 from fnmatch import fnmatch
 
@@ -80,8 +82,22 @@ def check_port(p: PortFacts, server: str) -> Finding:
         return _error(check, f"{what} {p.address}: listening, but a probe got no answer"
                       + (f" ({p.detail})" if p.detail else ""),
                       "another program may hold the port (ss -lunp / ss -ltnp); " + _firewall_hint(p))
+    if _loopback(p.address):
+        key = "server.tftp_listen" if p.proto == "udp" else "iscsi.portals"
+        return _warning(check, f"{what} {p.address}: listening and answering, but on loopback only: no other "
+                        "machine can reach it",
+                        f"list the LAN address (or 0.0.0.0 / [::]) in {key}, unless this is a local test")
     return Finding(check, "ok", f"{what} {p.address}: listening and answering; clients must also reach it "
                    f"through the firewall", _firewall_hint(p))
+
+
+def _loopback(address: str) -> bool:
+    """``127.0.0.1:69`` / ``[::1]:69``: an address only this machine reaches."""
+    host = address.rsplit(":", 1)[0].strip("[]") if ":" in address else address
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 # -- LIO -----------------------------------------------------------------------------

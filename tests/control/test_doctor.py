@@ -38,7 +38,8 @@ def test_a_served_pi_that_fetched_kernel_and_initrd_is_healthy(store, daemon) ->
     assert code == 0, report
     assert problems(report) == []
     [port] = [f for f in report["findings"] if f["check"].startswith("port:")]
-    assert port["status"] == "ok" and "answering" in port["message"]
+    # The test serves on 127.0.0.1: answering, and flagged as out of every other machine's reach.
+    assert port["status"] == "warning" and "answering" in port["message"] and "loopback" in port["message"]
     host = [f["message"] for f in report["findings"] if f["check"] == f"host:{PI}"]
     assert any(m.startswith("serves generation 2 (follow)") for m in host)
     assert any("last boot fetched kernel and initrd" in m for m in host)
@@ -178,3 +179,13 @@ def test_a_pi5_is_checked_by_its_own_style():
     assert not any("start4.elf" in e for e in errors)
     # Never fetched anything: the fix is the Pi's EEPROM, as for a Pi 4.
     assert any("rpi-eeprom-config" in f.fix for f in diagnose(_facts(_pi(tree_paths=whole, **pi5))))
+
+
+def test_rule_a_tftp_port_on_loopback_only_is_unreachable_for_every_client() -> None:
+    """A demo config copied to a server: "listening and answering" on 127.0.0.1 boots nothing."""
+    facts = _facts(_pi(events=_events("kernel8.img", "initrd"), sessions=1))
+    for address in ("127.0.0.1:69", "[::1]:69"):
+        facts = Facts(**{**facts.__dict__, "ports": (PortFacts("udp", address, 69, True, True),)})
+        [port] = [f for f in diagnose(facts) if f.check == "port:udp/69"]
+        assert port.status == "warning" and "loopback" in port.message, port
+        assert "tftp_listen" in port.fix
