@@ -503,10 +503,12 @@ def test_the_units_capability_set_applies_a_plan_and_serves(lab: Lab):
             doc = lab.vm.run([*lab.cli, "-c", config, "doctor", "--json", "pi-hard"], timeout=120)
             return next(f for f in json.loads(doc.stdout)["findings"] if f["check"] == "port:udp/69")
 
-        poll(lambda: port_finding()["status"] == "ok", 120, interval=2)
+        # Served on 127.0.0.1: answering, with doctor's warning that only this machine reaches it.
+        poll(lambda: "answering" in port_finding()["message"], 120, interval=2)
         port = port_finding()
         _say(f"doctor: {port['message']}")
-        assert port["status"] == "ok", lab.vm.run("cat /tmp/lab/serve.log").stdout
+        assert port["status"] in ("ok", "warning") and "answering" in port["message"], \
+            lab.vm.run("cat /tmp/lab/serve.log").stdout
         assert lab.vm.run(f"grep -E '^Cap(Eff|Bnd)' /proc/{pid}/status").stdout.split()[1::2] == [mask] * 2
     finally:
         lab.vm.run(f"kill {pid}")   # the serve we started, by its PID
