@@ -409,3 +409,11 @@ def test_a_lock_held_by_a_hung_process_is_an_error_naming_it_not_a_silent_hang(t
     assert store.load().host("h").pin == 1
     store.update(lambda st: set_pin(st, "h", 2, "after"))      # released: writes work again
     assert store.load().host("h").pin == 2
+
+
+def test_a_state_dir_that_is_a_file_is_named_as_such(tmp_path):
+    (tmp_path / "state").write_text("not a directory")
+    store = StateStore(tmp_path / "state")
+    with pytest.raises(StateError, match="is not a directory"):
+        store.update(lambda st: set_pin(st, "h", 1, "pin"))
+    assert (tmp_path / "state").read_text() == "not a directory"

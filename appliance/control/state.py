@@ -87,6 +87,8 @@ class StateStore:
     def ensure_dir(self) -> None:
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise StateError(f"state directory {self.dir} is not a directory (server.state_dir)") from None
         except OSError as exc:
             raise StateError(f"cannot create state directory {self.dir}: {exc.strerror}") from exc
 
