@@ -15,8 +15,8 @@ from pathlib import Path
 from ..boot.gather import store_roots
 from ..config import Config, load_config
 from ..control.snapshot import build_host_snapshot
-from ..control.state import StateStore
-from ..errors import ApplianceError, ConfigError
+from ..control.state import State, StateStore
+from ..errors import ApplianceError, ConfigError, StateError
 from .facts import Facts, Generation, HostFacts, LioFacts, PortFacts
 
 CONFIGFS = Path("/sys/kernel/config")
@@ -38,6 +38,7 @@ def gather(config_path: Path, host: str | None = None, *, proc: Path = Path("/pr
     state_problems += [f"corrupt state file set aside as {c}" for c in store.corrupt_files()]
     lio = _lio(config, proc, configfs) if config.iscsi.enable else None
     sessions = _sessions(config, configfs)
+    state = _served_state(store)
     return Facts(
         config_path=str(config_path),
         state_problems=tuple(state_problems),
@@ -45,8 +46,17 @@ def gather(config_path: Path, host: str | None = None, *, proc: Path = Path("/pr
         server_address=_server_address(config),
         ports=tuple(_ports(config, proc, probe)),
         lio=lio,
-        hosts=tuple(_host(config, store, name, sessions) for name in names),
+        hosts=tuple(_host(config, store, state, name, sessions) for name in names),
     )
+
+
+def _served_state(store: StateStore) -> State:
+    """What a daemon serves: the state, or what a damaged state file still says (the damage
+    itself is one ``state`` finding).  Reads only: a diagnosis writes nothing."""
+    try:
+        return store.load() if store.problem() is None else store.readable().state
+    except StateError:
+        return State()
 
 
 def _server_address(config: Config) -> str:
@@ -196,7 +206,7 @@ def _secret_problems(config: Config, name: str) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _host(config: Config, store: StateStore, name: str, sessions: dict | None) -> HostFacts:
+def _host(config: Config, store: StateStore, state: State, name: str, sessions: dict | None) -> HostFacts:
     host = config.hosts[name]
     firmware = config.firmware.get(host.firmware) if host.boot.default_firmware and host.firmware else None
     try:
@@ -213,8 +223,7 @@ def _host(config: Config, store: StateStore, name: str, sessions: dict | None) -
         events=tuple(store.recent_events(name, limit=EVENTS)),
     )
     try:
-        choice = store.load().host(name)
-        snap = build_host_snapshot(config, host, choice, roots=store_roots(config))
+        snap = build_host_snapshot(config, host, state.host(name), roots=store_roots(config))
     except ApplianceError as exc:
         return HostFacts(**common, tree_error=str(exc))
     return HostFacts(

@@ -189,3 +189,15 @@ def test_rule_a_tftp_port_on_loopback_only_is_unreachable_for_every_client() -> 
         [port] = [f for f in diagnose(facts) if f.check == "port:udp/69"]
         assert port.status == "warning" and "loopback" in port.message, port
         assert "tftp_listen" in port.fix
+
+
+def test_a_damaged_state_file_is_one_finding_and_every_host_is_still_checked(store) -> None:
+    """The daemon serves what a damaged state file still says: doctor checks those trees, and
+    names the damage once, not once per host."""
+    store.state_file().write_bytes(b"\x00not json")
+    _, report = doctor(store.config)
+    state = [f for f in report["findings"] if "corrupt" in f["message"]]
+    assert len(state) == 1, state
+    assert not [f for f in report["findings"] if f["check"].startswith("host:") and "boot tree" in f["message"]]
+    assert any(f["check"] == f"host:{PI}" and f["message"].startswith("serves generation 2")
+               for f in report["findings"])
