@@ -8,7 +8,6 @@ back to directories.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import struct
 from pathlib import Path
@@ -34,7 +33,9 @@ _EVENT = struct.Struct("iIII")
 
 class Inotify:
     def __init__(self) -> None:
-        self._libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # The C library the interpreter already links (dlopen(NULL)): ctypes.util.find_library
+        # would run ldconfig in a subprocess, at every start.
+        self._libc = ctypes.CDLL(None, use_errno=True)
         fd = self._libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
         if fd < 0:
             raise OSError(ctypes.get_errno(), "inotify_init1 failed")
