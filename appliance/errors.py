@@ -15,6 +15,7 @@ translated into these in exactly one place each, with ``raise ... from exc``.
     │   └── StateCorrupt            exit 1  (state file does not decode; a copy is kept)
     ├── TftpError                   exit 1  (server could not start)
     ├── HttpError                   exit 1  (server could not start)
+    ├── OutputError                 exit 1  (stdout cannot be written: a full disk, a closed file)
     └── IscsiError                  exit 1
         ├── LioUnavailable          exit 1  (no configfs / modules)
         └── DestructiveChange       exit 1  (needs --allow-destroy)
@@ -33,6 +34,7 @@ __all__ = [
     "HttpError",
     "IscsiError",
     "LioUnavailable",
+    "OutputError",
     "PathEscapesStore",
     "Problem",
     "StateCorrupt",
@@ -121,6 +123,13 @@ class TftpError(ApplianceError):
 
 class HttpError(ApplianceError):
     pass
+
+
+class OutputError(ApplianceError):
+    """Writing a command's output failed (``netboot tree > file`` on a full disk)."""
+
+    def __init__(self, exc: OSError) -> None:
+        super().__init__(f"cannot write the output: {exc.strerror or exc}")
 
 
 class IscsiError(ApplianceError):

@@ -319,3 +319,31 @@ def test_a_failure_with_json_is_a_json_error_document(nb, args, code):
     line = one_error_line(out, code)
     doc = json.loads(out.stdout)
     assert doc["error"] and doc["error"] in line and doc["kind"]
+
+
+@pytest.mark.parametrize("args", [("tree", PI), ("status", "--json"), ("cat", PI, "kernel8.img")])
+def test_output_that_cannot_be_written_is_one_error_line(nb, args):
+    """``netboot … > file`` on a full disk: exit 1 and one line, never a traceback."""
+    import subprocess
+
+    from helpers import netboot_argv
+
+    with open("/dev/full", "w") as full:
+        out = subprocess.run(netboot_argv("-c", nb.layout.config, *args), stdout=full, stderr=subprocess.PIPE,
+                             text=True, timeout=60)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.strip().splitlines() == ["netboot: cannot write the output: No space left on device"]
+
+
+def test_a_closed_pipe_ends_quietly(nb):
+    """``netboot tree HOST | head -1``: the reader left; no error, no traceback."""
+    import subprocess
+
+    from helpers import netboot_argv
+
+    proc = subprocess.Popen(netboot_argv("-c", nb.layout.config, "cat", PI, "kernel8.img"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.read(10)
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 0
+    assert proc.stderr.read() == b""

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence, TextIO, Union
+from typing import Any, Iterator, Mapping, Sequence, TextIO, Union
+
+from ..errors import OutputError
 
 
 @dataclass(frozen=True)
@@ -51,13 +54,25 @@ def emit(report: Report, as_json: bool = False, out: TextIO | None = None, err: 
     """Print ``report`` (JSON on ``--json``; the warnings go to stderr in text mode) → its exit code."""
     out = out or sys.stdout
     err = err or sys.stderr
-    if as_json:
-        out.write(render_json(report) + "\n")
-    else:
-        text = render_text(report)
-        if text:
-            out.write(text + "\n")
-        for line in report.warnings:
-            err.write(line + "\n")
-    out.flush()
+    with writing():
+        if as_json:
+            out.write(render_json(report) + "\n")
+        else:
+            text = render_text(report)
+            if text:
+                out.write(text + "\n")
+            for line in report.warnings:
+                err.write(line + "\n")
+        out.flush()
     return report.exit_code
+
+
+@contextmanager
+def writing() -> Iterator[None]:
+    """Output errors as ``OutputError`` (a closed pipe stays ``BrokenPipeError``: the reader left)."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise OutputError(exc) from exc

@@ -10,11 +10,13 @@ import tempfile
 from pathlib import Path
 
 from ..app import App, check as check_config, doctor as diagnose, emit
+from ..app.report import writing
 from ..boot import Generated
 from ..config import config_path_from
 from ..control.resolver import kernel_paths
 from ..control.snapshot import HostSnapshot
 from ..demo import build_demo
+from ..errors import GenerationError
 
 
 def _app(args: argparse.Namespace, check_files: bool = True) -> App:
@@ -41,12 +43,18 @@ def cat(args: argparse.Namespace) -> int:
     source = _app(args).source(args.host, args.path, args.generation)
     out = sys.stdout.buffer
     if isinstance(source, Generated):
-        out.write(source.data)
-    else:
-        with open(source.path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                out.write(chunk)
-    out.flush()
+        with writing():
+            out.write(source.data)
+            out.flush()
+        return 0
+    try:
+        f = open(source.path, "rb")
+    except OSError as exc:
+        raise GenerationError(f"{args.host}: cannot read {source.path}: {exc.strerror}") from exc
+    with f, writing():
+        while chunk := f.read(1 << 20):
+            out.write(chunk)
+        out.flush()
     return 0
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Callable
 
 from .. import __version__
-from ..errors import ApplianceError
+from ..errors import ApplianceError, OutputError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(command_function(args.func)(args) or 0)
+    except OutputError as exc:
+        _discard_stdout()
+        print(f"netboot: {exc}", file=sys.stderr)
+        return exc.exit_code
     except ApplianceError as exc:
         print(f"netboot: {exc}", file=sys.stderr)
         if getattr(args, "json", False):     # a script reading stdout gets a document either way
@@ -134,7 +139,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
+        _discard_stdout()
         return 0
+
+
+def _discard_stdout() -> None:
+    """What is still buffered for a stdout that failed goes nowhere: flushing it again at exit
+    would print Python's "Exception ignored" lines."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":
