@@ -775,3 +775,28 @@ def test_a_profile_that_is_not_a_profile_link_is_a_problem(tmp_path, make):
     found = {p.path: p.message for p in exc.value.problems}
     assert list(found) == ["hosts.pi-desktop.profile"], found
     assert "not a Nix profile" in found["hosts.pi-desktop.profile"]
+
+
+@pytest.mark.parametrize("where, typo, meant", [
+    (("hosts", "pi-desktop"), "cmdlin", "cmdline"),
+    (("hosts", "pi-desktop"), "config-txt", "config_txt"),
+    (("hosts", "pi-desktop"), "Mac", "mac"),
+    (("server",), "statedir", "state_dir"),
+    (("iscsi",), "portal", "portals"),
+])
+def test_a_misspelt_key_names_the_key_it_resembles(where, typo, meant):
+    doc = spec_doc()
+    table = doc
+    for part in where:
+        table = table[part]
+    table[typo] = table.pop(meant, "x")
+    found = problems(doc)
+    assert f"did you mean {meant}?" in found[".".join((*where, typo))], found
+
+
+@pytest.mark.parametrize("typo, meant", [("pi5", "rpi5"), ("rpi-5", "rpi5"), ("RPI", "rpi"), ("u-boot", "uboot"),
+                                         ("iPXE", "ipxe")])
+def test_a_misspelt_boot_style_names_the_style_it_resembles(typo, meant):
+    doc = spec_doc()
+    doc["hosts"]["pi-desktop"]["boot"] = typo
+    assert f"did you mean {meant}?" in problems(doc)["hosts.pi-desktop.boot"]

@@ -6,11 +6,12 @@ rule is unit-testable with plain dicts.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
-from ..boot.styles import STYLE_KEYS, BootStyle, UnknownStyle, names_text, style_named, styles_reading
+from ..boot.styles import STYLE_KEYS, STYLES, BootStyle, UnknownStyle, names_text, style_named, styles_reading
 from ..errors import ConfigError, Problem
 from . import values
 from .model import (
@@ -66,8 +67,18 @@ class _Problems:
             return {}
         for key in raw:
             if key not in allowed:
-                self.add(f"{path}.{key}" if path else key, f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+                self.add(f"{path}.{key}" if path else key,
+                         f"unknown key{did_you_mean(key, allowed)} (expected one of: {', '.join(sorted(allowed))})")
         return raw
+
+
+def did_you_mean(word: object, choices: Iterable[str]) -> str:
+    """``"; did you mean cmdline?"`` for a near miss (case, '-' for '_', a letter or two), else ``""``."""
+    if not isinstance(word, str):
+        return ""
+    folded = {c.lower().replace("-", "_"): c for c in choices}
+    close = difflib.get_close_matches(word.lower().replace("-", "_"), list(folded), n=1, cutoff=0.6)
+    return f"; did you mean {folded[close[0]]}?" if close else ""
 
 
 def _typed(kind: type | tuple[type, ...], label: str) -> Callable[[Any], Any]:
@@ -324,7 +335,7 @@ def _boot_style(raw: Any) -> BootStyle:
     try:
         return style_named(raw)
     except UnknownStyle as exc:
-        raise values.ValueProblem(str(exc)) from None
+        raise values.ValueProblem(f"{exc}{did_you_mean(raw, STYLES)}") from None
 
 
 def _string_list(raw: Any) -> list[str]:
