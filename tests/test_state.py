@@ -417,3 +417,31 @@ def test_a_state_dir_that_is_a_file_is_named_as_such(tmp_path):
     with pytest.raises(StateError, match="is not a directory"):
         store.update(lambda st: set_pin(st, "h", 1, "pin"))
     assert (tmp_path / "state").read_text() == "not a directory"
+
+
+def test_unpin_without_a_pin_changes_and_records_nothing(gens_factory):
+    g = gens_factory(2, current=2)
+    state = operations.unpin(State(), "h", T0)
+    assert state == State() and state.history == ()
+
+
+def test_rollback_during_a_trial_ends_it_and_serves_what_was_served_before(gens_factory):
+    """A trial of the wrong generation (``trial h 1`` meant 2) can be undone at once."""
+    g = gens_factory(3, current=3)
+    state = operations.start_trial(State(), "h", g.profile, 1, g.served(State()), T0)
+    assert g.served(state).number == 1
+    state = operations.rollback(state, "h", g.profile, g.served(state), T0 + 1)
+    hs = state.host("h")
+    assert hs.trial is None and hs.pin is None
+    assert (g.served(state).number, g.served(state).reason) == (3, "follow")
+    assert state.history[-1]["event"] == "trial-cancelled" and state.history[-1]["generation"] == 1
+
+
+def test_pin_during_a_trial_ends_it(gens_factory):
+    """The operator names the generation to serve: a running trial must not keep overriding it."""
+    g = gens_factory(3, current=3)
+    state = operations.start_trial(State(), "h", g.profile, 1, g.served(State()), T0)
+    state = operations.pin(state, "h", g.profile, 2, T0 + 1)
+    assert state.host("h").trial is None
+    assert (g.served(state).number, g.served(state).reason) == (2, "pin")
+    assert "ends the trial of 1" in state.history[-1]["reason"]

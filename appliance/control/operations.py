@@ -23,26 +23,37 @@ def _require_valid(profile: Profile, host: str, number: int) -> None:
 
 
 def pin(state: State, host: str, profile: Profile, number: int, now: float) -> State:
+    """Serve ``number`` until unpinned; a running trial ends (it would override the pin)."""
     _require_valid(profile, host, number)
     hs = state.host(host)
-    return state.with_host(host, replace(hs, pin=number), "pin", number, "pinned by operator", now)
+    ends = f"; ends the trial of {hs.trial.generation}" if hs.trial is not None else ""
+    return state.with_host(host, replace(hs, pin=number, trial=None), "pin", number, "pinned by operator" + ends,
+                           now)
 
 
 def unpin(state: State, host: str, now: float) -> State:
+    """Follow the profile again; without a pin nothing changes (and nothing is recorded)."""
     hs = state.host(host)
+    if hs.pin is None:
+        return state
     return state.with_host(host, replace(hs, pin=None), "unpin", hs.pin, "unpinned by operator", now)
 
 
 def rollback(state: State, host: str, profile: Profile, served: Selection, now: float) -> State:
-    """Pin the newest valid generation older than the one served."""
+    """Pin the newest valid generation older than the one served; during a trial, end the trial
+    instead: the host is served what it was served before (pin or follow, unchanged)."""
+    hs = state.host(host)
+    if hs.trial is not None:
+        return state.with_host(host, replace(hs, trial=None), "trial-cancelled", hs.trial.generation,
+                               f"rolled back by operator before the trial of {hs.trial.generation} was confirmed",
+                               now)
     if served.number is None:
         raise GenerationError(f"{host}: nothing is served, so there is nothing to roll back from")
     older = [g for g in profile.valid if g.number < served.number]
     if not older:
         raise GenerationError(f"{host}: no valid generation older than {served.number} to roll back to")
     target = older[-1].number
-    hs = state.host(host)
-    return state.with_host(host, replace(hs, pin=target, trial=None), "rollback", target,
+    return state.with_host(host, replace(hs, pin=target), "rollback", target,
                            f"rolled back from {served.number}", now)
 
 

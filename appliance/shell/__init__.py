@@ -117,7 +117,7 @@ class _Host(ConfigNode):
         _show(self, lambda: self.app.unpin(self.name))
 
     def ui_command_rollback(self) -> None:
-        """Pin the newest valid generation older than the served one."""
+        """Pin the newest valid generation older than the served one (during a trial: end it)."""
         _show(self, lambda: self.app.rollback(self.name))
 
     def ui_command_trial(self, generation: str) -> None:

@@ -172,7 +172,8 @@ def test_trial_on_an_unknown_host_is_a_usage_error(daemon, store):
 def test_parallel_writers_keep_the_state_valid(daemon, store):
     cli_ok(store.config, "pin", PI, "2")
     entries_before = len(json.loads(store.state_file().read_text())["history"])
-    commands = [netboot_argv(*(["pin", PI, str(1 + i % 2)] if i % 3 else ["unpin", PI]), config=store.config)
+    # pin and trial always record a transition (an unpin of an unpinned host records none)
+    commands = [netboot_argv(*(["pin", PI, str(1 + i % 2)] if i % 3 else ["trial", PI, "1"]), config=store.config)
                 for i in range(10)]
     results = run_parallel(commands)
     assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
@@ -181,11 +182,12 @@ def test_parallel_writers_keep_the_state_valid(daemon, store):
     # every writer's change was recorded: none lost by a concurrent read-modify-write
     assert len(doc["history"]) == entries_before + 10
     final_pin = doc["hosts"][PI].get("pin")
-    assert final_pin in (1, 2, None)
+    final_trial = (doc["hosts"][PI].get("trial") or {}).get("generation")
+    assert final_pin in (1, 2) and final_trial in (1, None)
     last = doc["history"][-1]
-    assert last["generation"] == final_pin or (last["event"] == "unpin" and final_pin is None)
+    assert last["generation"] == (final_trial if last["event"] == "trial-start" else final_pin)
     assert not list(store.layout.state.glob("state.json.corrupt-*"))
-    served = final_pin if final_pin is not None else 2
+    served = final_trial if final_trial is not None else final_pin
     eventually(_kernel_is(store, served), what="daemon adopted the final state")
 
 
