@@ -800,3 +800,24 @@ def test_a_misspelt_boot_style_names_the_style_it_resembles(typo, meant):
     doc = spec_doc()
     doc["hosts"]["pi-desktop"]["boot"] = typo
     assert f"did you mean {meant}?" in problems(doc)["hosts.pi-desktop.boot"]
+
+
+@pytest.mark.parametrize("server, path", [
+    ({"tftp_listen": ["127.0.0.1:69", "127.0.0.1:69"]}, "server.tftp_listen[1]"),
+    ({"tftp_listen": ["0.0.0.0:69", "10.0.4.3:69"]}, "server.tftp_listen[1]"),
+    ({"tftp_listen": ["[::]:69", "[fd00::3]:69"]}, "server.tftp_listen[1]"),
+    ({"http_listen": ["10.0.4.3:8080"], "metrics_listen": "10.0.4.3:8080"}, "server.metrics_listen"),
+    ({"http_listen": ["0.0.0.0:9469"], "metrics_listen": "127.0.0.1:9469"}, "server.metrics_listen"),
+])
+def test_two_listeners_on_one_port_are_refused_before_serve_fails_to_bind(server, path):
+    doc = spec_doc()
+    doc["server"].update(server)
+    found = problems(doc)
+    assert list(found) == [path] and "already" in found[path], found
+
+
+def test_ipv4_and_ipv6_wildcards_on_one_port_and_tftp_and_http_on_one_number_are_fine():
+    doc = spec_doc()
+    doc["server"].update({"tftp_listen": ["0.0.0.0:69", "[::]:69"], "http_listen": ["0.0.0.0:69"],
+                          "metrics_listen": "127.0.0.1:0"})
+    parse_config(doc)

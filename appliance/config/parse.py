@@ -145,7 +145,7 @@ def _parse_server(p: _Problems, raw: Any) -> ServerConfig:
     d = ServerConfig()
     gcroots = t.get("gcroots_dir", str(d.gcroots_dir))
     metrics = t.get("metrics_listen")
-    return ServerConfig(
+    server = ServerConfig(
         state_dir=p.value("server.state_dir", t.get("state_dir", str(d.state_dir)), _abs_path, d.state_dir),
         store_dir=p.value("server.store_dir", t.get("store_dir", str(d.store_dir)), _abs_path, d.store_dir),
         tftp_listen=_listen_list(p, "server.tftp_listen", t.get("tftp_listen", ["0.0.0.0:69"]), 69),
@@ -157,6 +157,27 @@ def _parse_server(p: _Problems, raw: Any) -> ServerConfig:
         tftp_give_up_after=p.value("server.tftp_give_up_after", t.get("tftp_give_up_after", d.tftp_give_up_after),
                                    _give_up_seconds, d.tftp_give_up_after),
     )
+    # Two sockets of one protocol on one port cannot both bind: say so now, not as "Address
+    # already in use" from serve.  (TFTP is UDP, HTTP and metrics TCP: those never collide.)
+    _clashing_listeners(p, [(f"server.tftp_listen[{i}]", a) for i, a in enumerate(server.tftp_listen)])
+    _clashing_listeners(p, [(f"server.http_listen[{i}]", a) for i, a in enumerate(server.http_listen)]
+                        + ([("server.metrics_listen", server.metrics_listen)] if server.metrics_listen else []))
+    return server
+
+
+def _clashing_listeners(p: _Problems, listeners: list[tuple[str, ListenAddress]]) -> None:
+    def overlap(a: ListenAddress, b: ListenAddress) -> bool:
+        if a.port != b.port or a.port == 0:
+            return False
+        x, y = ipaddress.ip_address(a.host), ipaddress.ip_address(b.host)
+        # IPv6 sockets are v6-only: 0.0.0.0 and :: on one port are two sockets that both bind.
+        return x == y or (x.version == y.version and (x.is_unspecified or y.is_unspecified))
+
+    for i, (path, address) in enumerate(listeners):
+        for other_path, other in listeners[:i]:
+            if overlap(address, other):
+                p.add(path, f"{address} is already taken by {other_path} ({other}): the second socket cannot bind")
+                break
 
 
 def _give_up_seconds(raw: Any) -> float:
