@@ -21,6 +21,7 @@ import queue
 import select
 import signal
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping
@@ -34,6 +35,7 @@ from ..tftp import TftpServer, TftpStats
 from ..tftp.worker import default_worker_count
 from ..wakeup import WakePipe
 from . import operations
+from .event_budget import BootEventBudget
 from .frames import FrameSources
 from .gcroots import desired_roots, sync_roots
 from .health import CONFIG_COMPONENT, WITHHELD, Health, remove_health_file, status_line, write_health_file
@@ -90,6 +92,9 @@ class Appliance:
         self.wake = WakePipe()
         self._unpersisted: list[Decision] = []     # decisions whose state write failed: retried each tick
         self.events_dropped = 0
+        # Repeats and floods of one host's boot events are counted, not written (TFTP and HTTP threads).
+        self.event_budget = BootEventBudget()
+        self._event_budget_lock = threading.Lock()
         self._events_failing = False
         self.resolver: BootResolver             # set by open()
         self.tftp: TftpServer | None = None
@@ -245,6 +250,10 @@ class Appliance:
         if name is None:
             return
         self.boots.record(name, record.outcome, record.bytes_sent)
+        with self._event_budget_lock:
+            event = self.event_budget.admit(boot_event(record, time.time()), time.monotonic())
+        if event is None:
+            return
         if self.control.qsize() >= QUEUED_EVENTS_MAX:
             self.events_dropped += 1
             if not self._events_failing:
@@ -252,7 +261,7 @@ class Appliance:
                 self.health.fail("boot-events", f"{QUEUED_EVENTS_MAX} boot events waiting for the state "
                                                 "directory; newer ones are dropped")
             return
-        self._post(boot_event(record, time.time()))
+        self._post(event)
 
     # -- the control queue (this loop) -------------------------------------------------------
 
@@ -354,7 +363,8 @@ class Appliance:
                               self.dhcp.read_stats() if self.dhcp else None,
                               iscsi=self.iscsi_health if self.config.iscsi.enable else None,
                               health=self.health.report(), events_dropped=self.events_dropped,
-                              http=self.http.read_stats() if self.http else None)
+                              http=self.http.read_stats() if self.http else None,
+                              events_suppressed=self.event_budget.suppressed_total)
 
     # -- config reload / iSCSI --------------------------------------------------------------
 

@@ -37,7 +37,7 @@ def render_metrics(stats: TftpStats, boots: BootCounters, served: Mapping[str, i
                    sessions: Mapping[str, bool], dhcp: object | None = None,
                    iscsi: IscsiHealth | None = None,
                    health: HealthReport | None = None, events_dropped: int = 0,
-                   http: object | None = None) -> str:
+                   http: object | None = None, events_suppressed: int = 0) -> str:
     """Pure: counters in, Prometheus text format out."""
     lines = []
 
@@ -72,6 +72,8 @@ def render_metrics(stats: TftpStats, boots: BootCounters, served: Mapping[str, i
            [(f'{{component="{c}"}}', n) for c, n in sorted(failures.items())])
     metric("netboot_boot_events_dropped_total", "counter", "boot events that could not be recorded",
            [("", events_dropped)])
+    metric("netboot_boot_events_suppressed_total", "counter",
+           "boot events coalesced or over a host's budget (counted on its next event)", [("", events_suppressed)])
     if iscsi is not None:
         metric("netboot_iscsi_apply_failures_total", "counter", "failed iSCSI applies (start, reload, retries)",
                [("", iscsi.failures)])
