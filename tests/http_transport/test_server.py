@@ -255,12 +255,17 @@ def test_slowloris_cannot_exhaust_connections(files):
         s.server.stop()
 
 
-def stalled_reader(port: int, path: str) -> socket.socket:
+def stalled_reader(port: int, path: str, source: str = "127.0.0.1") -> socket.socket:
     """A client that asks for a file and then stops reading (a small receive window)."""
     reader = socket.socket()
-    reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    reader.connect(("127.0.0.1", port))
-    reader.sendall(f"GET /{path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    try:
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        reader.bind((source, 0))
+        reader.connect(("127.0.0.1", port))
+        reader.sendall(f"GET /{path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    except OSError:
+        reader.close()
+        raise
     return reader
 
 
@@ -279,20 +284,6 @@ def test_busy_answers_503_when_every_slot_is_transferring(files):
         reader.close()
     finally:
         s.server.stop()
-
-
-def stalled_readers(port: int, path: str, sources: list[str], per_source: int) -> list[socket.socket]:
-    """``per_source`` clients from each loopback source address that ask for a file and stop reading."""
-    readers = []
-    for source in sources:
-        for _ in range(per_source):
-            reader = socket.socket()
-            readers.append(reader)
-            reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            reader.bind((source, 0))
-            reader.connect(("127.0.0.1", port))
-            reader.sendall(f"GET /{path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    return readers
 
 
 def test_stalled_readers_on_many_addresses_cannot_hold_every_slot(files):
@@ -314,10 +305,13 @@ def test_stalled_readers_on_many_addresses_cannot_hold_every_slot(files):
 
     reader_thread = threading.Thread(target=read_steadily)
     reader_thread.start()
-    # 7 x 64 + 63 stalled readers on 8 source addresses, each under the per-address cap: every slot taken
-    sources = [f"127.0.0.{n}" for n in range(2, 10)]
-    readers = stalled_readers(s.port, "pc/huge", sources[:7], 64) + stalled_readers(s.port, "pc/huge", sources[7:], 63)
+    readers: list[socket.socket] = []
     try:
+        # 7 x 64 + 63 stalled readers on 8 source addresses, each under the per-address cap: every slot taken
+        sources = [f"127.0.0.{n}" for n in range(2, 10)]
+        for source in sources:
+            for _ in range(63 if source == sources[-1] else 64):
+                readers.append(stalled_reader(s.port, "pc/huge", source))
         eventually(lambda: s.server.read_stats().responses.get(200, 0) == 512, 30, "every slot to be transferring")
         assert s.server.read_stats().connections_active == 512
         time.sleep(s.server.reclaim_after)      # the stalled readers have now gone that long without progress
