@@ -109,8 +109,9 @@ def _parse_request(opcode: int, datagram: bytes) -> Request:
 
     RFC 1350 ends a request after the mode and RFC 2347 appends name/value
     pairs, but some PXE ROMs pad the datagram with NULs; so an empty field ends
-    the request, and an option name left without a value is dropped.  The
-    filename and mode must still be present, non-empty and NUL-terminated.
+    the request, and a final option name left without a value (NUL-terminated
+    or not) is dropped.  The filename and mode must still be present,
+    non-empty and NUL-terminated, and so must an option's value.
     """
     *fields, unterminated = datagram[2:].split(b"\0")
     if len(fields) < 2:
@@ -123,10 +124,10 @@ def _parse_request(opcode: int, datagram: bytes) -> Request:
     option_fields = fields[2:]
     if b"" in option_fields:
         option_fields = option_fields[:option_fields.index(b"")]
-    elif unterminated:
-        raise MalformedPacket("request: last field not NUL-terminated")
+    elif unterminated and len(option_fields) % 2:
+        raise MalformedPacket("request: option value not NUL-terminated")
     if len(option_fields) % 2:
-        option_fields.pop()     # a dangling final name: no option
+        option_fields.pop()     # a dangling final name, like an unterminated one: no option
     return Request(opcode, filename, mode.decode("latin-1").lower(),
                    _decode_option_fields(option_fields, "request"))
 

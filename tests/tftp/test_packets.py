@@ -42,6 +42,7 @@ def test_non_utf8_filename_stays_bytes():
     (b"\0\1f\0octet\0\0\0\0\0", ()),
     (b"\0\1f\0octet\0blksize\x00512\0\0\0", (("blksize", "512"),)),   # padding after options
     (b"\0\1f\0octet\0blksize\0", ()),                      # a dangling final option name
+    (b"\0\1f\0octet\0blksize", ()),                        # ... not NUL-terminated
     (b"\0\1f\0octet\0tsize\x000\0blksize\0", (("tsize", "0"),)),
     (b"\0\1f\0octet\0blksize\0\0", ()),                   # ... padded
     (b"\0\1f\0octet\0\x00512\0", ()),                      # reading stops at the empty field
@@ -59,7 +60,6 @@ def test_requests_are_read_up_to_the_first_empty_field(datagram, options):
     b"\0\1f\0\0",                                   # empty mode
     b"\0\1f\0\0octet\0",                            # empty mode, then a stray field
     b"\0\1\0\0",                                     # padding only: empty filename
-    b"\0\1f\0octet\0blksize",                       # option without NUL
     b"\0\1f\0octet\0blksize\x00512",                # value without NUL
     b"\0\7\0\0", b"\0\0\0\0", b"\1\1f\0octet\0", b"\xff\xff\xff\xff",   # bad opcodes
     b"\0\6blksize\0",                               # OACK option without value

@@ -137,7 +137,7 @@ def test_unknown_mode_is_refused(served, payloads):
 
 @pytest.mark.parametrize("datagram", [
     b"", b"\0", b"\0\1", b"\0\1small.bin", b"\0\1small.bin\0", b"\0\1small.bin\0octet",
-    b"\0\1small.bin\0octet\0blksize", b"\0\1small.bin\0\0", b"\0\1\0octet\0\0",
+    b"\0\1small.bin\0octet\0blksize\x00512", b"\0\1small.bin\0\0", b"\0\1\0octet\0\0",
     b"\0\2x", b"\0\3", b"\0\4\0", b"\0\5", b"\0\6", b"\0\7\0\0", b"\xff" * 10,
     b"\0\1" + b"a" * 2000 + b"\0octet\0",          # oversized request
     b"\0\3\0\1" + bytes(60000),                    # oversized DATA
@@ -160,8 +160,9 @@ def test_malformed_datagrams_to_the_listener(served, payloads, datagram):
     (b"\0\1small.bin\0octet\0\0\0\0", ()),
     (b"\0\1small.bin\0octet\0blksize\x001024\0\0\0", (("blksize", "1024"),)),
     (b"\0\1small.bin\0octet\0blksize\0", ()),
+    (b"\0\1small.bin\0octet\0blksize", ()),
     (b"\0\1small.bin\0octet\0blksize\x001024\0tsize\0\0", (("blksize", "1024"),)),
-], ids=["padding", "padding-after-options", "dangling-option", "dangling-option-padded"])
+], ids=["padding", "padding-after-options", "dangling-option", "dangling-unterminated", "dangling-option-padded"])
 def test_padded_requests_are_served_like_tftpd_hpa_serves_them(served, payloads, datagram, oack):
     """Read up to the first empty field; a dangling name is not an option."""
     with RawPeer() as peer:
