@@ -34,7 +34,7 @@ class _HostBudget:
 class BootEventBudget:
     """``admit(event, now)``: the event to write (maybe with ``suppressed``), or None."""
 
-    def __init__(self, repeat_window: float = 10.0, burst: int = 300, per_second: float = 1.0) -> None:
+    def __init__(self, repeat_window: float = 5.0, burst: int = 300, per_second: float = 1.0) -> None:
         self.repeat_window = repeat_window
         self.burst = burst
         self.per_second = per_second
