@@ -172,3 +172,15 @@ def test_the_interactive_shell_survives_mistakes(demo, tmp_path):
     assert "serving generation 1 (pin)" in out.stdout, out.stdout + out.stderr
     status = json.loads(netboot("status", "--json", config=demo.config).stdout)
     assert status["hosts"]["pi-desktop"]["served"] == 1
+
+
+def test_a_shell_line_that_is_not_text_is_an_error_line(demo, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    out = subprocess.run([sys.executable.encode(), b"-m", b"appliance.cli.main", b"-c", bytes(demo.config),
+                          b"shell", b"cd /hosts/\xff"], capture_output=True, env=env, timeout=60)
+    assert b"Traceback" not in out.stdout + out.stderr, out.stderr
+    assert out.returncode == 2 and b"error:" in out.stdout
