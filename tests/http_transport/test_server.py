@@ -270,7 +270,8 @@ def stalled_reader(port: int, path: str, source: str = "127.0.0.1") -> socket.so
 
 
 def test_busy_answers_503_when_every_slot_is_transferring(files):
-    s = Served(DictProvider(files), max_connections=1, send_timeout=2.0)
+    # reclaim_after beyond send_timeout: the reader counts as transferring until it is cut
+    s = Served(DictProvider(files), max_connections=1, send_timeout=2.0, reclaim_after=60.0)
     try:
         reader = stalled_reader(s.port, "pc/huge")
         assert reader.recv(16).startswith(b"HTTP/1.1 200")
@@ -281,6 +282,22 @@ def test_busy_answers_503_when_every_slot_is_transferring(files):
         assert records and records[0].path == "pc/huge" and records[0].outcome == "timeout"
         assert 0 < records[0].bytes_sent < HUGE
         assert status_and_body(f"{s.url}/pc/boot.ipxe")[0] == 200
+        reader.close()
+    finally:
+        s.server.stop()
+
+
+def test_a_reader_stalled_past_reclaim_after_gives_its_slot_to_a_newcomer(files):
+    s = Served(DictProvider(files), max_connections=1, reclaim_after=1.0)
+    try:
+        reader = stalled_reader(s.port, "pc/huge")
+        assert reader.recv(16).startswith(b"HTTP/1.1 200")
+        time.sleep(1.5)                     # the reader has now taken nothing for over reclaim_after
+        assert status_and_body(f"{s.url}/pc/boot.ipxe") == (200, b"#!ipxe\nboot\n")
+        records = s.wait_records(2)
+        assert [(r.path, r.outcome) for r in records] == [("pc/huge", "reclaimed"), ("pc/boot.ipxe", "complete")]
+        assert 0 < records[0].bytes_sent < HUGE
+        assert s.server.read_stats().reclaimed == 1
         reader.close()
     finally:
         s.server.stop()
@@ -314,7 +331,7 @@ def test_stalled_readers_on_many_addresses_cannot_hold_every_slot(files):
                 readers.append(stalled_reader(s.port, "pc/huge", source))
         eventually(lambda: s.server.read_stats().responses.get(200, 0) == 512, 30, "every slot to be transferring")
         assert s.server.read_stats().connections_active == 512
-        time.sleep(s.server.reclaim_after)      # the stalled readers have now gone that long without progress
+        time.sleep(s.server.reclaim_after + 0.5)    # the stalled readers have now gone longer without progress
         with_progress = sum(steady_got)
         results: list[tuple[int, bytes, float]] = []
 
