@@ -15,6 +15,7 @@ fsyncs, rebuilds and GC-root syncs all happen here.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import queue
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 from ..config import Config, load_config
 from ..config.load import config_warnings, require_hosts
 from ..content import TransferRecord
-from ..errors import ApplianceError, ConfigError, IscsiError, StateCorrupt
+from ..errors import ApplianceError, ConfigError, IscsiError, StateCorrupt, TftpError
 from ..nix import StoreCache
 from ..tftp import TftpServer, TftpStats
 from ..tftp.worker import default_worker_count
@@ -38,7 +39,8 @@ from . import operations
 from .event_budget import BootEventBudget
 from .frames import FrameSources
 from .gcroots import desired_roots, sync_roots
-from .health import CONFIG_COMPONENT, WITHHELD, Health, remove_health_file, status_line, write_health_file
+from .health import (CONFIG_COMPONENT, WITHHELD, Health, read_published, remove_health_file, status_line,
+                     write_health_file)
 from .inotify import Inotify
 from .iscsi_health import IscsiHealth
 from .metrics import BootCounters, render_metrics, serve_metrics
@@ -511,6 +513,16 @@ class Appliance:
             self.health.fail("frame-capture", f"cannot read request frames ({exc.strerror or exc}): client MACs "
                                               "come from the neighbour table and solicitations only")
 
+    def _taken_by_a_running_daemon(self, exc: TftpError) -> TftpError:
+        """The port is taken: by the daemon already serving this configuration, if there is one."""
+        running = read_published(self.store.dir)
+        if not isinstance(exc.__cause__, OSError) or exc.__cause__.errno != errno.EADDRINUSE \
+                or running is None or running[0] == os.getpid() \
+                or running[1].details.get(CONFIG_COMPONENT, {}).get("path") != str(self.config_path):
+            return exc
+        return TftpError(f"{exc}: netboot serve (pid {running[0]}) already serves this configuration "
+                         "(systemctl reload netboot-appliance, or kill -HUP it, to reload)")
+
     def _publish_health(self) -> None:
         """After a change: the file for ``status``, and STATUS= for systemd (once ready:
         READY=1 carries the first STATUS)."""
@@ -553,7 +565,10 @@ class Appliance:
         self.tftp = TftpServer(self.resolver, listen=listen, on_transfer=self.on_transfer,
                                give_up_after=self.config.server.tftp_give_up_after,
                                workers=default_worker_count())
-        self.tftp.start()
+        try:
+            self.tftp.start()
+        except TftpError as exc:
+            raise self._taken_by_a_running_daemon(exc) from exc
         self._watch_frames({port for _, port in self.tftp.addresses})
         self.tftp.run_in_thread()
         try:

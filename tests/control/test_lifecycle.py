@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import time
@@ -168,3 +169,14 @@ def test_a_rejected_reload_is_on_the_status_line_and_check_says_the_daemon_keeps
     other.write_text(good.replace('mac = "dc:a6:32:01:02:03"', 'mac = "dc:a6:32:1:2"'))
     out = cli(other, "check")
     assert out.returncode == 2 and "keeps serving" not in out.stderr, out.stderr
+
+
+def test_a_second_serve_on_a_running_appliance_names_the_first_and_leaves_it_alone(daemon, store):
+    """``netboot serve`` typed while the service runs: the port is taken by that daemon; say so,
+    and leave its health file (status keeps showing the running one)."""
+    out = cli(store.config, "serve", timeout=60)
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr
+    assert f"netboot serve (pid {daemon.pid}) already serves this configuration" in out.stderr, out.stderr
+    assert daemon.alive()
+    assert json.loads((store.layout.state / "health.json").read_text())["pid"] == daemon.pid
