@@ -821,3 +821,13 @@ def test_ipv4_and_ipv6_wildcards_on_one_port_and_tftp_and_http_on_one_number_are
     doc["server"].update({"tftp_listen": ["0.0.0.0:69", "[::]:69"], "http_listen": ["0.0.0.0:69"],
                           "metrics_listen": "127.0.0.1:0"})
     parse_config(doc)
+
+
+def test_a_firmware_or_host_written_as_keys_not_tables_is_one_problem_each_naming_the_table_form():
+    doc = spec_doc()
+    doc["firmware"] = {"path": "/nix/store/abc-raspberrypi-firmware-1/share/raspberrypi/boot"}
+    doc["hosts"] = {"boot": "rpi"}
+    found = problems(doc)
+    assert set(found) == {"firmware.path", "hosts.boot"}, found
+    assert "[firmware.path]" not in found["firmware.path"] and "[firmware.<name>]" in found["firmware.path"]
+    assert "[hosts.<name>]" in found["hosts.boot"]

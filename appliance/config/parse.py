@@ -257,6 +257,10 @@ def _parse_firmware(p: _Problems, raw: Any) -> dict[str, Firmware]:
     t = p.table("firmware", raw, set(raw) if isinstance(raw, dict) else set())
     out = {}
     for name, fw in t.items():
+        if not isinstance(fw, dict):
+            p.add(f"firmware.{name}", f"must be a table, not {type(fw).__name__}: "
+                                      "[firmware.<name>] with path = \"…\" (e.g. [firmware.rpi])")
+            continue
         ft = p.table(f"firmware.{name}", fw, _FIRMWARE_KEYS)
         if "path" not in ft:
             p.add(f"firmware.{name}.path", "missing")
@@ -269,9 +273,10 @@ def _parse_firmware(p: _Problems, raw: Any) -> dict[str, Firmware]:
 
 def _parse_host(p: _Problems, name: str, raw: Any, firmware: dict[str, Firmware], iscsi: IscsiConfig) -> Host | None:
     at = f"hosts.{name}"
-    t = p.table(at, raw, _HOST_KEYS)
     if not isinstance(raw, dict):
+        p.add(at, f"must be a table, not {type(raw).__name__}: one [hosts.<name>] table per host")
         return None
+    t = p.table(at, raw, _HOST_KEYS)
     if not values.HOST_NAME.match(name):
         p.add(at, f"host name {name!r} must be lower-case letters, digits and '-' (it becomes part of IQNs and LIO names)")
     boot = p.value(f"{at}.boot", t.get("boot"), _boot_style, None)
