@@ -347,3 +347,16 @@ def test_a_closed_pipe_ends_quietly(nb):
     proc.stdout.close()
     assert proc.wait(timeout=60) == 0
     assert proc.stderr.read() == b""
+
+
+def test_registers_running_at_once_lose_no_generation(nb, demo_layout):
+    """A client publishing while the operator registers: each toplevel gets its own generation,
+    and each command's number is the generation that holds its toplevel."""
+    tops = [make_toplevel(demo_layout.store, PI, f"25.11.{i}", kernel_size=64, initrd_size=64) for i in range(6)]
+    results = run_all(nb, [("register", PI, str(top), "--json") for top in tops])
+    numbers = [js(r)["generation"] for r in results]
+    assert len(set(numbers)) == len(tops), numbers
+    links = toplevels(nb, PI)
+    for top, number in zip(tops, numbers):
+        assert links[number] == top, (number, links)
+    assert set(links) == {1, 2, *numbers}

@@ -209,6 +209,15 @@ def register_generation(profile: Path, toplevel: Path, roots: StoreRoots) -> int
             raise GenerationError(f"nix-env --set failed: {result.stderr.strip()}")
         return read_profile(profile, roots).current or 0
     number = max((g.number for g in existing.generations), default=0) + 1
-    atomic_symlink(str(real), profile.parent / link_name(profile.name, number))
+    while True:
+        # Never over an existing link: a register running at the same time may have just
+        # taken this number (its generation would silently become ours).
+        try:
+            os.symlink(str(real), profile.parent / link_name(profile.name, number))
+            break
+        except FileExistsError:
+            number += 1
+        except OSError as exc:
+            raise GenerationError(f"cannot add generation {number} to {profile}: {exc.strerror}") from exc
     atomic_symlink(link_name(profile.name, number), profile)
     return number
