@@ -310,17 +310,21 @@ def test_rpi5_tree_from_the_generation_and_firmware(env_factory, firmware):
     assert all(path.startswith(p) for path in files)
 
 
-def test_rpi5_kernel_line_names_the_served_kernel(env_factory):
-    env = env_factory("rpi5", config_txt=["kernel=Image-nixos"])
+@pytest.mark.parametrize("boot, default_kernel", [("rpi", "kernel8.img"), ("rpi5", "kernel_2712.img")])
+def test_pi_kernel_line_names_the_served_kernel(env_factory, boot, default_kernel):
+    """A Pi loads the last kernel= of config.txt: that name is the one served."""
+    env = env_factory(boot, config_txt=["kernel=Image-nixos"])
     n = env.add("1", kernel_data=b"K")
     snap = env.snapshot()
     files = snap.tree.files
     p = "dc-a6-32-01-02-03/"
-    assert data(files[p + "Image-nixos"]) == b"K" and p + "kernel_2712.img" not in files
+    assert data(files[p + "Image-nixos"]) == b"K" and p + default_kernel not in files
     style = snap.host.boot
     assert style.kernel_paths(snap.host, n) == {p + "Image-nixos", f"{p}generations/{n}/Image-nixos"}
+    lines = [line for line in data(files[p + "config.txt"]).decode().splitlines() if line.startswith("kernel=")]
+    assert lines[-1] == "kernel=Image-nixos"
     assert style.starts_boot(snap.host, p + "config.txt")
-    assert not style.starts_boot(snap.host, p + "start4.elf")
+    assert style.starts_boot(snap.host, p + "start4.elf") == (boot == "rpi")
 
 
 @pytest.mark.parametrize("line", ["kernel=boot/Image", "kernel=config.txt", "kernel="])
@@ -655,19 +659,6 @@ def test_ipxe_host_with_ipxe_firmware_serves_the_network_boot_programs(env_facto
     for name in ("undionly.kpxe", "ipxe.efi", "snponly.efi"):
         assert data(files[f"52-54-00-ab-cd-ef/{name}"]) == name.encode()
     assert "52-54-00-ab-cd-ef/ipxe.lkrn" not in files
-
-
-def test_rpi_kernel_line_names_the_served_kernel(env_factory):
-    """A Pi 4 loads the last kernel= of config.txt: that name is the one served."""
-    env = env_factory("rpi", config_txt=["kernel=Image-nixos"])
-    n = env.add("1", kernel_data=b"K")
-    snap = env.snapshot()
-    files = snap.tree.files
-    p = "dc-a6-32-01-02-03/"
-    assert data(files[p + "Image-nixos"]) == b"K" and p + "kernel8.img" not in files
-    assert snap.host.boot.kernel_paths(snap.host, n) == {p + "Image-nixos", f"{p}generations/{n}/Image-nixos"}
-    lines = [line for line in data(files[p + "config.txt"]).decode().splitlines() if line.startswith("kernel=")]
-    assert lines[-1] == "kernel=Image-nixos"
 
 
 @pytest.mark.parametrize("boot", ["rpi", "rpi5"])
