@@ -831,3 +831,12 @@ def test_a_firmware_or_host_written_as_keys_not_tables_is_one_problem_each_namin
     assert set(found) == {"firmware.path", "hosts.boot"}, found
     assert "[firmware.path]" not in found["firmware.path"] and "[firmware.<name>]" in found["firmware.path"]
     assert "[hosts.<name>]" in found["hosts.boot"]
+
+
+@pytest.mark.parametrize("store", ["/tmp/my store", "/srv/nix\tstore"])
+def test_a_store_dir_with_whitespace_is_refused(store):
+    """init=<toplevel>/init goes on the kernel command line, which splits at whitespace."""
+    doc = spec_doc()
+    doc["server"]["store_dir"] = store
+    found = problems(doc)
+    assert list(found) == ["server.store_dir"] and "kernel command line" in found["server.store_dir"]

@@ -102,6 +102,14 @@ def _abs_path(raw: Any) -> Path:
     return Path(raw)
 
 
+def _store_path(raw: Any) -> Path:
+    path = _abs_path(raw)
+    if any(c.isspace() for c in str(path)):
+        raise values.ValueProblem(f"{raw!r} contains whitespace: init=<toplevel>/init could not go on a kernel "
+                                  "command line, which splits at whitespace")
+    return path
+
+
 def _listen_list(p: _Problems, path: str, raw: Any, port: int) -> tuple[ListenAddress, ...]:
     if not isinstance(raw, list):
         p.add(path, f"must be a list of host:port strings, not {type(raw).__name__}")
@@ -147,7 +155,7 @@ def _parse_server(p: _Problems, raw: Any) -> ServerConfig:
     metrics = t.get("metrics_listen")
     server = ServerConfig(
         state_dir=p.value("server.state_dir", t.get("state_dir", str(d.state_dir)), _abs_path, d.state_dir),
-        store_dir=p.value("server.store_dir", t.get("store_dir", str(d.store_dir)), _abs_path, d.store_dir),
+        store_dir=p.value("server.store_dir", t.get("store_dir", str(d.store_dir)), _store_path, d.store_dir),
         tftp_listen=_listen_list(p, "server.tftp_listen", t.get("tftp_listen", ["0.0.0.0:69"]), 69),
         http_listen=_listen_list(p, "server.http_listen", t.get("http_listen", []), 80),
         gcroots_dir=None if gcroots == "" else p.value("server.gcroots_dir", gcroots, _abs_path, None),
