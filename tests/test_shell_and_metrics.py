@@ -184,3 +184,13 @@ def test_a_shell_line_that_is_not_text_is_an_error_line(demo, tmp_path):
                           b"shell", b"cd /hosts/\xff"], capture_output=True, env=env, timeout=60)
     assert b"Traceback" not in out.stdout + out.stderr, out.stderr
     assert out.returncode == 2 and b"error:" in out.stdout
+
+
+def test_a_damaged_state_file_does_not_end_the_interactive_shell(demo, tmp_path):
+    """ls needs the state; when it is damaged that is an error line, and the session goes on."""
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    (demo.state / "state.json").write_bytes(b"\x00not json")
+    out = netboot("shell", config=demo.config, env=env, input="ls\n/iscsi status\nexit\n")
+    assert "Traceback" not in out.stdout + out.stderr, out.stderr
+    assert "error:" in out.stdout and "is corrupt" in out.stdout, out.stdout
+    assert "iSCSI is disabled" in out.stdout          # the command after the failure ran

@@ -43,6 +43,8 @@ class _Shell(ConfigShell):
             super().run_cmdline(cmdline)
         except (ExecutionError, ParseBaseException) as exc:   # unknown path or command, missing argument
             self.failed(str(exc), UsageError.exit_code)
+        except ApplianceError as exc:         # from a listing (ls reads the state and the profiles)
+            self.failed(str(exc), exc.exit_code)
         except UnicodeError:      # bytes that are not UTF-8 (configshell logs every line as text)
             self.failed(f"{cmdline.encode(errors='backslashreplace').decode()!r} is not UTF-8 text",
                         UsageError.exit_code)
