@@ -17,6 +17,11 @@ with SO_REUSEPORT; the kernel spreads clients by address hash).
   server and atftpd (the only other server with RFC 7440);
 - every row: server CPU µs per DATA packet (CPU seconds / blocks sent).
 
+``--baseline DIR`` also runs this server from another checkout (rows
+``baseline`` and ``baseline 1-proc``), interleaved with the rest: an A/B of
+a change in one run, under the same load.  ``--skip NAME ...`` leaves
+servers out (not tftpd-hpa or atftpd: the ratios need them).
+
 tftpd-hpa and atftpd come from their .debs (``apt-get download`` +
 ``dpkg-deb -x`` into ``.cache/bench/``): installing them would start a
 service on :69.  dnsmasq can only serve TFTP on port 69; it is bound to
@@ -123,11 +128,12 @@ class Server:
     port: int
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
+    cwd: Path = REPO
 
     def start(self) -> Server:
         env = dict(os.environ)
         env.update(self.env)
-        self.proc = subprocess.Popen(self.cmd, env=env, cwd=REPO, stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(self.cmd, env=env, cwd=self.cwd, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      start_new_session=True)
         deadline = time.monotonic() + 10
@@ -221,7 +227,8 @@ class CpuMeter:
         own = _stat_ticks(self.pid)[1] - self.base
         return (own + sum(self.children.values())) / os.sysconf("SC_CLK_TCK")
 
-def make_servers(root: Path, include_dnsmasq: bool) -> tuple[dict[str, Server], list[str]]:
+def make_servers(root: Path, include_dnsmasq: bool, baseline: Path | None = None,
+                 skip: frozenset[str] = frozenset()) -> tuple[dict[str, Server], list[str]]:
     notes = []
     tools = extracted_binaries()
     libs = {"LD_LIBRARY_PATH": str(CACHE / "root/usr/lib/x86_64-linux-gnu")}
@@ -237,6 +244,16 @@ def make_servers(root: Path, include_dnsmasq: bool) -> tuple[dict[str, Server], 
     one = shlex.join(ours + ["--workers", "0", "--reuse-port"])
     servers["appliance reuseport"] = Server("appliance reuseport",
                                             ["sh", "-c", " & ".join([one] * CPUS) + " & wait"], port)
+    if baseline is not None:
+        # ``-m`` imports from the working directory first: the other checkout's code.
+        port = free_port()
+        ours = [sys.executable, "-m", "appliance.tftp", "--root", str(root), "--listen", f"{HOST}:{port}"]
+        servers["baseline"] = Server("baseline", ours, port, cwd=baseline)
+        port = free_port()
+        ours = [sys.executable, "-m", "appliance.tftp", "--root", str(root), "--listen", f"{HOST}:{port}"]
+        servers["baseline 1-proc"] = Server("baseline 1-proc", ours + ["--workers", "0"], port, cwd=baseline)
+    for name in skip:
+        servers.pop(name, None)
     port = free_port()
     servers["tftpd-hpa"] = Server("tftpd-hpa", [str(tools["tftpd-hpa"]), "-L", "-a", f"{HOST}:{port}",
                                                 "-s", str(root)], port, libs)
@@ -357,7 +374,8 @@ def row(test: str, name: str, runs: list[Run], blksize: int, base: float | None,
                r.cpu / packets * 1e6 if packets else None, r.peak_rss if rss else 0)
 
 
-def benchmark(repeat: int, include_dnsmasq: bool, concurrency: list[int], windows: list[int]) -> tuple[list[Row], list[str]]:
+def benchmark(repeat: int, include_dnsmasq: bool, concurrency: list[int], windows: list[int],
+              baseline: Path | None = None, skip: frozenset[str] = frozenset()) -> tuple[list[Row], list[str]]:
     rows: list[Row] = []
     workdir = Path(tempfile.mkdtemp(prefix="tftp-bench-"))
     os.chmod(workdir, 0o755)            # tftpd-hpa and atftpd drop to nobody
@@ -368,7 +386,7 @@ def benchmark(repeat: int, include_dnsmasq: bool, concurrency: list[int], window
         (workdir / "probe.bin").write_bytes(b"probe")
         for p in workdir.iterdir():
             os.chmod(p, 0o644)
-        servers, notes = make_servers(workdir, include_dnsmasq)
+        servers, notes = make_servers(workdir, include_dnsmasq, baseline, skip)
         for s in servers.values():
             s.start()
         time.sleep(1.0)                 # transfer workers and port-sharing processes come up
@@ -395,7 +413,8 @@ def benchmark(repeat: int, include_dnsmasq: bool, concurrency: list[int], window
 
         notes.append(f"load average after the concurrency rows: {os.getloadavg()[0]:.2f}")
         hpa_1468 = next(r.mbps for r in rows if r.test == "lock-step bs 1468 (curl)" and r.server == "tftpd-hpa")
-        window_servers = [n for n in ("appliance", "appliance 1-proc", "atftpd") if n in servers]
+        window_servers = [n for n in ("appliance", "appliance 1-proc", "baseline", "baseline 1-proc", "atftpd")
+                          if n in servers]
         for windowsize in windows:
             results = {n: [] for n in window_servers}
             for _ in range(repeat):
@@ -459,12 +478,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, nargs="*", default=[8, 32])
     parser.add_argument("--windows", type=int, nargs="*", default=[8, 16, 32])
     parser.add_argument("--no-write", action="store_true", help=f"do not update {RESULTS.name}")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="also run this server from another checkout (A/B in one run)")
+    parser.add_argument("--skip", nargs="*", default=[], metavar="NAME",
+                        help="servers to leave out, e.g. 'appliance reuseport' dnsmasq")
     args = parser.parse_args(argv)
+    if {"tftpd-hpa", "atftpd"} & set(args.skip):
+        parser.error("tftpd-hpa and atftpd are the references of the ratios; they cannot be skipped")
+    if args.baseline is not None and not (args.baseline / "appliance" / "tftp").is_dir():
+        parser.error(f"--baseline {args.baseline}: not a checkout of this project")
     for tool in ("curl", "atftp"):
         if shutil.which(tool) is None:
             print(f"{tool} is required (apt-get install -y curl atftp)", file=sys.stderr)
             return 2
-    rows, notes = benchmark(max(1, args.repeat), not args.no_dnsmasq, args.concurrency, args.windows)
+    rows, notes = benchmark(max(1, args.repeat), not args.no_dnsmasq, args.concurrency, args.windows,
+                            args.baseline, frozenset(args.skip))
     print(table(rows))
     for n in notes:
         print(n)
