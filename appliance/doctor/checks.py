@@ -193,9 +193,9 @@ def _check_style_files(h: HostFacts, style: BootStyle, check: str) -> list[Findi
     return findings
 
 
-def _is_kernel(path: str) -> bool:
+def _is_kernel(path: str, h: HostFacts) -> bool:
     name = path.rsplit("/", 1)[-1]
-    return name in ("kernel8.img", "kernel", "kernel_2712.img") or name.startswith("vmlinuz")
+    return name in h.kernel_names or name in ("kernel8.img", "kernel", "kernel_2712.img") or name.startswith("vmlinuz")
 
 
 def _is_initrd(path: str) -> bool:
@@ -219,10 +219,10 @@ def _check_boot_events(h: HostFacts, facts: Facts, check: str) -> list[Finding]:
         return [_warning(check, "no boot seen: the host has not fetched anything yet",
                          _never_fetched_fix(h, facts))]
     # The last boot: from the last kernel request, or the last few transfers.
-    starts = [i for i, e in enumerate(h.events) if _is_kernel(str(e.get("path", "")))]
+    starts = [i for i, e in enumerate(h.events) if _is_kernel(str(e.get("path", "")), h)]
     last = list(h.events[starts[-1]:] if starts else h.events)
     failed = [e for e in last if e.get("outcome") != "complete"]
-    kernel = any(_is_kernel(str(e.get("path"))) and e.get("outcome") == "complete" for e in last)
+    kernel = any(_is_kernel(str(e.get("path")), h) and e.get("outcome") == "complete" for e in last)
     initrd = any(_is_initrd(str(e.get("path"))) and e.get("outcome") == "complete" for e in last)
     stop = last[-1]
     where = f"last transfer {stop.get('path')} ({stop.get('outcome')}) to {stop.get('client')}"

@@ -47,6 +47,7 @@ class HostFacts:
     served: int | None = None
     reason: str = ""
     tree_paths: frozenset[str] = frozenset()
+    kernel_names: frozenset[str] = frozenset()      # the file names the served kernel has (config.txt kernel=)
     tree_error: str | None = None
     firmware_path: str | None = None
     firmware_files: frozenset[str] | None = None   # top-level names; None: missing or unreadable

@@ -233,4 +233,6 @@ def _host(config: Config, store: StateStore, state: State, name: str, sessions: 
         served=snap.selection.number,
         reason=snap.selection.reason + (f": {snap.selection.note}" if snap.selection.note else ""),
         tree_paths=frozenset(snap.tree.files),
+        kernel_names=frozenset(p.rsplit("/", 1)[-1] for p in host.boot.kernel_paths(host, snap.selection.number))
+        if snap.selection.number is not None else frozenset(),
     )

@@ -201,3 +201,10 @@ def test_a_damaged_state_file_is_one_finding_and_every_host_is_still_checked(sto
     assert not [f for f in report["findings"] if f["check"].startswith("host:") and "boot tree" in f["message"]]
     assert any(f["check"] == f"host:{PI}" and f["message"].startswith("serves generation 2")
                for f in report["findings"])
+
+
+def test_rule_a_kernel_served_under_a_config_txt_name_is_seen_as_the_kernel() -> None:
+    """config_txt = ["kernel=Image"]: the boot that fetched Image and initrd got its kernel."""
+    host = _pi(kernel_names=frozenset({"Image"}), events=_events("start4.elf", "config.txt", "Image", "initrd"),
+               sessions=1)
+    assert _errors(_facts(host)) == []
