@@ -360,3 +360,11 @@ def test_registers_running_at_once_lose_no_generation(nb, demo_layout):
     for top, number in zip(tops, numbers):
         assert links[number] == top, (number, links)
     assert set(links) == {1, 2, *numbers}
+
+
+@pytest.mark.parametrize("port", ["0", "70000", "-1", "tftp"])
+def test_demo_refuses_a_port_it_cannot_print_curl_commands_for(tmp_path, netboot_cli, port):
+    out = netboot_cli("demo", "--dir", tmp_path / "demo", "--port", port, "--print-only")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "--port" in out.stderr and "1–65535" in out.stderr
+    assert not (tmp_path / "demo").exists()        # nothing built for a refused command line

@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("host", nargs="?", help="only this host (default: every host)")
     p = cmd("serve", "run the appliance: TFTP, control loop, iSCSI reconcile")
     p = cmd("demo", "serve a throw-away demo store on a loopback port (no root, Nix or LIO needed)")
-    p.add_argument("--port", type=int, default=6969, help="TFTP port on 127.0.0.1 (default 6969)")
+    p.add_argument("--port", type=_port, default=6969, help="TFTP port on 127.0.0.1 (default 6969)")
     p.add_argument("--dir", help="where to build the demo store (default: a new temporary directory)")
     p.add_argument("--print-only", action="store_true", help="print the trees instead of serving")
     p = cmd("shell", "interactive admin shell (targetcli style)")
@@ -115,6 +115,17 @@ def command_function(name: str) -> Callable[[argparse.Namespace], int]:
     from . import commands
 
     return getattr(commands, name)
+
+
+def _port(text: str) -> int:
+    """A fixed port: the demo prints curl commands naming it."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port in 1–65535")
+    return port
 
 
 def main(argv: list[str] | None = None) -> int:
