@@ -840,3 +840,18 @@ def test_a_store_dir_with_whitespace_is_refused(store):
     doc["server"]["store_dir"] = store
     found = problems(doc)
     assert list(found) == ["server.store_dir"] and "kernel command line" in found["server.store_dir"]
+
+
+@pytest.mark.parametrize("doc, heading", [("README.md", "## Configuration reference"),
+                                          ("docs/raspberry-pi-5.md", "# Raspberry Pi 5")])
+def test_the_documented_configuration_examples_are_valid(doc, heading):
+    """An operator copies these: every key in them must be one the host's style reads."""
+    import re
+    import tomllib
+
+    text = (Path(__file__).resolve().parent.parent / doc).read_text()
+    block = re.search(r"```toml\n(.*?)```", text[text.index(heading):], re.S).group(1)
+    parsed = tomllib.loads(block)
+    parsed.setdefault("firmware", {"rpi": {"path": "/nix/store/x-raspberrypi-firmware/boot"}})
+    config = parse_config(parsed)
+    assert config.hosts
