@@ -7,6 +7,9 @@ tftpy's server.  Each run measures the wall time from process start to the
 first DATA packet for an existing file (an RRQ every 20 ms from a fresh
 port until one is answered; the probe file is small, one ACK ends it).  Prints every run, the medians and the ratio.
 
+``--baseline DIR`` also starts ``netboot serve`` from another checkout (e.g.
+main before a change), interleaved in the same run.
+
 Both run byte-compiled, as installed packages are (pip compiles on install):
 the project is compiled into the checkout's git-ignored ``__pycache__`` first
 (where the checkout is writable; the lab compiles it before the VM starts).
@@ -37,9 +40,10 @@ tftpy.TftpServer(sys.argv[1]).listen(sys.argv[2], int(sys.argv[3]))
 """
 
 
-def time_to_answer(argv: list[str], port: int, path: str, env: dict[str, str] | None = None) -> float:
+def time_to_answer(argv: list[str], port: int, path: str, env: dict[str, str] | None = None,
+                   cwd: Path = REPO) -> float:
     started = time.monotonic()
-    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)
     try:
         while time.monotonic() - started < START_TIMEOUT:
@@ -89,19 +93,32 @@ def demo_setup(workdir: Path, port: int) -> tuple[Path, str, bytes]:
     raise RuntimeError("demo store has no small generated file to fetch")
 
 
-def byte_compile_project() -> None:
+def byte_compile_project(repo: Path = REPO) -> None:
     """The project's byte-code (checked-hash: never used once its source changed), where the
     checkout is writable: with ``PYTHONDONTWRITEBYTECODE`` set each start would compile it."""
-    package = REPO / "appliance"
+    package = repo / "appliance"
     if os.access(package, os.W_OK):
         compileall.compile_dir(package, quiet=1, invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
 
 
-def measure(repeat: int) -> dict[str, list[float]]:
+BASELINE = "netboot serve (baseline)"
+
+
+def _env_for(repo: Path) -> dict[str, str]:
+    """This environment with ``repo`` first on the path, in place of this checkout."""
+    env = dict(os.environ)
+    rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p).resolve() != REPO]
+    env["PYTHONPATH"] = os.pathsep.join([str(repo), *rest])
+    return env
+
+
+def measure(repeat: int, baseline: Path | None = None) -> dict[str, list[float]]:
     byte_compile_project()
     times: dict[str, list[float]] = {"netboot serve": [], "tftpy + rtslib script": []}
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+    env = _env_for(REPO)
+    if baseline is not None:
+        byte_compile_project(baseline)
+        times[BASELINE] = []
     with tempfile.TemporaryDirectory(prefix="netboot-startup-") as tmp:
         port = free_port()
         config, path, data = demo_setup(Path(tmp) / "demo", port)
@@ -111,6 +128,10 @@ def measure(repeat: int) -> dict[str, list[float]]:
         for _ in range(repeat):             # interleaved: load drifts hit both alike
             times["netboot serve"].append(time_to_answer(
                 [sys.executable, "-m", "appliance.cli.main", "-c", str(config), "serve"], port, path, env))
+            if baseline is not None:
+                times[BASELINE].append(time_to_answer(
+                    [sys.executable, "-m", "appliance.cli.main", "-c", str(config), "serve"], port, path,
+                    _env_for(baseline), cwd=baseline))
             mport = free_port()
             times["tftpy + rtslib script"].append(time_to_answer(
                 [sys.executable, "-c", MINIMAL_SERVER, str(plain), HOST, str(mport)], mport, "probe.txt", env))
@@ -125,15 +146,19 @@ def report(times: dict[str, list[float]], where: str) -> str:
         lines.append(f"  {name:24s} median {medians[name]:.2f}  runs " + " ".join(f"{v:.2f}" for v in values))
     ours, ref = medians["netboot serve"], medians["tftpy + rtslib script"]
     lines.append(f"  ratio netboot serve / minimal script: {ours / ref:.2f}×")
+    if BASELINE in medians:
+        lines.append(f"  ratio baseline / minimal script: {medians[BASELINE] / ref:.2f}×")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.startup", description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--baseline", type=Path, help="another checkout whose netboot serve is measured too")
     parser.add_argument("--where", default="host", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    print(report(measure(max(1, args.repeat)), args.where))
+    baseline = args.baseline.resolve() if args.baseline else None
+    print(report(measure(max(1, args.repeat), baseline), args.where))
     return 0
 
 

@@ -7,6 +7,8 @@ dominates.  Inside it:
 - start-to-first-answer of ``netboot serve`` vs a minimal tftpy + rtslib
   script (``bench.startup``), byte-compiled as the lab runs it and with the
   byte-code ignored (everything compiled from source at each start);
+  ``--baseline DIR`` adds another checkout's ``netboot serve`` (before/after
+  a change in the same runs);
 - throughput of this server (``python -m appliance.tftp``) vs tftpy's server
   for an 8 MiB file (a kernel), same client (busybox tftp, blksize 1432 as
   iPXE asks), runs interleaved; prints seconds per run, medians and the ratio.
@@ -86,19 +88,28 @@ def throughput(repeat: int) -> str:
     return "\n".join(lines)
 
 
-def in_vm(repeat: int, smp: int, startup_only: bool = False) -> str:
+GUEST_BASELINE = "/lab/baseline"
+
+
+def in_vm(repeat: int, smp: int, startup_only: bool = False, baseline: Path | None = None) -> str:
     sys.path.insert(0, str(REPO / "qemu-tests"))
-    from lab import project_vm
+    from lab import Share, project_vm
+    from lab.project import compile_project
 
     # As the end-to-end suite runs it, everything comes byte-compiled (the image's stdlib, the
     # dependencies, the project before the VM starts).  For comparison, startup also runs with
     # the byte-code ignored (a pycache prefix pointing at an empty directory): every process
     # compiles the stdlib, the dependencies and the project from source.
     no_bytecode = "export PYTHONPYCACHEPREFIX=/tmp/no-pyc; "
-    with project_vm(smp=smp, memory_mb=1024) as vm:
+    shares, startup = [], "bench.startup"
+    if baseline is not None:      # another checkout's netboot serve, in the same runs
+        compile_project(baseline)
+        shares.append(Share(baseline, GUEST_BASELINE, readonly=True, cached=True))
+        startup += f" --baseline {GUEST_BASELINE}"
+    with project_vm(smp=smp, memory_mb=1024, shares=shares) as vm:
         outputs = []
-        runs = [("bench.startup --where 'lab VM, no byte-code'", no_bytecode),
-                ("bench.startup --where 'lab VM, byte-compiled'", ""),
+        runs = [(f"{startup} --where 'lab VM, no byte-code'", no_bytecode),
+                (f"{startup} --where 'lab VM, byte-compiled'", ""),
                 *([] if startup_only else [("bench.vm --inside", "")])]
         for module, prefix in runs:
             r = vm.run(f"cd /lab/repo && {prefix}TMPDIR=/tmp python3 -m {module} --repeat {repeat}", timeout=1800)
@@ -113,10 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--smp", type=int, default=1, help="vCPUs of the VM (the end-to-end server VM has 1)")
     parser.add_argument("--startup-only", action="store_true", help="skip the throughput part")
+    parser.add_argument("--baseline", type=Path,
+                        help="another checkout (e.g. a worktree of main) whose start is measured in the same runs")
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    baseline = args.baseline.resolve() if args.baseline else None
     print(throughput(max(1, args.repeat)) if args.inside
-          else in_vm(max(1, args.repeat), args.smp, args.startup_only), flush=True)
+          else in_vm(max(1, args.repeat), args.smp, args.startup_only, baseline), flush=True)
     return 0
 
 
