@@ -72,6 +72,7 @@ from .packets import (
     ERR_ILLEGAL_OP, ERR_OPTION, ERR_UNDEFINED, ERR_UNKNOWN_TID,
     OP_ACK, Error, MalformedPacket, Request, encode_error, parse_packet,
 )
+from .sendmany import BatchSender
 from .transfer import Transfer, netascii_size
 from .worker import INLINE_CONTENT_MAX, Worker, WorkerGone, WorkerPool
 
@@ -180,12 +181,13 @@ class _Remote:
 
 
 class _Session:
-    __slots__ = ("sock", "fd", "client", "key", "transfer", "content", "closed", "timer_at", "request")
+    __slots__ = ("sock", "fd", "client", "key", "transfer", "content", "closed", "timer_at", "request", "sender")
 
     def __init__(self, sock: socket.socket, client: tuple, transfer: Transfer, content: Content,
                  request: Request | None) -> None:
         self.request = request         # the RRQ that started it (None in a worker process)
         self.sock = sock
+        self.sender = BatchSender(sock, client, transfer.windowsize)   # a window in one system call
         self.fd = sock.fileno()
         self.client = client
         self.key = (client[0], client[1])
@@ -440,11 +442,13 @@ class TftpServer(LoopServer):
                 return
             transfer.on_error(packet.code, packet.message, now)
             out = ()
-        for datagram in out:
+        if len(out) == 1:
             try:
-                sock.sendto(datagram, client)
+                sock.sendto(out[0], client)
             except OSError:
                 pass            # lost like any datagram; the timer retransmits
+        elif out:
+            session.sender.send(out)
         if transfer.done:
             self._end_session(session)
         elif transfer.deadline < session.timer_at:
@@ -465,7 +469,7 @@ class TftpServer(LoopServer):
                 continue
             out = transfer.on_timeout(now)
             self.stats.retransmits += len(out)
-            _send(session.sock, out, session.client)
+            session.sender.send(out)
             self._continue(session)
 
     def _continue(self, session: _Session) -> None:
@@ -670,7 +674,7 @@ class TftpServer(LoopServer):
         self._by_client[session.key] = session
         self._by_address.setdefault(addr[0], set()).add(session)
         self._epoll.register(session.fd, select.EPOLLIN)
-        _send(sock, out, addr)
+        session.sender.send(out)
         self._continue(session)
 
     # -- transfer workers ---------------------------------------------------------------
