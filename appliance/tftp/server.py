@@ -388,7 +388,9 @@ class TftpServer(LoopServer):
         timers = self._timers
         wait = max_wait
         if timers:
-            wait = max(0.0, min(wait, timers[0][0] - time.monotonic()))
+            left = timers[0][0] - time.monotonic()
+            if left < wait:
+                wait = left if left > 0.0 else 0.0
         deferred = self._deferred
         if deferred:
             wait = max(0.0, min(wait, min(d.at for d in deferred.values()) - time.monotonic()))

@@ -88,11 +88,11 @@ class _ShortRead(Exception):
 
 
 class _OctetReader:
-    """Blocks of ``n`` bytes, read ahead in chunks of ``_READ_AHEAD`` bytes.
+    """DATA packets of ``n``-byte blocks, read ahead in chunks of ``_READ_AHEAD`` bytes.
 
     One ``read_at`` per chunk instead of per block saves a system call per
-    datagram; blocks are returned as memoryviews into the chunk (no copy
-    until the DATA packet is built).
+    datagram; a block is sliced out of the chunk as a memoryview and copied
+    once, into its packet.
     """
 
     __slots__ = ("_content", "_size", "_offset", "_view", "_pos", "_end")
@@ -105,17 +105,20 @@ class _OctetReader:
         self._pos = 0
         self._end = 0
 
-    def read(self, n: int) -> bytes | memoryview:
-        want = min(n, self._size - self._offset)
-        if want <= 0:
-            return b""
+    def packet(self, block: int, n: int) -> bytes:
+        """DATA ``block`` with the next (up to) ``n`` bytes: the per-packet path."""
+        want = self._size - self._offset
+        if want > n:
+            want = n
+        elif want <= 0:
+            return encode_data(block, b"")
         pos = self._pos
         if self._end - pos < want:
             self._refill(want)
             pos = 0
         self._pos = pos + want
         self._offset += want
-        return self._view[pos:pos + want]
+        return encode_data(block, self._view[pos:pos + want])
 
     def _refill(self, want: int) -> None:
         length = min(max(want, _READ_AHEAD), self._size - self._offset)
@@ -137,7 +140,7 @@ class _NetasciiReader:
         self._offset = 0
         self._pending = bytearray()
 
-    def read(self, n: int) -> bytes:
+    def packet(self, block: int, n: int) -> bytes:
         pending = self._pending
         while len(pending) < n and self._offset < self._size:
             want = min(max(n, _NETASCII_CHUNK), self._size - self._offset)
@@ -146,7 +149,7 @@ class _NetasciiReader:
                 raise _ShortRead(f"content ended at offset {self._offset} of {self._size}")
             self._offset += len(chunk)
             pending += to_netascii(chunk)
-        out = bytes(pending[:n])
+        out = encode_data(block, pending[:n])
         del pending[:n]
         return out
 
@@ -298,23 +301,28 @@ class Transfer:
     # -- internals ------------------------------------------------------------
 
     def _fill_window(self, now: float) -> list[bytes]:
+        # Per DATA packet: one call into the reader, attributes hoisted out of the loop.
         out = []
-        limit = self._acked + self.windowsize
-        blksize = self.blksize
         sent = self._sent_hi
-        try:
-            while sent < limit and sent != self._last_block:
-                payload = self._reader.read(blksize)
-                sent += 1
-                if len(payload) < blksize:
-                    self._last_block = sent
-                packet = encode_data(sent, payload)
-                self._inflight.append(packet)
-                out.append(packet)
-        except Exception as exc:  # Content is foreign code: any failure ends this transfer only
-            self._finish(f"error: content read failed: {exc}", now)
-            return [encode_error(0, "internal error")]
-        if out:
+        limit = self._acked + self.windowsize
+        if sent < limit and sent != self._last_block:
+            full = self.blksize + 4
+            packet_for = self._reader.packet
+            keep = self._inflight.append
+            try:
+                while True:
+                    sent += 1
+                    packet = packet_for(sent, full - 4)
+                    keep(packet)
+                    out.append(packet)
+                    if len(packet) < full:
+                        self._last_block = sent
+                        break
+                    if sent == limit:
+                        break
+            except Exception as exc:  # Content is foreign code: any failure ends this transfer only
+                self._finish(f"error: content read failed: {exc}", now)
+                return [encode_error(0, "internal error")]
             self._sent_hi = sent
             self._sent_at = now
         self.deadline = now + self._rto
