@@ -1,4 +1,5 @@
-"""The rtnetlink codec on bytes laid out as in ``<linux/netlink.h>`` / ``<linux/rtnetlink.h>`` (little-endian host)."""
+"""The rtnetlink codec on bytes laid out as in ``<linux/netlink.h>`` / ``<linux/rtnetlink.h>`` (little-endian host),
+and how the socket layer reads answers (the kernel itself: test_rtnetlink_kernel.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import struct
 import pytest
 
 from appliance.control.rtnetlink import (NLM_F_MULTI, NLMSG_DONE, NLMSG_ERROR, RTM_NEWNEIGH, RTM_NEWROUTE,
-                                         RTN_LOCAL, RTN_UNICAST, MalformedMessage, Neighbour, Route, decode_neighbour,
-                                         decode_route, error_of, neighbour_dump_request, route_get_request,
-                                         split_messages)
+                                         RTN_LOCAL, RTN_UNICAST, MalformedMessage, Neighbour, NetlinkError,
+                                         NetlinkSocket, Route, decode_neighbour, decode_route, error_of,
+                                         neighbour_dump_request, route_get_request, split_messages)
 
 pytestmark = pytest.mark.skipif(struct.pack("=H", 1) != b"\x01\x00", reason="byte layouts written little-endian")
 
@@ -115,3 +116,50 @@ def test_malformed_bodies_are_refused():
 def test_addresses_of_the_wrong_length_are_not_invented():
     body = bytes([socket.AF_INET, 32, 0, 0, 254, 0, 0, RTN_UNICAST]) + b"\0" * 4 + rta(5, b"\x01\x02")
     assert decode_route(body).gateway is None
+
+
+# -- the socket layer's reading of answers (a datagram socket pair stands in for the kernel's side) --
+
+
+@pytest.fixture
+def kernel_side():
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    nl = NetlinkSocket.__new__(NetlinkSocket)
+    nl._sock, nl._seq = ours, 0
+    ours.settimeout(0.5)
+    yield nl, theirs
+    ours.close()
+    theirs.close()
+
+
+def route_answer(seq: int, gateway: bytes | None) -> bytes:
+    body = bytes([socket.AF_INET, 32, 0, 0, 254, 0, 0, RTN_UNICAST]) + b"\0" * 4 + rta(4, struct.pack("<I", 2))
+    return nlmsg(RTM_NEWROUTE, 0, seq, body + (rta(5, gateway) if gateway else b""))
+
+
+def test_a_late_answer_to_an_earlier_request_is_skipped(kernel_side):
+    nl, kernel = kernel_side
+    kernel.send(route_answer(7, bytes([192, 0, 2, 1])))        # seq 7: a request that timed out long ago
+    kernel.send(route_answer(1, None))
+    assert nl.route_to("10.0.0.5") == [Route(socket.AF_INET, RTN_UNICAST, None, 2)]
+    assert kernel.recv(100) == route_get_request(1, "10.0.0.5")
+
+
+def test_a_dump_is_read_until_done_across_datagrams(kernel_side):
+    nl, kernel = kernel_side
+    entry = struct.pack("<BxxxiHBB", socket.AF_INET, 3, 0x02, 0, 1) + rta(1, bytes([10, 0, 0, 7])) \
+        + rta(2, bytes.fromhex("525400abcdef"))
+    kernel.send(nlmsg(RTM_NEWNEIGH, NLM_F_MULTI, 1, entry))
+    kernel.send(nlmsg(RTM_NEWNEIGH, NLM_F_MULTI, 1, entry))
+    kernel.send(nlmsg(NLMSG_DONE, NLM_F_MULTI, 1, struct.pack("<i", 0)))
+    assert [n.lladdr for n in nl.neighbours(socket.AF_INET)] == ["52:54:00:ab:cd:ef"] * 2
+
+
+def test_a_refused_request_raises_its_errno_and_silence_times_out(kernel_side):
+    nl, kernel = kernel_side
+    kernel.send(nlmsg(NLMSG_ERROR, 0, 1, struct.pack("<i", -101) + b"\0" * 16))
+    with pytest.raises(NetlinkError) as refused:
+        nl.route_to("192.0.2.9")
+    assert refused.value.errno == 101
+    with pytest.raises(TimeoutError):
+        nl.route_to("192.0.2.9")
