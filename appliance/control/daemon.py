@@ -56,6 +56,7 @@ if TYPE_CHECKING:      # imported where started: only a configured HTTP / proxyD
 log = logging.getLogger("netboot")
 
 TICK = 1.0            # seconds between trial / session checks
+GCROOTS_COMPONENT = "gcroots"   # GC roots that cannot be made (health)
 DEBOUNCE = 0.01       # gather a burst of inotify events (nix-env makes several)
 QUEUED_EVENTS_MAX = 10000   # boot events waiting for the state directory before new ones are dropped
 
@@ -133,7 +134,7 @@ class Appliance:
         snapshot = Snapshot(snapshot.config, snapshot.hosts, self._trial_guards(snapshot.hosts))
         # Nothing is served yet: make the roots, and drop those left over from an
         # earlier run (a removed host, an old pin), in one pass.
-        sync_roots(self.config.server.gcroots_dir, desired_roots(snapshot.hosts, self.state), prune=True)
+        self._sync_roots(desired_roots(snapshot.hosts, self.state), prune=True)
         self.wake.open()
         self.resolver = BootResolver(snapshot, self.neighbours, on_decision=self._post)
         self.inotify = Inotify()
@@ -168,14 +169,21 @@ class Appliance:
             trials.update(self._trial_guards({n: new_hosts[n] for n in hosts}))
             snapshot = Snapshot(self.config, new_hosts, trials)
         roots = desired_roots(snapshot.hosts, self.state)
-        sync_roots(self.config.server.gcroots_dir, roots, prune=False)   # before the tree is offered
+        self._sync_roots(roots, prune=False)   # before the tree is offered
         self.resolver.set_snapshot(snapshot, settled)
-        sync_roots(self.config.server.gcroots_dir, roots, prune=True)    # after: old ones can go
+        self._sync_roots(roots, prune=True)    # after: old ones can go
         for name, hs in snapshot.hosts.items():
             before = old.hosts.get(name)
             if before is None or before.selection.number != hs.selection.number:
                 log.info("%s: serving generation %s (%s)%s", name, hs.selection.number, hs.selection.reason,
                          f" — {hs.selection.note}" if hs.selection.note else "")
+
+    def _sync_roots(self, roots: Mapping[str, Path], prune: bool) -> None:
+        problem = sync_roots(self.config.server.gcroots_dir, roots, prune)
+        if problem is None:
+            self.health.ok(GCROOTS_COMPONENT)
+        else:
+            self.health.fail(GCROOTS_COMPONENT, f"{problem}: nix-collect-garbage may delete what a host boots next")
 
     def _trial_guards(self, hosts: Mapping[str, HostSnapshot]) -> dict[str, TrialGuard]:
         """For each of ``hosts`` serving a trial: the host snapshot it gets once the trial is reverted."""

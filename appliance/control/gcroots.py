@@ -10,7 +10,6 @@ profile links): ``retained_generations`` reads them back.
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -24,7 +23,6 @@ if TYPE_CHECKING:
     from .snapshot import HostSnapshot
     from .state import State
 
-log = logging.getLogger(__name__)
 
 MARK = ".netboot-root"  # every root we own ends with this, so foreign links are left alone
 
@@ -73,10 +71,11 @@ def retained_generations(directory: Path | None, host: str, choice: HostState, p
                    problems=(*profile.problems, note))
 
 
-def sync_roots(directory: Path | None, roots: Mapping[str, Path], prune: bool = True) -> None:
-    """Create/refresh the wanted links; with ``prune`` remove our links no longer wanted."""
+def sync_roots(directory: Path | None, roots: Mapping[str, Path], prune: bool = True) -> str | None:
+    """Create/refresh the wanted links; with ``prune`` remove our links no longer wanted.
+    Returns why that failed (the caller reports it), or None."""
     if directory is None:
-        return
+        return None
     try:
         directory.mkdir(parents=True, exist_ok=True)
         for name, target in roots.items():
@@ -92,4 +91,5 @@ def sync_roots(directory: Path | None, roots: Mapping[str, Path], prune: bool = 
                 if entry.endswith(MARK) and entry not in roots:
                     (directory / entry).unlink()
     except OSError as exc:
-        log.warning("cannot update GC roots in %s: %s", directory, exc)
+        return f"cannot make GC roots in {directory}: {exc.strerror or exc}"
+    return None

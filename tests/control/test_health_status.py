@@ -10,6 +10,8 @@ the very first STATUS= line, the one sent with READY=1.
 
 from __future__ import annotations
 
+import re
+
 from appliance.control.health import HEALTH_FILE
 from appliance.control.neighbours import COMPONENT
 
@@ -59,3 +61,22 @@ def test_status_line_carries_a_client_mac_degradation(store, make_daemon, tmp_pa
     # Stopped: nothing published is left for status to show.
     assert daemon.stop() == 0
     assert not (store.layout.state / HEALTH_FILE).exists()
+
+
+def test_gc_roots_that_cannot_be_made_are_a_degradation_not_a_log_line(store, make_daemon, tmp_path):
+    """Without its GC roots, nix-collect-garbage may delete what a host boots next: say so where
+    an operator looks (STATUS=, status), and recover once the directory can be made."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    gcroots = blocker / "gcroots"
+    text = store.read_config()
+    store.write_config(re.sub(r'gcroots_dir = "[^"]*"', f'gcroots_dir = "{gcroots}"', text))
+    daemon = make_daemon(store.config).start()
+    line = _status_lines(daemon)[0]
+    assert line.startswith("degraded: ") and "GC roots" in line and str(gcroots) in line, line
+    assert "gcroots" in status(store.config)["degraded"]
+    blocker.unlink()
+    cli_ok(store.config, "pin", "pi-desktop", "1")          # the next refresh makes them
+    eventually(lambda: any(s.startswith("serving") for s in _status_lines(daemon)), deadline=10,
+               what="recovered on the STATUS= line")
+    assert any(p.name.endswith(".netboot-root") for p in gcroots.iterdir())
