@@ -57,6 +57,7 @@ log = logging.getLogger("netboot")
 
 TICK = 1.0            # seconds between trial / session checks
 GCROOTS_COMPONENT = "gcroots"   # GC roots that cannot be made (health)
+DHCP_COMPONENT = "dhcp"         # the proxyDHCP could not start (health)
 DEBOUNCE = 0.01       # gather a burst of inotify events (nix-env makes several)
 QUEUED_EVENTS_MAX = 10000   # boot events waiting for the state directory before new ones are dropped
 
@@ -469,7 +470,9 @@ class Appliance:
         try:
             server.run_in_thread()
         except OSError as exc:
-            log.error("proxyDHCP: cannot listen on %s port 67: %s", settings.interface, exc.strerror)
+            # Hosts that boot by it get no answer: a degradation, on STATUS= and in status (a restart retries).
+            self.health.fail(DHCP_COMPONENT, f"proxyDHCP cannot listen on {settings.interface} port 67: "
+                                             f"{exc.strerror or exc}; hosts that need its boot answer do not boot")
             return
         self.dhcp = server
         log.info("proxyDHCP on %s, advertising TFTP server %s", settings.interface, settings.server_address)

@@ -80,3 +80,13 @@ def test_gc_roots_that_cannot_be_made_are_a_degradation_not_a_log_line(store, ma
     eventually(lambda: any(s.startswith("serving") for s in _status_lines(daemon)), deadline=10,
                what="recovered on the STATUS= line")
     assert any(p.name.endswith(".netboot-root") for p in gcroots.iterdir())
+
+
+def test_a_proxy_dhcp_that_cannot_listen_is_a_degradation(store, make_daemon):
+    """[dhcp] interface = "eht0" (a typo): the Pis get no boot answer; say so where an operator looks."""
+    store.write_config(store.read_config() + '\n[dhcp]\nenable = true\ninterface = "eht0"\n'
+                                             'server_address = "10.0.4.3"\n')
+    daemon = make_daemon(store.config).start()
+    line = _status_lines(daemon)[0]
+    assert line.startswith("degraded: ") and "proxyDHCP" in line and "eht0" in line, line
+    assert "dhcp" in status(store.config)["degraded"]
