@@ -89,3 +89,14 @@ def test_a_deep_value_the_parser_accepts_is_echoed_briefly(tmp_path, netboot_cli
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "server.state_dir" in out.stderr
     assert all(len(line) < 500 for line in out.stderr.splitlines())
+
+
+def test_a_proxy_dhcp_interface_this_machine_lacks_is_a_warning(tmp_path, netboot_cli):
+    """dhcp.interface = "eht0": check says so (a warning: a bridge or USB NIC may appear later)."""
+    path, text = write_valid_tree(tmp_path)
+    path.write_text(text + '\n[dhcp]\nenable = true\ninterface = "eht0"\nserver_address = "10.0.4.3"\n')
+    out = netboot_cli("-c", path, "check")
+    assert out.returncode == 0, out.stderr
+    assert "warning: dhcp.interface: this machine has no network interface 'eht0'" in out.stderr, out.stderr
+    path.write_text(text + '\n[dhcp]\nenable = true\ninterface = "lo"\nserver_address = "10.0.4.3"\n')
+    assert "dhcp.interface" not in netboot_cli("-c", path, "check").stderr

@@ -13,6 +13,7 @@ from .parse import parse_config
 
 DEFAULT_CONFIG_PATH = Path("/etc/netboot/appliance.toml")
 MAX_CONFIG_BYTES = 1 << 20      # hundreds of hosts fit in a few hundred KiB
+NET_CLASS = Path("/sys/class/net")     # one entry per network interface
 
 
 def config_path_from(option: str | None) -> Path:
@@ -71,10 +72,15 @@ def require_hosts(config: Config) -> None:
 
 
 def config_warnings(config: Config, check_files: bool = True) -> list[Problem]:
-    """What is allowed but probably not meant: nothing to serve, secret files missing while iSCSI is off."""
+    """What is allowed but probably not meant: nothing to serve, a proxyDHCP interface this machine
+    lacks (yet), secret files missing while iSCSI is off."""
     warnings = []
     if not config.hosts:
         warnings.append(Problem("hosts", "no hosts configured: 'netboot serve' refuses to start"))
+    if check_files and config.dhcp.enable and config.dhcp.interface \
+            and not (NET_CLASS / config.dhcp.interface).exists():
+        warnings.append(Problem("dhcp.interface", f"this machine has no network interface {config.dhcp.interface!r} "
+                                                  "(ip link); the proxyDHCP cannot start without it"))
     if check_files and not config.iscsi.enable:
         for name, host in config.hosts.items():
             chap = host.iscsi.chap if host.iscsi else None
