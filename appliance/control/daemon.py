@@ -58,6 +58,7 @@ log = logging.getLogger("netboot")
 TICK = 1.0            # seconds between trial / session checks
 GCROOTS_COMPONENT = "gcroots"   # GC roots that cannot be made (health)
 DHCP_COMPONENT = "dhcp"         # the proxyDHCP could not start (health)
+METRICS_COMPONENT = "metrics"   # the metrics endpoint could not start (health)
 DEBOUNCE = 0.01       # gather a burst of inotify events (nix-env makes several)
 QUEUED_EVENTS_MAX = 10000   # boot events waiting for the state directory before new ones are dropped
 
@@ -610,7 +611,7 @@ class Appliance:
             try:
                 metrics = serve_metrics(addr.host, addr.port, self.render_metrics)
             except OSError as exc:
-                log.error("metrics: cannot listen on %s: %s", addr, exc.strerror)
+                self.health.fail(METRICS_COMPONENT, f"metrics cannot listen on {addr}: {exc.strerror or exc}")
         self._start_dhcp()
         self.health.changed.set()     # the file says a daemon runs, even when all is well
         self._publish_health()

@@ -11,6 +11,7 @@ the very first STATUS= line, the one sent with READY=1.
 from __future__ import annotations
 
 import re
+import socket
 
 from appliance.control.health import HEALTH_FILE
 from appliance.control.neighbours import COMPONENT
@@ -90,3 +91,15 @@ def test_a_proxy_dhcp_that_cannot_listen_is_a_degradation(store, make_daemon):
     line = _status_lines(daemon)[0]
     assert line.startswith("degraded: ") and "proxyDHCP" in line and "eht0" in line, line
     assert "dhcp" in status(store.config)["degraded"]
+
+
+def test_a_metrics_port_that_cannot_be_bound_is_a_degradation(store, make_daemon):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        text = store.read_config().replace("[server]\n", f'[server]\nmetrics_listen = "127.0.0.1:{port}"\n', 1)
+        store.write_config(text)
+        daemon = make_daemon(store.config).start()
+        line = _status_lines(daemon)[0]
+    assert line.startswith("degraded: ") and f"metrics cannot listen on 127.0.0.1:{port}" in line, line
