@@ -50,12 +50,23 @@ def diagnose(facts: Facts) -> list[Finding]:
                 for p in facts.config_problems]
     findings = [_ok("config", f"{facts.config_path} is valid")]
     findings += [_error("state", p, "netboot state show, then netboot state repair") for p in facts.state_problems]
+    findings += [check_daemon(*problem) for problem in facts.daemon_problems]
     findings += [check_port(p, facts.server_address) for p in facts.ports]
     if facts.iscsi_enabled:
         findings += check_lio(facts.lio)
     for host in facts.hosts:
         findings += check_host(host, facts)
     return findings
+
+
+# -- what the running daemon reports ------------------------------------------------
+
+def check_daemon(component: str, state: str, reason: str) -> Finding:
+    """A degraded component of the running daemon (health.json) is an error; a withheld change a warning."""
+    fix = "journalctl -u netboot-appliance for when and why; netboot status shows it while it lasts"
+    if state == "degraded":
+        return _error(f"daemon:{component}", reason, fix)
+    return _warning(f"daemon:{component}", f"{state}: {reason}", fix)
 
 
 # -- ports ---------------------------------------------------------------------------

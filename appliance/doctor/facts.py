@@ -63,6 +63,7 @@ class Facts:
     config_path: str
     config_problems: tuple[str, ...] = ()
     state_problems: tuple[str, ...] = ()
+    daemon_problems: tuple[tuple[str, str, str], ...] = ()   # the running daemon's (component, state, reason)
     iscsi_enabled: bool = False
     server_address: str = "<this server>"
     ports: tuple[PortFacts, ...] = ()

@@ -15,6 +15,7 @@ from pathlib import Path
 from ..boot.gather import store_roots
 from ..config import Config, load_config
 from ..control.snapshot import build_host_snapshot
+from ..control.health import read_health_file
 from ..control.state import State, StateStore
 from ..errors import ApplianceError, ConfigError, StateError
 from .facts import Facts, Generation, HostFacts, LioFacts, PortFacts
@@ -39,9 +40,11 @@ def gather(config_path: Path, host: str | None = None, *, proc: Path = Path("/pr
     lio = _lio(config, proc, configfs) if config.iscsi.enable else None
     sessions = _sessions(config, configfs)
     state = _served_state(store)
+    health = read_health_file(store.dir)
     return Facts(
         config_path=str(config_path),
         state_problems=tuple(state_problems),
+        daemon_problems=tuple((c, p.state, p.reason) for c, p in sorted(health.problems.items())) if health else (),
         iscsi_enabled=config.iscsi.enable,
         server_address=_server_address(config),
         ports=tuple(_ports(config, proc, probe)),

@@ -9,6 +9,7 @@ get wrong and checks that the doctor names it with its fix.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -208,3 +209,17 @@ def test_rule_a_kernel_served_under_a_config_txt_name_is_seen_as_the_kernel() ->
     host = _pi(kernel_names=frozenset({"Image"}), events=_events("start4.elf", "config.txt", "Image", "initrd"),
                sessions=1)
     assert _errors(_facts(host)) == []
+
+
+def test_what_the_running_daemon_reports_degraded_is_a_finding(store, make_daemon, tmp_path) -> None:
+    """doctor is where an operator looks when a machine will not boot: the daemon's own
+    degradations (here: GC roots it cannot make) are among the findings."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    text = re.sub(r'gcroots_dir = "[^"]*"', f'gcroots_dir = "{blocker / "gcroots"}"', store.read_config())
+    store.write_config(text)
+    make_daemon(store.config).start()
+    code, report = doctor(store.config)
+    [found] = [f for f in report["findings"] if f["check"] == "daemon:gcroots"]
+    assert found["status"] == "error" and "GC roots" in found["message"] and found["fix"]
+    assert code == 1
