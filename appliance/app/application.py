@@ -7,7 +7,6 @@ loads what it needs, calls the packages and returns a ``Report`` (or, for
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -17,7 +16,7 @@ from ..boot.gather import store_roots
 from ..config import Config, load_config
 from ..config.load import config_warnings, declared_state_dir, file_problems
 from ..control import operations
-from ..control.health import CONFIG_COMPONENT, HealthReport, read_health_file, read_published, text_lines, to_json
+from ..control.health import daemon_serving, read_health_file, text_lines, to_json
 from ..control.snapshot import HostSnapshot, build_host_snapshot
 from ..control.state import HostState, State, StateStore
 from ..doctor import diagnose, gather, render_text
@@ -49,7 +48,7 @@ def check(path: Path, check_files: bool = True) -> Report:
         for corrupt in store.corrupt_files():
             problems.append(f"state: a damaged state file is kept as {corrupt} (inspect it, then delete it)")
     # A daemon serving this file keeps what it loaded last (config reloads are all or nothing).
-    running = _daemon_serving(path, config.server.state_dir if config else declared_state_dir(path)) \
+    running = daemon_serving(path, config.server.state_dir if config else declared_state_dir(path)) \
         if problems else None
     data = {"config": str(path), "ok": not problems, "problems": problems, "warnings": warnings,
             "running_daemon": running[0] if running else None}
@@ -65,13 +64,6 @@ def check(path: Path, check_files: bool = True) -> Report:
         hosts = len(config.hosts) if config else 0
         text = (f"{path}: ok ({hosts} host{'s' if hosts != 1 else ''})",)
     return Report(data, text, tuple(stderr), 2 if problems else 0)
-
-
-def _daemon_serving(path: Path, state_dir: Path) -> tuple[int, HealthReport] | None:
-    """(PID, health) of the running daemon whose configuration file is ``path``, or None."""
-    running = read_published(state_dir)
-    served = running[1].details.get(CONFIG_COMPONENT, {}).get("path") if running else None
-    return running if served and os.path.realpath(served) == os.path.realpath(path) else None
 
 
 def doctor(path: Path, host: str | None = None) -> Report:

@@ -39,7 +39,7 @@ from . import operations
 from .event_budget import BootEventBudget
 from .frames import FrameSources
 from .gcroots import desired_roots, sync_roots
-from .health import (CONFIG_COMPONENT, WITHHELD, Health, read_published, remove_health_file, status_line,
+from .health import (CONFIG_COMPONENT, WITHHELD, Health, daemon_serving, remove_health_file, status_line,
                      write_health_file)
 from .inotify import Inotify
 from .iscsi_health import IscsiHealth
@@ -527,10 +527,9 @@ class Appliance:
 
     def _taken_by_a_running_daemon(self, exc: TftpError) -> TftpError:
         """The port is taken: by the daemon already serving this configuration, if there is one."""
-        running = read_published(self.store.dir)
+        running = daemon_serving(self.config_path, self.store.dir)
         if not isinstance(exc.__cause__, OSError) or exc.__cause__.errno != errno.EADDRINUSE \
-                or running is None or running[0] == os.getpid() \
-                or running[1].details.get(CONFIG_COMPONENT, {}).get("path") != str(self.config_path):
+                or running is None or running[0] == os.getpid():
             return exc
         return TftpError(f"{exc}: netboot serve (pid {running[0]}) already serves this configuration "
                          "(systemctl reload netboot-appliance, or kill -HUP it, to reload)")

@@ -46,8 +46,12 @@ def _warning(check: str, message: str, fix: str) -> Finding:
 
 def diagnose(facts: Facts) -> list[Finding]:
     if facts.config_problems:
-        return [_error("config", f"{facts.config_path}: {p}", f"netboot -c {facts.config_path} check")
-                for p in facts.config_problems]
+        findings = [_error("config", f"{facts.config_path}: {p}", f"netboot -c {facts.config_path} check")
+                    for p in facts.config_problems]
+        if facts.serving_pid is not None:
+            findings.append(_warning("config", f"netboot serve (pid {facts.serving_pid}) keeps serving the "
+                                               "configuration it loaded last", "fix the file; it is reloaded then"))
+        return findings
     findings = [_ok("config", f"{facts.config_path} is valid")]
     findings += [_error("state", p, "netboot state show, then netboot state repair") for p in facts.state_problems]
     findings += [check_daemon(*problem) for problem in facts.daemon_problems]

@@ -64,6 +64,7 @@ class Facts:
     config_problems: tuple[str, ...] = ()
     state_problems: tuple[str, ...] = ()
     daemon_problems: tuple[tuple[str, str, str], ...] = ()   # the running daemon's (component, state, reason)
+    serving_pid: int | None = None      # a daemon serving this (now invalid) file's last good version
     iscsi_enabled: bool = False
     server_address: str = "<this server>"
     ports: tuple[PortFacts, ...] = ()

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from ..boot.gather import store_roots
 from ..config import Config, load_config
+from ..config.load import declared_state_dir
 from ..control.snapshot import build_host_snapshot
-from ..control.health import read_health_file
+from ..control.health import daemon_serving, read_health_file
 from ..control.state import State, StateStore
 from ..errors import ApplianceError, ConfigError, StateError
 from .facts import Facts, Generation, HostFacts, LioFacts, PortFacts
@@ -32,7 +33,9 @@ def gather(config_path: Path, host: str | None = None, *, proc: Path = Path("/pr
     try:
         config = load_config(config_path, check_files=False)
     except ConfigError as exc:
-        return Facts(config_path=str(config_path), config_problems=tuple(str(p) for p in exc.problems))
+        running = daemon_serving(config_path, declared_state_dir(config_path))
+        return Facts(config_path=str(config_path), config_problems=tuple(str(p) for p in exc.problems),
+                     serving_pid=running[0] if running else None)
     names = [config.host(host).name] if host else list(config.hosts)
     store = StateStore(config.server.state_dir)
     state_problems = [p for p in (store.problem(),) if p]

@@ -223,3 +223,11 @@ def test_what_the_running_daemon_reports_degraded_is_a_finding(store, make_daemo
     [found] = [f for f in report["findings"] if f["check"] == "daemon:gcroots"]
     assert found["status"] == "error" and "GC roots" in found["message"] and found["fix"]
     assert code == 1
+
+
+def test_a_bad_config_with_the_daemon_running_says_it_keeps_the_last_good_one(store, daemon) -> None:
+    store.write_config(store.read_config().replace('mac = "dc:a6:32:01:02:03"', 'mac = "dc:a6:32:1:2"'))
+    code, report = doctor(store.config)
+    assert code == 1
+    assert all(f["check"] == "config" for f in report["findings"])
+    assert any(f"netboot serve (pid {daemon.pid}) keeps serving" in f["message"] for f in report["findings"])

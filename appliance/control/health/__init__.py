@@ -8,11 +8,9 @@ metrics); ``monitor.Health`` is the daemon's thread-safe live copy;
 from .model import (DEGRADED, WITHHELD, HealthReport, Problem, metric_samples, status_line, text_lines,
                     to_json)
 from .monitor import Health
-from .publish import HEALTH_FILE, read_health_file, read_published, remove_health_file, write_health_file
-
-# A config reload the daemon rejected (it serves the one it loaded last).
-CONFIG_COMPONENT = "config"
+from .publish import (CONFIG_COMPONENT, HEALTH_FILE, daemon_serving, read_health_file, read_published,
+                      remove_health_file, write_health_file)
 
 __all__ = ["CONFIG_COMPONENT", "DEGRADED", "HEALTH_FILE", "WITHHELD", "Health", "HealthReport", "Problem",
-           "metric_samples", "read_health_file", "read_published", "remove_health_file", "status_line", "text_lines", "to_json",
+           "daemon_serving", "metric_samples", "read_health_file", "read_published", "remove_health_file", "status_line", "text_lines", "to_json",
            "write_health_file"]

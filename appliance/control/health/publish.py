@@ -13,6 +13,9 @@ from pathlib import Path
 from .model import HealthReport, from_json, to_json
 
 HEALTH_FILE = "health.json"
+# The component of a config reload the daemon rejected (it serves the one it loaded last); its
+# details name the configuration file the daemon serves.
+CONFIG_COMPONENT = "config"
 
 
 def write_health_file(state_dir: Path, report: HealthReport, pid: int | None = None) -> None:
@@ -48,3 +51,10 @@ def read_published(state_dir: Path) -> tuple[int, HealthReport] | None:
     if pid <= 0 or not Path(f"/proc/{pid}").exists():
         return None
     return pid, report
+
+
+def daemon_serving(config_path: Path, state_dir: Path) -> tuple[int, HealthReport] | None:
+    """(PID, health) of the running daemon whose configuration file is ``config_path``, or None."""
+    running = read_published(state_dir)
+    served = running[1].details.get(CONFIG_COMPONENT, {}).get("path") if running else None
+    return running if served and os.path.realpath(served) == os.path.realpath(config_path) else None
