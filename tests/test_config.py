@@ -855,3 +855,11 @@ def test_the_documented_configuration_examples_are_valid(doc, heading):
     parsed.setdefault("firmware", {"rpi": {"path": "/nix/store/x-raspberrypi-firmware/boot"}})
     config = parse_config(parsed)
     assert config.hosts
+
+
+@pytest.mark.parametrize("prefix, meant", [("MAC", "mac"), ("Mac", "mac"), ("SERIAL", "serial"), ("mac/", "mac")])
+def test_a_prefix_that_looks_like_mac_or_serial_is_not_taken_as_a_literal_directory(prefix, meant):
+    doc = spec_doc()
+    doc["hosts"]["pi-desktop"]["tftp_prefix"] = prefix
+    found = problems(doc)
+    assert list(found) == ["hosts.pi-desktop.tftp_prefix"] and f'"{meant}"' in found["hosts.pi-desktop.tftp_prefix"]

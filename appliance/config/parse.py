@@ -306,6 +306,10 @@ def _parse_host(p: _Problems, name: str, raw: Any, firmware: dict[str, Firmware]
         if serial is None and "serial" not in t:
             p.add(f"{at}.serial", 'missing (needed by tftp_prefix = "serial")')
         prefix = serial + "/" if serial else ""
+    elif prefix_raw.strip("/ ").lower() in ("mac", "serial"):
+        # "MAC" or "mac/" would be served as a literal directory no EEPROM asks for.
+        p.add(f"{at}.tftp_prefix", f"{prefix_raw!r} would be a literal directory; did you mean "
+                                   f"\"{prefix_raw.strip('/ ').lower()}\"?")
     else:
         prefix = p.value(f"{at}.tftp_prefix", prefix_raw, values.check_literal_prefix, "")
         if prefix.startswith("pxelinux.cfg/") or prefix.rstrip("/") == "pxelinux.cfg":
