@@ -26,6 +26,8 @@ Source = Union[StoreFile, Generated]
 
 @dataclass(frozen=True)
 class BootTree:
+    """What one host is served: each path and where its bytes come from."""
+
     host: str
     generation: int | None              # the selected generation, None if nothing is servable
     files: Mapping[str, Source]         # relative TFTP paths, e.g. "dc-a6-32-01-02-03/kernel8.img"

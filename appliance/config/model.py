@@ -12,6 +12,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ListenAddress:
+    """A host (name or address) and port to listen on."""
+
     host: str
     port: int
 
@@ -21,6 +23,8 @@ class ListenAddress:
 
 @dataclass(frozen=True)
 class ServerConfig:
+    """The ``[server]`` table: directories and listen addresses."""
+
     state_dir: Path = Path("/var/lib/netboot")
     store_dir: Path = Path("/nix/store")
     tftp_listen: tuple[ListenAddress, ...] = (ListenAddress("0.0.0.0", 69),)
@@ -34,6 +38,8 @@ class ServerConfig:
 
 @dataclass(frozen=True)
 class IscsiConfig:
+    """The ``[iscsi]`` table: whether and where root disks are exported."""
+
     enable: bool = False
     portals: tuple[ListenAddress, ...] = ()
     target_prefix: str = "iqn.2026-11.lan.netboot"
@@ -58,12 +64,16 @@ class DhcpConfig:
 
 @dataclass(frozen=True)
 class Firmware:
+    """A ``[firmware.NAME]`` table: a directory of Raspberry Pi boot firmware."""
+
     name: str
     path: Path
 
 
 @dataclass(frozen=True)
 class LunSpec:
+    """A host's root disk: a backing file (with its size) or a block device."""
+
     kind: str  # "file" | "block"
     path: Path
     size: int | None = None  # bytes; required for "file"
@@ -71,6 +81,8 @@ class LunSpec:
 
 @dataclass(frozen=True)
 class ChapSpec:
+    """CHAP credentials of a host's iSCSI session (secrets stay in files)."""
+
     user: str
     secret_file: Path
     mutual_user: str | None = None
@@ -79,6 +91,8 @@ class ChapSpec:
 
 @dataclass(frozen=True)
 class HostIscsi:
+    """A host's ``iscsi`` table: its initiator name, disk and CHAP."""
+
     initiator: str
     lun: LunSpec
     chap: ChapSpec | None = None
@@ -86,6 +100,8 @@ class HostIscsi:
 
 @dataclass(frozen=True)
 class Host:
+    """A ``[hosts.NAME]`` table: how a machine is recognised and what it boots."""
+
     name: str
     boot: "BootStyle"               # one of appliance.boot.styles.STYLES
     profile: Path
@@ -106,6 +122,8 @@ class Host:
 
 @dataclass(frozen=True)
 class Config:
+    """The whole, checked configuration file."""
+
     server: ServerConfig = field(default_factory=ServerConfig)
     iscsi: IscsiConfig = field(default_factory=IscsiConfig)
     firmware: Mapping[str, Firmware] = field(default_factory=dict)

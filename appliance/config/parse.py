@@ -6,7 +6,6 @@ rule is unit-testable with plain dicts.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
@@ -76,6 +75,8 @@ def did_you_mean(word: object, choices: Iterable[str]) -> str:
     """``"; did you mean cmdline?"`` for a near miss (case, '-' for '_', a letter or two), else ``""``."""
     if not isinstance(word, str):
         return ""
+    import difflib   # only for a config with a mistake: not on every start
+
     folded = {c.lower().replace("-", "_"): c for c in choices}
     close = difflib.get_close_matches(word.lower().replace("-", "_"), list(folded), n=1, cutoff=0.6)
     return f"; did you mean {folded[close[0]]}?" if close else ""

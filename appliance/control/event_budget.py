@@ -25,6 +25,8 @@ _PRUNE_AT = 64          # remembered (path, outcome, transport) per host before 
 
 @dataclass
 class _HostBudget:
+    """One host's token bucket and the events it has seen recently."""
+
     tokens: float
     updated: float
     written: dict[tuple[object, object, object], float] = field(default_factory=dict)   # key → when written

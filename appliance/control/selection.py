@@ -10,6 +10,8 @@ from .state_model import HostState
 
 @dataclass(frozen=True)
 class Selection:
+    """The generation a host is served, and why."""
+
     generation: Generation | None
     reason: str        # "trial" | "pin" | "follow" | "last-known-good" | "newest" | "none"
     note: str = ""     # why a choice could not be honoured, for status

@@ -22,6 +22,8 @@ from .state_model import HostState
 
 @dataclass(frozen=True)
 class HostSnapshot:
+    """One host as served: its config entry, profile, selected generation and boot tree."""
+
     host: Host
     profile: Profile
     selection: Selection
@@ -43,6 +45,8 @@ class TrialGuard:
 
 @dataclass(frozen=True)
 class Snapshot:
+    """Everything served at one moment (immutable; swapped in whole)."""
+
     config: Config
     hosts: Mapping[str, HostSnapshot] = field(default_factory=dict)
     trials: Mapping[str, TrialGuard] = field(default_factory=dict)

@@ -11,6 +11,8 @@ HISTORY_LIMIT = 200
 
 @dataclass(frozen=True)
 class Trial:
+    """A generation on trial: it reverts unless confirmed in time."""
+
     generation: int
     previous: int | None          # what was served when the trial began
     started: float
@@ -19,6 +21,8 @@ class Trial:
 
 @dataclass(frozen=True)
 class HostState:
+    """A host's pin, trial and last known good generation."""
+
     pin: int | None = None
     trial: Trial | None = None
     last_known_good: int | None = None
@@ -30,6 +34,8 @@ class HostState:
 
 @dataclass(frozen=True)
 class State:
+    """The persistent state: each host's state and the transition history."""
+
     hosts: Mapping[str, HostState] = field(default_factory=dict)
     history: tuple[dict, ...] = ()          # transitions: {time, host, event, generation, reason}
 

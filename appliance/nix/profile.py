@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +13,8 @@ from .store import StoreCache, StoreRoots, atomic_symlink
 
 @dataclass(frozen=True)
 class Generation:
+    """One generation of a Nix profile and what its boot files are."""
+
     number: int
     link: Path
     created: float                       # link mtime, seconds since the epoch
@@ -35,6 +35,8 @@ class Generation:
 
 @dataclass(frozen=True)
 class Profile:
+    """A host's Nix profile: its generations and the current one."""
+
     path: Path
     generations: tuple[Generation, ...] = ()     # ascending by number
     current: int | None = None                   # what the profile link points to
@@ -201,6 +203,9 @@ def register_generation(profile: Path, toplevel: Path, roots: StoreRoots) -> int
     current = existing.get(existing.current) if existing.current is not None else None
     if current and current.toplevel == real:
         return current.number  # already the current generation: nothing to add
+    import shutil
+    import subprocess   # only for adding a generation: not on every start
+
     nix_env = shutil.which("nix-env")
     # nix-env only knows the real store; a test store under /tmp gets plain links.
     if nix_env and real.is_relative_to("/nix/store"):

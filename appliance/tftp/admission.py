@@ -19,11 +19,15 @@ MODES = ("octet", "netascii")   # RFC 1350; "mail" is obsolete
 
 @dataclass(frozen=True, slots=True)
 class Start:
+    """Admit the request: serve this path."""
+
     path: str                   # the cleaned path to ask the content provider for
 
 
 @dataclass(frozen=True, slots=True)
 class Refuse:
+    """Refuse the request with this TFTP error."""
+
     code: int                   # TFTP error code to answer with
     message: str
     path: str                   # as requested, for the record

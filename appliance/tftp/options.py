@@ -47,6 +47,8 @@ class OptionRefused(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Negotiated:
+    """The options a transfer runs with (RFC 2347-2349, RFC 7440)."""
+
     blksize: int
     windowsize: int
     timeout: float | None          # seconds, None = the server's default

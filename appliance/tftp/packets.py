@@ -61,23 +61,31 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Data:
+    """DATA (RFC 1350)."""
+
     block: int
     payload: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class Ack:
+    """ACK (RFC 1350)."""
+
     block: int
 
 
 @dataclass(frozen=True, slots=True)
 class Error:
+    """ERROR (RFC 1350)."""
+
     code: int
     message: str
 
 
 @dataclass(frozen=True, slots=True)
 class OptionAck:
+    """OACK (RFC 2347)."""
+
     options: tuple[tuple[str, str], ...]
 
 

@@ -16,7 +16,6 @@ drop what the kernel refuses (the transfer's timer retransmits).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import socket
 import struct
@@ -44,7 +43,9 @@ class _MMsgHdr(ctypes.Structure):
 
 def _load_sendmmsg():
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        # The C library the interpreter already links (dlopen(NULL)): ctypes.util.find_library
+        # would run ``ldconfig -p`` in a subprocess at every start.
+        libc = ctypes.CDLL(None, use_errno=True)
         function = libc.sendmmsg
     except (OSError, AttributeError):
         return None

@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import array
 import os
-import pickle
 import signal
 import socket
-import subprocess
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:     # pickle and subprocess are imported where workers start: none on one CPU
+    import subprocess
 
 __all__ = ["WorkerGone", "WorkerPool", "default_worker_count"]
 
@@ -65,6 +67,8 @@ class WorkerGone(Exception):
 
 @dataclass
 class Worker:
+    """A worker process as the server sees it: its control socket and load."""
+
     proc: subprocess.Popen
     sock: socket.socket
     ready: bool = False
@@ -78,6 +82,8 @@ class Worker:
 
 
 def _send(sock: socket.socket, message: dict, fds: tuple[int, ...] = ()) -> None:
+    import pickle
+
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
     sock.sendmsg([data], anc)
@@ -85,6 +91,8 @@ def _send(sock: socket.socket, message: dict, fds: tuple[int, ...] = ()) -> None
 
 def _receive(sock: socket.socket) -> tuple[dict, list[int]] | None:
     """One message and the descriptors it carried; None at end of stream."""
+    import pickle
+
     fds = array.array("i")
     data, anc, _flags, _addr = sock.recvmsg(_MESSAGE_BYTES, socket.CMSG_SPACE(4 * fds.itemsize))
     for level, kind, payload in anc:
@@ -105,6 +113,8 @@ class WorkerPool:
         self.workers: dict[int, Worker] = {}       # control fd → worker
 
     def spawn(self) -> Worker:
+        import subprocess
+
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             env = dict(os.environ)
@@ -182,6 +192,8 @@ class WorkerPool:
 
     def remove(self, worker: Worker, kill: bool = False) -> int | None:
         """Forget ``worker``; reap it (killing it first if asked or if it lingers).  Its exit status."""
+        import subprocess
+
         self.workers.pop(worker.fd, None)
         worker.sock.close()
         if kill and worker.proc.poll() is None:

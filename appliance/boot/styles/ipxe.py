@@ -37,6 +37,8 @@ EFI_NBP = "ipxe.efi"
 
 @dataclass(frozen=True)
 class Ipxe:
+    """iPXE clients: a generated boot script with a menu of generations."""
+
     name: str = "ipxe"
     description: str = "iPXE script with a menu of generations (boot.ipxe); PXE ROMs chain-load iPXE"
     default_firmware: str | None = None

@@ -38,6 +38,8 @@ _INITRAMFS_LINE = re.compile(r"^\s*initramfs[\s=]+(\S*)")
 
 @dataclass(frozen=True)
 class RaspberryPi:
+    """Raspberry Pi 4 EEPROM netboot: firmware, config.txt, cmdline.txt, kernel and initrd."""
+
     name: str = "rpi"
     description: str = "Raspberry Pi 4 / Pi 400 / CM4 EEPROM netboot (start4.elf firmware, kernel8.img)"
     default_firmware: str | None = "rpi"

@@ -20,6 +20,8 @@ from .rpi import RaspberryPi
 
 @dataclass(frozen=True)
 class RaspberryPi5(RaspberryPi):
+    """Raspberry Pi 5 EEPROM netboot: as the Pi 4, without start*.elf."""
+
     name: str = "rpi5"
     description: str = "Raspberry Pi 5 / Pi 500 / CM5 EEPROM netboot (no start*.elf, kernel_2712.img)"
     firmware_patterns: tuple[str, ...] = ("bcm2712*.dtb", "overlays/*")

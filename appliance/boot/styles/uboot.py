@@ -27,6 +27,8 @@ MENU_DIR = "pxelinux.cfg/"
 
 @dataclass(frozen=True)
 class UBoot:
+    """U-Boot distro boot: a pxelinux-style menu and a boot script."""
+
     name: str = "uboot"
     description: str = "U-Boot PXE menu (pxelinux.cfg/01-<mac>) and boot.scr.uimg for distro boot"
     default_firmware: str | None = None

@@ -32,6 +32,8 @@ class Problem:
 
 @dataclass(frozen=True)
 class HealthReport:
+    """The problems of each component, and how often each failed."""
+
     problems: Mapping[str, Problem] = field(default_factory=dict)
     failures: Mapping[str, int] = field(default_factory=dict)         # failures reported per component
     details: Mapping[str, Mapping] = field(default_factory=dict)      # extra facts for ``status --json``
