@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("generation", type=int)
     p = cmd("unpin", "follow the profile again", json_flag=True)
     p.add_argument("host")
-    p = cmd("rollback", "pin the newest valid generation older than the served one (during a trial: end it)", json_flag=True)
+    p = cmd("rollback", "pin the newest valid generation older than the served one (during a trial: end it)",
+            json_flag=True)
     p.add_argument("host")
     p = cmd("trial", "serve generation N for the next boot only, reverting unless confirmed", json_flag=True)
     p.add_argument("host")

@@ -12,5 +12,5 @@ from .publish import (CONFIG_COMPONENT, HEALTH_FILE, daemon_serving, read_health
                       remove_health_file, write_health_file)
 
 __all__ = ["CONFIG_COMPONENT", "DEGRADED", "HEALTH_FILE", "WITHHELD", "Health", "HealthReport", "Problem",
-           "daemon_serving", "metric_samples", "read_health_file", "read_published", "remove_health_file", "status_line", "text_lines", "to_json",
-           "write_health_file"]
+           "daemon_serving", "metric_samples", "read_health_file", "read_published", "remove_health_file",
+           "status_line", "text_lines", "to_json", "write_health_file"]
