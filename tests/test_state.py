@@ -445,3 +445,19 @@ def test_pin_during_a_trial_ends_it(gens_factory):
     assert state.host("h").trial is None
     assert (g.served(state).number, g.served(state).reason) == (2, "pin")
     assert "ends the trial of 1" in state.history[-1]["reason"]
+
+
+def test_damaged_boot_event_lines_are_skipped_by_status_and_doctor(demo_layout, netboot_cli):
+    """events.jsonl is appended by the daemon; a line that is JSON but not an event (a list, a
+    string time, deep nesting) is skipped, never a traceback."""
+    events = demo_layout.state / "events.jsonl"
+    good = {"host": "pc", "time": T0, "path": "52-54-00-ab-cd-ef/boot.ipxe", "outcome": "complete"}
+    events.write_text("\n".join([json.dumps(good), "[1, 2]", '{"host": "pc", "time": "noon"}', '"text"',
+                                 "[" * 100_000, '{"host": ["x"]}', "\x00\xff",
+                                 '{"host": "pc", "time": 1e300}', '{"host": "pc", "time": NaN}']) + "\n")
+    for args in (("status", "pc"), ("status", "--json"), ("doctor", "pc")):
+        out = netboot_cli("-c", demo_layout.config, *args)
+        assert "Traceback" not in out.stderr, (args, out.stderr)
+        assert out.returncode in (0, 1), (args, out.returncode, out.stderr)
+    doc = json.loads(netboot_cli("-c", demo_layout.config, "status", "--json").stdout)
+    assert doc["hosts"]["pc"]["last_boot_events"] == [good]

@@ -286,10 +286,21 @@ class StateStore:
         for raw in reversed(lines):
             try:
                 ev = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):
+                continue
+            if not _is_event(ev):       # a damaged line: skipped, as one that is not JSON
                 continue
             if host is None or ev.get("host") == host:
                 out.append(ev)
                 if len(out) >= limit:
                     break
         return out[::-1]
+
+
+def _is_event(ev: object) -> bool:
+    """A boot event as ``append_event`` writes it: an object whose time, if any, is a Unix time
+    (a number ``time.localtime`` takes: not NaN, not beyond the year 5000)."""
+    if not isinstance(ev, dict):
+        return False
+    at = ev.get("time")
+    return at is None or (isinstance(at, (int, float)) and not isinstance(at, bool) and 0 <= at < 1e11)
