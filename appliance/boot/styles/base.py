@@ -9,9 +9,9 @@ option type all read it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import FrozenInstanceError, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Collection, Iterable, Mapping, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Collection, Iterable, Mapping, NamedTuple, Protocol, runtime_checkable
 
 from .. import text
 from ..tree import Generated, Source, StoreFile
@@ -39,8 +39,8 @@ class BootInputs:
         return tuple(sorted(every.values(), key=lambda g: -g.number))
 
 
-@dataclass(frozen=True)
-class DhcpQuery:
+# NamedTuples, not dataclasses: defined at every start, used only by the proxyDHCP.
+class DhcpQuery(NamedTuple):
     """What a style's proxyDHCP answer may depend on, read from the request."""
 
     ipxe: bool                        # the client already runs iPXE (option 175 / user class "iPXE")
@@ -51,14 +51,38 @@ class DhcpQuery:
     efi_bootfile: str | None = None
 
 
-@dataclass(frozen=True)
-class DhcpAnswer:
+class DhcpAnswer(NamedTuple):
     """A style's proxyDHCP answer; the DHCP policy encodes it (RFC 2132, PXE 2.1)."""
 
     boot_file: str | None = None      # BOOTP file field / option 67
     pxe_menu: str | None = None       # option 43 with a one-item PXE boot menu of this description
     skip_discovery: bool = False      # option 43 discovery control 8: boot file is in this offer
     refusal: str = ""                 # why there is no reply (non-empty: stay silent)
+
+
+class FixedStyle:
+    """Base of the style classes: a style's settings are class attributes, its one instance
+    (the module's ``STYLE``) is immutable, and instances of one style are equal.
+
+    Not a dataclass: the styles are defined before ``netboot serve`` can answer, and a
+    dataclass compiles its generated methods at every start."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        return True if other.__class__ is self.__class__ else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.__class__)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}()"
 
 
 @runtime_checkable

@@ -17,12 +17,11 @@ gets the same ``ipxe.efi`` as an ``http://`` URL when HTTP is enabled.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Collection, Iterable, Mapping
 
 from .. import text
 from ..tree import Generated, Source, StoreFile
-from .base import BootInputs, DhcpAnswer, DhcpQuery, generation_dir, require_mac
+from .base import BootInputs, DhcpAnswer, DhcpQuery, FixedStyle, generation_dir, require_mac
 
 if TYPE_CHECKING:
     from ...config.model import Host
@@ -35,8 +34,7 @@ BIOS_NBP = "undionly.kpxe"
 EFI_NBP = "ipxe.efi"
 
 
-@dataclass(frozen=True)
-class Ipxe:
+class Ipxe(FixedStyle):
     """iPXE clients: a generated boot script with a menu of generations."""
 
     name: str = "ipxe"

@@ -14,13 +14,12 @@ one wins, as on the Pi); an ``initramfs`` line must name ``initrd``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from fnmatch import fnmatch
 from typing import TYPE_CHECKING, Any, Collection, Iterable, Mapping
 
 from .. import text
 from ..tree import Generated, Source, StoreFile
-from .base import BootInputs, DhcpAnswer, DhcpQuery, generation_dir
+from .base import BootInputs, DhcpAnswer, DhcpQuery, FixedStyle, generation_dir
 
 if TYPE_CHECKING:
     from ...config.model import Host
@@ -36,8 +35,7 @@ _KERNEL_LINE = re.compile(r"^\s*kernel\s*=(.*)$")
 _INITRAMFS_LINE = re.compile(r"^\s*initramfs[\s=]+(\S*)")
 
 
-@dataclass(frozen=True)
-class RaspberryPi:
+class RaspberryPi(FixedStyle):
     """Raspberry Pi 4 EEPROM netboot: firmware, config.txt, cmdline.txt, kernel and initrd."""
 
     name: str = "rpi"

@@ -13,12 +13,9 @@ names the file the generation's kernel is served as.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from .rpi import RaspberryPi
 
 
-@dataclass(frozen=True)
 class RaspberryPi5(RaspberryPi):
     """Raspberry Pi 5 EEPROM netboot: as the Pi 4, without start*.elf."""
 

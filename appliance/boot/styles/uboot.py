@@ -9,14 +9,13 @@ boot (``boot_targets=… dhcp``) ignores the DHCP boot file and first fetches
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Collection, Iterable, Mapping
 
 from ...config.values import mac_dashes
 from .. import text
 from ..tree import Generated, Source
 from ..uimage import uimage_script
-from .base import BootInputs, DhcpAnswer, DhcpQuery, generation_dir, require_mac
+from .base import BootInputs, DhcpAnswer, DhcpQuery, FixedStyle, generation_dir, require_mac
 
 if TYPE_CHECKING:
     from ...config.model import Host
@@ -25,8 +24,7 @@ SCRIPT = "boot.scr.uimg"
 MENU_DIR = "pxelinux.cfg/"
 
 
-@dataclass(frozen=True)
-class UBoot:
+class UBoot(FixedStyle):
     """U-Boot distro boot: a pxelinux-style menu and a boot script."""
 
     name: str = "uboot"
