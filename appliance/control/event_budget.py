@@ -16,21 +16,21 @@ out since the one before, so the log says what it does not show.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 __all__ = ["BootEventBudget"]
 
 _PRUNE_AT = 64          # remembered (path, outcome, transport) per host before expired ones are dropped
 
 
-@dataclass
 class _HostBudget:
     """One host's token bucket and the events it has seen recently."""
 
-    tokens: float
-    updated: float
-    written: dict[tuple[object, object, object], float] = field(default_factory=dict)   # key → when written
-    suppressed: int = 0
+    __slots__ = ("tokens", "updated", "written", "suppressed")
+
+    def __init__(self, tokens: float, updated: float) -> None:
+        self.tokens = tokens
+        self.updated = updated
+        self.written: dict[tuple[object, object, object], float] = {}    # key → when written
+        self.suppressed = 0
 
 
 class BootEventBudget:
