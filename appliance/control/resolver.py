@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, replace
-from typing import Callable, Iterable, Mapping
+from dataclasses import replace
+from typing import Callable, Iterable, Mapping, NamedTuple
 
 from ..boot import Generated, StoreFile
 from ..config import Host
@@ -25,8 +25,7 @@ log = logging.getLogger(__name__)
 
 HOLD_RETRY = 0.2       # seconds between looks at a held request
 
-@dataclass(frozen=True)
-class PathIndex:
+class PathIndex(NamedTuple):
     """Every TFTP path of every host's tree → the hosts that have it."""
 
     owners: Mapping[str, tuple[str, ...]]
@@ -51,23 +50,42 @@ def starts_boot(hs: HostSnapshot, path: str) -> bool:
     return hs.host.boot.starts_boot(hs.host, path) or path in kernel_paths(hs)
 
 
-@dataclass(frozen=True, eq=False)
-class KernelServed:
+class _Decision:
+    """A decision of the TFTP side, for the control loop to persist: immutable, equal only to itself.
+
+    Plain slotted classes, not dataclasses: defined at every start, before TFTP answers."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}")
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+
+class KernelServed(_Decision):
     """A trial host was served its trial kernel: its next boot entry or kernel fetch is a new boot."""
 
-    host: str
-    generation: int
-    at: float
+    __slots__ = ("host", "generation", "at")
+
+    def __init__(self, host: str, generation: int, at: float) -> None:
+        for name, value in (("host", host), ("generation", generation), ("at", at)):
+            object.__setattr__(self, name, value)
 
 
-@dataclass(frozen=True, eq=False)
-class TrialReverted:
+class TrialReverted(_Decision):
     """A trial host booted again before its trial was confirmed: it now gets its fallback."""
 
-    host: str
-    generation: int
-    why: str
-    at: float
+    __slots__ = ("host", "generation", "why", "at")
+
+    def __init__(self, host: str, generation: int, why: str, at: float) -> None:
+        for name, value in (("host", host), ("generation", generation), ("why", why), ("at", at)):
+            object.__setattr__(self, name, value)
 
 
 Decision = KernelServed | TrialReverted

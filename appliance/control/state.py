@@ -16,9 +16,8 @@ import logging
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
 from ..errors import StateCorrupt, StateError
 from ..filelock import FileLock, LockTimeout
@@ -39,8 +38,7 @@ EVENTS_MAX_BYTES = 4 << 20
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Readable:
+class Readable(NamedTuple):
     """What a damaged state file still tells, completed from the last good copy.
 
     ``sources`` maps each host to where its entry came from: ``file``,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .state_model import HISTORY_LIMIT, HostState, State, Trial
 
@@ -68,8 +68,7 @@ def decode_state(data: bytes) -> State:
 
 # -- salvage -------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Salvage:
+class Salvage(NamedTuple):
     """What a damaged file still says.
 
     ``state`` holds every field that could be read; ``dropped`` names what
@@ -81,7 +80,7 @@ class Salvage:
     state: State
     dropped: tuple[str, ...] = ()
     complete: bool = True
-    unreadable_hosts: frozenset[str] = field(default_factory=frozenset)
+    unreadable_hosts: frozenset[str] = frozenset()
 
 
 def salvage_state(data: bytes) -> Salvage:

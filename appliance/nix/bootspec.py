@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 BOOTSPEC_KEY = "org.nixos.bootspec.v1"
 
 
-@dataclass(frozen=True)
-class BootSpec:
+class BootSpec(NamedTuple):
     """The fields of a generation the appliance needs, as absolute path strings."""
 
     kernel: str
