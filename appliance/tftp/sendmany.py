@@ -10,7 +10,8 @@ buffer pointers and lengths change.
 Where ``sendmmsg`` is missing (not Linux, no libc symbol) or the address
 cannot be encoded, ``BatchSender`` falls back to one ``sendto`` per datagram;
 both paths send the same bytes in the same order and, like any datagram,
-drop what the kernel refuses (the transfer's timer retransmits).
+drop what the kernel refuses (the transfer's timer retransmits); neither
+blocks, also on a socket in blocking mode.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ class BatchSender:
                 vector = iov[i]
                 vector.iov_base = datagram
                 vector.iov_len = len(datagram)
-            sent = _sendmmsg(self._fd, self._msgs_at, count, 0)
+            sent = _sendmmsg(self._fd, self._msgs_at, count, socket.MSG_DONTWAIT)
             if sent < 0:
                 if ctypes.get_errno() == errno.EINTR:
                     continue
@@ -144,6 +145,6 @@ class BatchSender:
         address = self._address
         for datagram in datagrams:
             try:
-                sendto(datagram, address)
+                sendto(datagram, socket.MSG_DONTWAIT, address)
             except OSError:
                 pass        # lost like any datagram; the timer retransmits

@@ -226,6 +226,7 @@ def run_worker(control_fd: int) -> int:
     control = socket.socket(fileno=control_fd)
     control.setblocking(True)
     server = TftpServer(None, listen=[])
+    server.pump_single_blocking = True
 
     def report(record: TransferRecord) -> None:
         # The server process holds the meta (host, generation) and puts it back.
