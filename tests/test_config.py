@@ -863,3 +863,15 @@ def test_a_prefix_that_looks_like_mac_or_serial_is_not_taken_as_a_literal_direct
     doc["hosts"]["pi-desktop"]["tftp_prefix"] = prefix
     found = problems(doc)
     assert list(found) == ["hosts.pi-desktop.tftp_prefix"] and f'"{meant}"' in found["hosts.pi-desktop.tftp_prefix"]
+
+
+def test_a_trial_timeout_no_session_can_beat_is_refused():
+    """trial_timeout <= trial_confirm_after on an iSCSI host: every trial would revert before its
+    session could confirm it."""
+    doc = spec_doc()
+    doc["hosts"]["pi-desktop"].update(trial_timeout=60, trial_confirm_after=120)
+    found = problems(doc)
+    assert list(found) == ["hosts.pi-desktop.trial_timeout"] and "trial_confirm_after" in found[
+        "hosts.pi-desktop.trial_timeout"]
+    del doc["hosts"]["pi-desktop"]["iscsi"]          # confirmed by `netboot confirm` only: any timeout will do
+    parse_config(doc)

@@ -345,6 +345,12 @@ def _parse_host(p: _Problems, name: str, raw: Any, firmware: dict[str, Firmware]
     menu_timeout = p.value(f"{at}.menu_timeout", t.get("menu_timeout", 5), _typed(int, "a whole number of seconds"), 5)
     if isinstance(menu_timeout, int) and not 0 <= menu_timeout <= 3600:
         p.add(f"{at}.menu_timeout", f"{menu_timeout} is not in 0–3600 seconds")
+    confirm_after = p.value(f"{at}.trial_confirm_after", t.get("trial_confirm_after", 120), _seconds, 120.0)
+    trial_timeout = p.value(f"{at}.trial_timeout", t.get("trial_timeout", 900), _seconds, 900.0)
+    if "iscsi" in t and trial_timeout <= confirm_after:
+        p.add(f"{at}.trial_timeout", f"{trial_timeout:g} s is not longer than trial_confirm_after "
+                                     f"({confirm_after:g} s): every trial would revert before its iSCSI session "
+                                     "could confirm it")
 
     if boot is None:
         return None
@@ -362,8 +368,8 @@ def _parse_host(p: _Problems, name: str, raw: Any, firmware: dict[str, Firmware]
         allow_eeprom_update=p.value(f"{at}.allow_eeprom_update", t.get("allow_eeprom_update", False), _typed(bool, "true or false"), False),
         tftp_access=access if access in ("open", "strict") else "strict",
         menu_timeout=menu_timeout,
-        trial_confirm_after=p.value(f"{at}.trial_confirm_after", t.get("trial_confirm_after", 120), _seconds, 120.0),
-        trial_timeout=p.value(f"{at}.trial_timeout", t.get("trial_timeout", 900), _seconds, 900.0),
+        trial_confirm_after=confirm_after,
+        trial_timeout=trial_timeout,
         iscsi=host_iscsi,
     )
 
