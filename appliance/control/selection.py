@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..nix import Generation, Profile
 from .state_model import HostState
 
 
-@dataclass(frozen=True)
-class Selection:
+class Selection(NamedTuple):
     """The generation a host is served, and why."""
 
     generation: Generation | None

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from ..errors import GenerationError, PathEscapesStore
 
 
-@dataclass(frozen=True)
-class StoreRoots:
+class StoreRoots(NamedTuple):
     """The directories served files may live in (``store_dir`` and firmware paths).
 
     Containment is decided on resolved paths component by component
