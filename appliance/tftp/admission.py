@@ -9,7 +9,7 @@ and the provider's answer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..content import MAX_FILENAME_BYTES, AccessDenied, FileNotFound, RequestRefused, clean_path
 from .packets import ERR_ACCESS, ERR_ILLEGAL_OP, ERR_NOT_FOUND, ERR_UNDEFINED, Request
@@ -17,15 +17,13 @@ from .packets import ERR_ACCESS, ERR_ILLEGAL_OP, ERR_NOT_FOUND, ERR_UNDEFINED, R
 MODES = ("octet", "netascii")   # RFC 1350; "mail" is obsolete
 
 
-@dataclass(frozen=True, slots=True)
-class Start:
+class Start(NamedTuple):
     """Admit the request: serve this path."""
 
     path: str                   # the cleaned path to ask the content provider for
 
 
-@dataclass(frozen=True, slots=True)
-class Refuse:
+class Refuse(NamedTuple):
     """Refuse the request with this TFTP error."""
 
     code: int                   # TFTP error code to answer with

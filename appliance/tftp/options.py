@@ -20,7 +20,7 @@ No OACK is sent when no option was accepted (RFC 2347): data starts at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
     "BLKSIZE_MAX",
@@ -45,8 +45,7 @@ class OptionRefused(ValueError):
     """The request's options cannot be negotiated: TFTP error 8."""
 
 
-@dataclass(frozen=True, slots=True)
-class Negotiated:
+class Negotiated(NamedTuple):
     """The options a transfer runs with (RFC 2347-2349, RFC 7440)."""
 
     blksize: int

@@ -16,7 +16,7 @@ case-insensitive); option values are kept as text, interpretation is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
     "OP_RRQ", "OP_WRQ", "OP_DATA", "OP_ACK", "OP_ERROR", "OP_OACK",
@@ -45,8 +45,8 @@ class MalformedPacket(ValueError):
     """The datagram is not a well-formed TFTP packet."""
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+# NamedTuples: immutable, cheap to build per datagram and to define at every start.
+class Request(NamedTuple):
     """RRQ or WRQ.  ``options`` keeps order and duplicates: (name, value)."""
 
     opcode: int
@@ -59,31 +59,27 @@ class Request:
         return self.opcode == OP_WRQ
 
 
-@dataclass(frozen=True, slots=True)
-class Data:
+class Data(NamedTuple):
     """DATA (RFC 1350)."""
 
     block: int
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Ack:
+class Ack(NamedTuple):
     """ACK (RFC 1350)."""
 
     block: int
 
 
-@dataclass(frozen=True, slots=True)
-class Error:
+class Error(NamedTuple):
     """ERROR (RFC 1350)."""
 
     code: int
     message: str
 
 
-@dataclass(frozen=True, slots=True)
-class OptionAck:
+class OptionAck(NamedTuple):
     """OACK (RFC 2347)."""
 
     options: tuple[tuple[str, str], ...]
