@@ -118,9 +118,10 @@ def _compiler_id() -> str:
 def compile_python(paths: Sequence[Path], invalidation: str = "unchecked-hash") -> None:
     """Byte-compile the trees under ``paths`` with ``COMPILE_PYTHON`` into their ``__pycache__``.
 
-    Hash-based .pyc (PEP 552) do not depend on mtimes, which cpio and 9p do not keep
-    reliably: ``unchecked-hash`` for trees that never change once built (the image, a
-    cache dir), ``checked-hash`` for a working tree (a stale .pyc is recompiled, not used).
+    Hash-based .pyc (PEP 552) do not depend on mtimes, which cpio does not keep:
+    ``unchecked-hash`` for trees that never change once built (the image, a cache dir).
+    A working tree shared over 9p, which passes mtimes through, is compiled
+    ``timestamp``-based (``project.compile_project``): a stale .pyc is recompiled, not used.
     """
     res = subprocess.run([COMPILE_PYTHON, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", invalidation,
                           *map(str, paths)], capture_output=True, text=True, check=False)
