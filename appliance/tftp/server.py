@@ -61,6 +61,7 @@ import struct
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from ..content import (MAX_FILENAME_BYTES, BytesContent, Content, ContentProvider, FileContent, OutOfResources,
                        RequestRefused, RetryLater, TransferRecord)
@@ -166,8 +167,8 @@ def _add_stats(total: TftpStats, part: TftpStats) -> None:
             setattr(total, name, getattr(total, name) + value)
 
 
-@dataclass(slots=True)
-class _Remote:
+# NamedTuples, not dataclasses: only built and read, and defined at every start.
+class _Remote(NamedTuple):
     """A transfer handed to a worker: what its record needs back, and for a worker crash."""
 
     worker: Worker
@@ -204,8 +205,7 @@ class _Session:
         self.timer_at = float("inf")   # deadline of this session's live timer-heap entry
 
 
-@dataclass(slots=True)
-class _Deferred:
+class _Deferred(NamedTuple):
     """A request whose provider asked to be asked again at ``at``."""
 
     at: float

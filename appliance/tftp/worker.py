@@ -23,7 +23,7 @@ import os
 import signal
 import socket
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,16 +65,18 @@ class WorkerGone(Exception):
         self.messages = messages
 
 
-@dataclass
 class Worker:
     """A worker process as the server sees it: its control socket and load."""
 
-    proc: subprocess.Popen
-    sock: socket.socket
-    ready: bool = False
-    sessions: int = 0
-    stats: object = None                   # the worker's latest TftpStats
-    keys: set = field(default_factory=set)
+    __slots__ = ("proc", "sock", "ready", "sessions", "stats", "keys")
+
+    def __init__(self, proc: subprocess.Popen, sock: socket.socket) -> None:
+        self.proc = proc
+        self.sock = sock
+        self.ready = False
+        self.sessions = 0
+        self.stats: object = None           # the worker's latest TftpStats
+        self.keys: set = set()
 
     @property
     def fd(self) -> int:
