@@ -306,13 +306,14 @@ class Transfer:
         sent = self._sent_hi
         limit = self._acked + self.windowsize
         if sent < limit and sent != self._last_block:
-            full = self.blksize + 4
+            blksize = self.blksize
+            full = blksize + 4          # a shorter packet is the last one
             packet_for = self._reader.packet
             keep = self._inflight.append
             try:
                 while True:
                     sent += 1
-                    packet = packet_for(sent, full - 4)
+                    packet = packet_for(sent, blksize)
                     keep(packet)
                     out.append(packet)
                     if len(packet) < full:
