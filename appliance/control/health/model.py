@@ -9,17 +9,18 @@ No clocks here: the time of a change is passed in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Mapping
+from types import MappingProxyType
+from typing import Mapping, NamedTuple
 
 DEGRADED = "degraded"
 WITHHELD = "withheld"
 # Gauged in metrics even while fine, so a dashboard sees the 0 before the 1.
 ALWAYS_GAUGED = ("iscsi", "state")
+_NONE: Mapping = MappingProxyType({})     # the (immutable) default of each mapping below
 
 
-@dataclass(frozen=True)
-class Problem:
+# NamedTuples, not dataclasses: immutable values, defined at every start.
+class Problem(NamedTuple):
     """``reason`` reads on its own (it is the STATUS= text); ``since``: when the
     component entered this state; ``text``: lines for ``netboot status`` in place
     of the default ``<state>: <component>: <reason>``."""
@@ -30,13 +31,12 @@ class Problem:
     text: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class HealthReport:
+class HealthReport(NamedTuple):
     """The problems of each component, and how often each failed."""
 
-    problems: Mapping[str, Problem] = field(default_factory=dict)
-    failures: Mapping[str, int] = field(default_factory=dict)         # failures reported per component
-    details: Mapping[str, Mapping] = field(default_factory=dict)      # extra facts for ``status --json``
+    problems: Mapping[str, Problem] = _NONE
+    failures: Mapping[str, int] = _NONE         # failures reported per component
+    details: Mapping[str, Mapping] = _NONE      # extra facts for ``status --json``
 
     def failed(self, component: str, reason: str, now: float, state: str = DEGRADED,
                text: tuple[str, ...] = ()) -> "HealthReport":
@@ -45,17 +45,17 @@ class HealthReport:
         failures = dict(self.failures)
         if state == DEGRADED:
             failures[component] = failures.get(component, 0) + 1
-        return replace(self, problems={**self.problems, component: Problem(state, reason, since, tuple(text))},
-                       failures=failures)
+        return self._replace(problems={**self.problems, component: Problem(state, reason, since, tuple(text))},
+                             failures=failures)
 
     def recovered(self, component: str) -> "HealthReport":
         if component not in self.problems:
             return self
-        return replace(self, problems={c: p for c, p in self.problems.items() if c != component})
+        return self._replace(problems={c: p for c, p in self.problems.items() if c != component})
 
     def with_details(self, component: str, details: Mapping | None) -> "HealthReport":
         rest = {c: d for c, d in self.details.items() if c != component}
-        return replace(self, details=rest if details is None else {**rest, component: dict(details)})
+        return self._replace(details=rest if details is None else {**rest, component: dict(details)})
 
     def degraded(self) -> dict[str, str]:
         """component → reason, for the degraded ones."""
