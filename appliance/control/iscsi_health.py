@@ -7,7 +7,7 @@ value in ``netboot status --json`` (``as_json``).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from typing import NamedTuple
 
 from .health import DEGRADED, WITHHELD
 
@@ -17,8 +17,7 @@ RETRY_FIRST = 2.0       # seconds before the first retry of a failed apply
 RETRY_MAX = 300.0       # the backoff doubles up to this
 
 
-@dataclass(frozen=True)
-class IscsiHealth:
+class IscsiHealth(NamedTuple):     # not a dataclass: defined at every start
     """``state``: "ok" (LIO matches the configuration), "withheld" (destructive
     changes held back, running objects kept), "degraded" (LIO unusable or the
     apply failed: TFTP only, retrying)."""
@@ -30,12 +29,12 @@ class IscsiHealth:
     retry_in: float | None = None      # seconds from the failure to the next attempt
 
     def applied(self, withheld: tuple[str, ...]) -> "IscsiHealth":
-        return replace(self, state="withheld" if withheld else "ok", error="", withheld=withheld, retry_in=None)
+        return self._replace(state="withheld" if withheld else "ok", error="", withheld=withheld, retry_in=None)
 
     def failed(self, error: str, consecutive: int) -> "IscsiHealth":
         """After ``consecutive`` failures in a row: wait twice as long as last time, up to RETRY_MAX."""
         delay = min(RETRY_MAX, RETRY_FIRST * 2 ** max(0, consecutive - 1))
-        return replace(self, state="degraded", error=error, failures=self.failures + 1, retry_in=delay)
+        return self._replace(state="degraded", error=error, failures=self.failures + 1, retry_in=delay)
 
     def problem(self) -> tuple[str, str, tuple[str, ...]] | None:
         """(state, reason, status text lines) for the health report, or None when fine."""
@@ -49,4 +48,4 @@ class IscsiHealth:
         return None
 
     def as_json(self) -> dict:
-        return {**asdict(self), "withheld": list(self.withheld)}
+        return {**self._asdict(), "withheld": list(self.withheld)}
