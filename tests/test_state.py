@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -248,7 +247,7 @@ def test_trial_kernel_served_is_recorded_once(gens_factory):
 def sample_state() -> State:
     state = set_pin(State(), "a", 4, "test")
     trial = Trial(generation=7, previous=6, started=T0, kernel_served_at=T0 + 3)
-    state = state.with_host("b", replace(state.host("b"), trial=trial, last_known_good=6), "trial-start", 7, "t", T0)
+    state = state.with_host("b", state.host("b")._replace(trial=trial, last_known_good=6), "trial-start", 7, "t", T0)
     return state
 
 
@@ -321,7 +320,7 @@ def _bump(state_dir: str, worker: int, rounds: int) -> None:
 
     def change(state: State) -> State:
         hs = state.host("counter")
-        return state.with_host("counter", replace(hs, pin=(hs.pin or 0) + 1), "bump", worker, str(worker))
+        return state.with_host("counter", hs._replace(pin=(hs.pin or 0) + 1), "bump", worker, str(worker))
 
     for _ in range(rounds):
         store.update(change)

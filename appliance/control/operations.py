@@ -5,8 +5,6 @@ Every transition is recorded in the state's history with its reason.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from ..errors import GenerationError
 from ..nix import Profile
 from .selection import Selection
@@ -27,7 +25,7 @@ def pin(state: State, host: str, profile: Profile, number: int, now: float) -> S
     _require_valid(profile, host, number)
     hs = state.host(host)
     ends = f"; ends the trial of {hs.trial.generation}" if hs.trial is not None else ""
-    return state.with_host(host, replace(hs, pin=number, trial=None), "pin", number, "pinned by operator" + ends,
+    return state.with_host(host, hs._replace(pin=number, trial=None), "pin", number, "pinned by operator" + ends,
                            now)
 
 
@@ -36,7 +34,7 @@ def unpin(state: State, host: str, now: float) -> State:
     hs = state.host(host)
     if hs.pin is None:
         return state
-    return state.with_host(host, replace(hs, pin=None), "unpin", hs.pin, "unpinned by operator", now)
+    return state.with_host(host, hs._replace(pin=None), "unpin", hs.pin, "unpinned by operator", now)
 
 
 def rollback(state: State, host: str, profile: Profile, served: Selection, now: float) -> State:
@@ -44,7 +42,7 @@ def rollback(state: State, host: str, profile: Profile, served: Selection, now: 
     instead: the host is served what it was served before (pin or follow, unchanged)."""
     hs = state.host(host)
     if hs.trial is not None:
-        return state.with_host(host, replace(hs, trial=None), "trial-cancelled", hs.trial.generation,
+        return state.with_host(host, hs._replace(trial=None), "trial-cancelled", hs.trial.generation,
                                f"rolled back by operator before the trial of {hs.trial.generation} was confirmed",
                                now)
     if served.number is None:
@@ -53,7 +51,7 @@ def rollback(state: State, host: str, profile: Profile, served: Selection, now: 
     if not older:
         raise GenerationError(f"{host}: no valid generation older than {served.number} to roll back to")
     target = older[-1].number
-    return state.with_host(host, replace(hs, pin=target), "rollback", target,
+    return state.with_host(host, hs._replace(pin=target), "rollback", target,
                            f"rolled back from {served.number}", now)
 
 
@@ -67,7 +65,7 @@ def start_trial(state: State, host: str, profile: Profile, number: int, served: 
     trial = Trial(generation=number, previous=previous, started=now)
     why = f"trial for the next boot (was {served.number}" + (
         f"; replaces the trial of {running.generation}, reverting to {previous})" if running is not None else ")")
-    return state.with_host(host, replace(hs, trial=trial), "trial-start", number, why, now)
+    return state.with_host(host, hs._replace(trial=trial), "trial-start", number, why, now)
 
 
 def confirm(state: State, host: str, served: Selection, profile_current: int | None, now: float,
@@ -81,11 +79,11 @@ def confirm(state: State, host: str, served: Selection, profile_current: int | N
     if hs.trial is not None:
         n = hs.trial.generation
         keep_following = hs.pin is None and profile_current == n
-        new = replace(hs, trial=None, last_known_good=n, pin=None if keep_following else n)
+        new = hs._replace(trial=None, last_known_good=n, pin=None if keep_following else n)
         return state.with_host(host, new, "trial-confirmed", n, how, now)
     if served.number is None:
         raise GenerationError(f"{host}: nothing is served, nothing to confirm")
-    return state.with_host(host, replace(hs, last_known_good=served.number), "confirmed", served.number, how, now)
+    return state.with_host(host, hs._replace(last_known_good=served.number), "confirmed", served.number, how, now)
 
 
 def revert_trial(state: State, host: str, why: str, now: float) -> State:
@@ -94,7 +92,7 @@ def revert_trial(state: State, host: str, why: str, now: float) -> State:
     if hs.trial is None:
         return state
     back = hs.last_known_good if hs.last_known_good is not None else hs.trial.previous
-    new = replace(hs, trial=None, pin=back if back is not None else hs.pin)
+    new = hs._replace(trial=None, pin=back if back is not None else hs.pin)
     return state.with_host(host, new, "trial-reverted", hs.trial.generation,
                            f"{why}; now serving {back}", now)
 
@@ -103,7 +101,7 @@ def trial_kernel_served(state: State, host: str, now: float) -> State:
     hs = state.host(host)
     if hs.trial is None or hs.trial.kernel_served_at is not None:
         return state
-    return state.with_host(host, replace(hs, trial=replace(hs.trial, kernel_served_at=now)))
+    return state.with_host(host, hs._replace(trial=hs.trial._replace(kernel_served_at=now)))
 
 
 def trial_due(state: State, host: str, timeout: float, now: float) -> str | None:

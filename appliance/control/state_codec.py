@@ -40,7 +40,7 @@ def _host_to_json(hs: HostState) -> dict:
     if hs.pin is not None:
         out["pin"] = hs.pin
     if hs.trial is not None:
-        out["trial"] = {k: v for k, v in vars(hs.trial).items() if v is not None}
+        out["trial"] = {k: v for k, v in hs.trial._asdict().items() if v is not None}
     if hs.last_known_good is not None:
         out["last_known_good"] = hs.last_known_good
     return out

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Mapping
+from types import MappingProxyType
+from typing import Mapping, NamedTuple
 
 HISTORY_LIMIT = 200
 
 
-@dataclass(frozen=True)
-class Trial:
+# NamedTuples, not dataclasses: immutable values (changed with _replace), defined at every start.
+class Trial(NamedTuple):
     """A generation on trial: it reverts unless confirmed in time."""
 
     generation: int
@@ -19,8 +19,7 @@ class Trial:
     kernel_served_at: float | None = None
 
 
-@dataclass(frozen=True)
-class HostState:
+class HostState(NamedTuple):
     """A host's pin, trial and last known good generation."""
 
     pin: int | None = None
@@ -32,11 +31,10 @@ class HostState:
         return self.trial.generation if self.trial else None
 
 
-@dataclass(frozen=True)
-class State:
+class State(NamedTuple):
     """The persistent state: each host's state and the transition history."""
 
-    hosts: Mapping[str, HostState] = field(default_factory=dict)
+    hosts: Mapping[str, HostState] = MappingProxyType({})
     history: tuple[dict, ...] = ()          # transitions: {time, host, event, generation, reason}
 
     def host(self, name: str) -> HostState:
