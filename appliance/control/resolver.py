@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import replace
 from typing import Callable, Iterable, Mapping, NamedTuple
 
 from ..boot import Generated, StoreFile
@@ -100,12 +99,12 @@ def apply_decision(snapshot: Snapshot, decision: Decision) -> Snapshot:
     if isinstance(decision, KernelServed):
         if guard.kernel_served:
             return snapshot
-        trials[decision.host] = replace(guard, kernel_served=True)
-        return replace(snapshot, trials=trials)
+        trials[decision.host] = guard._replace(kernel_served=True)
+        return snapshot._replace(trials=trials)
     del trials[decision.host]
     hosts = dict(snapshot.hosts)
     hosts[decision.host] = guard.fallback
-    return replace(snapshot, hosts=hosts, trials=trials)
+    return snapshot._replace(hosts=hosts, trials=trials)
 
 
 class BootResolver:

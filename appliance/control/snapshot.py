@@ -8,8 +8,8 @@ transfer in progress.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Mapping
+from types import MappingProxyType
+from typing import Mapping, NamedTuple
 
 from ..boot import BootTree, gather_inputs, render_tree
 from ..boot.gather import store_roots
@@ -20,8 +20,8 @@ from .selection import Selection, select_generation
 from .state_model import HostState
 
 
-@dataclass(frozen=True)
-class HostSnapshot:
+# NamedTuples, not dataclasses: immutable values (changed with _replace), defined at every start.
+class HostSnapshot(NamedTuple):
     """One host as served: its config entry, profile, selected generation and boot tree."""
 
     host: Host
@@ -30,8 +30,7 @@ class HostSnapshot:
     tree: BootTree
 
 
-@dataclass(frozen=True)
-class TrialGuard:
+class TrialGuard(NamedTuple):
     """A host serving a trial generation, and what it gets once the trial is reverted.
 
     Precomputed so the TFTP side can revert at the request that shows a new
@@ -43,13 +42,12 @@ class TrialGuard:
     fallback: HostSnapshot
 
 
-@dataclass(frozen=True)
-class Snapshot:
+class Snapshot(NamedTuple):
     """Everything served at one moment (immutable; swapped in whole)."""
 
     config: Config
-    hosts: Mapping[str, HostSnapshot] = field(default_factory=dict)
-    trials: Mapping[str, TrialGuard] = field(default_factory=dict)
+    hosts: Mapping[str, HostSnapshot] = MappingProxyType({})
+    trials: Mapping[str, TrialGuard] = MappingProxyType({})
 
     def host(self, name: str) -> HostSnapshot:
         self.config.host(name)  # raises UnknownHost with the list of hosts
