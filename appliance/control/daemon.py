@@ -409,8 +409,10 @@ class Appliance:
             self.health.ok("state")
             self.health.changed.set()      # publish in the new directory
             self.state = self._load_state()
-        self.refresh()
+        # Watch the new configuration's directories before building what they
+        # feed, so a change made in between is seen, not lost.
         self._watch()
+        self.refresh()
         self.apply_iscsi()
         log.info("configuration reloaded (%d hosts)", len(config.hosts))
 
@@ -485,14 +487,12 @@ class Appliance:
     # -- the loop ------------------------------------------------------------------------
 
     def _watch(self) -> None:
-        self.inotify.unwatch_all()
         # The state directory must exist to be watched: CLI commands write there.
         self.store.ensure_dir()
         dirs = {h.profile.parent for h in self.config.hosts.values()}
         dirs |= {self.config_path.parent, self.config.server.state_dir}
-        for d in dirs:
-            if not self.inotify.watch(d):
-                log.warning("cannot watch %s (missing?)", d)
+        for d in self.inotify.watch_only(sorted(dirs)):
+            log.warning("cannot watch %s (missing?)", d)
 
     def _on_fs_events(self, events: list) -> None:
         reload_config = refresh_all = False

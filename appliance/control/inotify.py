@@ -11,6 +11,7 @@ import ctypes
 import os
 import struct
 from pathlib import Path
+from typing import Iterable
 
 IN_MODIFY = 0x002
 IN_ATTRIB = 0x004
@@ -42,18 +43,26 @@ class Inotify:
         self.fd = fd
         self._dirs: dict[int, Path] = {}
 
-    def watch(self, directory: Path, mask: int = DIR_CHANGES) -> bool:
-        """Watch ``directory``; False when it does not exist (yet)."""
-        wd = self._libc.inotify_add_watch(self.fd, os.fsencode(directory), mask)
-        if wd < 0:
-            return False
-        self._dirs[wd] = directory
-        return True
+    def watch_only(self, directories: Iterable[Path], mask: int = DIR_CHANGES) -> list[Path]:
+        """Watch exactly ``directories``; return those that do not exist (yet).
 
-    def unwatch_all(self) -> None:
-        for wd in list(self._dirs):
+        Directories already watched keep their watch descriptor, so events
+        queued for them and not read yet still name their directory: removing
+        and re-adding every watch would orphan those events, and an edit made
+        just then would be lost.
+        """
+        kept: dict[int, Path] = {}
+        missing = []
+        for directory in directories:
+            wd = self._libc.inotify_add_watch(self.fd, os.fsencode(directory), mask)
+            if wd < 0:
+                missing.append(directory)
+            else:
+                kept[wd] = directory
+        for wd in set(self._dirs) - set(kept):
             self._libc.inotify_rm_watch(self.fd, wd)
-        self._dirs.clear()
+        self._dirs = kept
+        return missing
 
     def read(self) -> list[tuple[Path | None, str, int]]:
         """Pending events as (directory, name, mask); (None, "", IN_Q_OVERFLOW) on overflow."""
