@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import socket
 import statistics
 import struct
@@ -26,6 +25,7 @@ import time
 from pathlib import Path
 
 from appliance.demo import build_demo
+from bench.tftp import stop_process
 from tests.helpers import free_port
 from appliance.demo.store import add_generation, make_toplevel
 
@@ -42,7 +42,8 @@ def start_daemon(config: Path, log: Path) -> tuple[subprocess.Popen, socket.sock
     env = dict(os.environ, NOTIFY_SOCKET="@" + name)
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "appliance.cli.main", "-c", str(config), "serve"],
-                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                start_new_session=True)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -53,18 +54,8 @@ def start_daemon(config: Path, log: Path) -> tuple[subprocess.Popen, socket.sock
                 return proc, notify
         except socket.timeout:
             continue
-    stop(proc)
+    stop_process(proc)
     raise SystemExit("daemon did not report READY=1 within 20 s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(5)
 
 
 def first_block(port: int, path: str) -> bytes | None:
@@ -115,7 +106,7 @@ def measure(root: Path, generations: int) -> list[float]:
                                      f"log:\n{log.read_text()[-2000:]}")
                 time.sleep(0.001)
     finally:
-        stop(proc)
+        stop_process(proc)
         notify.close()
     return latencies
 

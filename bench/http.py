@@ -21,7 +21,6 @@ import argparse
 import datetime
 import os
 import platform
-import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.results import write_block
+from bench.tftp import stop_process
 from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -82,16 +82,7 @@ class Server:
         raise RuntimeError(f"{self.name} did not answer on {HOST}:{self.port}")
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
-        except ProcessLookupError:
-            pass
+        stop_process(self.proc)
 
 
 def nginx_server(root: Path, work: Path) -> Server:

@@ -21,7 +21,6 @@ import argparse
 import compileall
 import os
 import py_compile
-import signal
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.tftp import HOST, REPO, free_port, tftp_probe
+from bench.tftp import HOST, REPO, free_port, stop_process, tftp_probe
 
 PROBE_INTERVAL = 0.02
 START_TIMEOUT = 120.0
@@ -54,18 +53,7 @@ def time_to_answer(argv: list[str], port: int, path: str, env: dict[str, str] | 
                 return time.monotonic() - started
         raise RuntimeError(f"{argv[:4]} did not answer within {START_TIMEOUT:.0f} s")
     finally:
-        stop_process(proc)
-
-
-def stop_process(proc: subprocess.Popen) -> None:
-    """SIGTERM to the process group (it runs in its own session), SIGKILL if it lingers."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process(proc, wait=20)
 
 
 def demo_setup(workdir: Path, port: int) -> tuple[Path, str, bytes]:

@@ -121,6 +121,21 @@ def tftp_probe(port: int, name: str = "probe.bin", timeout: float = 0.3) -> bool
 
 # -- servers ---------------------------------------------------------------------
 
+def stop_process(proc: subprocess.Popen | None, wait: float = 5.0) -> None:
+    """SIGTERM to the process group (started with ``start_new_session``: the server and its
+    forks or workers), SIGKILL if it lingers past ``wait`` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(wait)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(wait)
+    except ProcessLookupError:
+        pass
+
+
 @dataclass
 class Server:
     name: str
@@ -146,17 +161,7 @@ class Server:
         raise RuntimeError(f"{self.name} did not answer on {HOST}:{self.port}")
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)   # its own group: the server and its forks
-        except ProcessLookupError:
-            return
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
+        stop_process(self.proc)
 
 
 def _stat_ticks(pid: int) -> tuple[int, int]:

@@ -25,8 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.startup import stop_process
-from bench.tftp import HOST, REPO, free_port, tftp_probe
+from bench.tftp import HOST, REPO, free_port, stop_process, tftp_probe
 
 FILE_SIZE = 8 * 1024 * 1024
 BLKSIZE = 1432
@@ -48,7 +47,7 @@ def _serve(argv: list[str], port: int) -> subprocess.Popen:
         if tftp_probe(port, "probe.bin"):
             time.sleep(2.0)             # let transfer workers (if any) come up
             return proc
-    stop_process(proc)
+    stop_process(proc, wait=20)
     raise RuntimeError(f"{argv[:3]} did not answer")
 
 
@@ -78,7 +77,7 @@ def throughput(repeat: int) -> str:
                     out.unlink()
         finally:
             for proc in procs.values():
-                stop_process(proc)
+                stop_process(proc, wait=20)
     medians = {name: statistics.median(v) for name, v in times.items()}
     lines = [f"8 MiB over TFTP in the lab VM (busybox tftp, blksize {BLKSIZE}), seconds:"]
     for name, values in times.items():
