@@ -217,14 +217,6 @@ class _Deferred(NamedTuple):
     scope: int
 
 
-def _send(sock: socket.socket, datagrams: Iterable[bytes], addr: tuple) -> None:
-    for datagram in datagrams:
-        try:
-            sock.sendto(datagram, _SEND_FLAGS, addr)
-        except OSError:
-            pass        # lost like any datagram; the timer retransmits
-
-
 class TftpServer(LoopServer):
     """A read-only TFTP server over a ``ContentProvider``.
 
@@ -366,8 +358,7 @@ class TftpServer(LoopServer):
         """Abort every transfer (with a record each) and close all sockets."""
         now = time.monotonic()
         for session in list(self._sessions.values()):
-            _send(session.sock, session.transfer.abort("server stopping", now, message="Server shutting down"),
-                  session.client)
+            session.sender.send(session.transfer.abort("server stopping", now, message="Server shutting down"))
             self._end_session(session)
         self._deferred.clear()
         self._stop_workers()
@@ -864,7 +855,7 @@ class TftpServer(LoopServer):
         limit = self.reclaim_after if stalled_for is None else stalled_for
         if stalled is None or now - stalled.transfer.progress_at < limit:
             return False
-        _send(stalled.sock, stalled.transfer.reclaim(now), stalled.client)
+        stalled.sender.send(stalled.transfer.reclaim(now))
         self.stats.sessions_reclaimed += 1
         self._end_session(stalled)
         return True
