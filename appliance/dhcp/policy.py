@@ -89,11 +89,16 @@ _HTTP_CLIENT = b"HTTPClient"
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What to do with one request: ``reply`` (or None) and why, for logs and counters."""
+    """What to do with one request: ``reply`` (or None) and why, for logs and counters.
+
+    ``reason`` may quote what the client sent (its architecture, say); ``outcome`` never does
+    (a fixed phrase, or the reply with the boot file the configuration chose), so it can key
+    log throttling."""
 
     reply: p.DhcpPacket | None
     reason: str
     host: str | None = None
+    outcome: str = "ignored"
 
 
 def is_ipxe(request: p.DhcpPacket) -> bool:
@@ -131,17 +136,19 @@ def decide(request: p.DhcpPacket, config: Config, port: int = DHCP_PORT) -> Deci
     vendor_class = request.option(p.OPT_VENDOR_CLASS) or b""
     http_boot = vendor_class.startswith(_HTTP_CLIENT)
     if not (vendor_class.startswith(_PXE_CLIENT) or http_boot):
-        return Decision(None, "not PXE firmware (vendor class is not PXEClient or HTTPClient)", host.name)
+        return Decision(None, "not PXE firmware (vendor class is not PXEClient or HTTPClient)", host.name,
+                        "not PXE firmware")
 
     answer = host.boot.dhcp_answer(host, DhcpQuery(
         ipxe=is_ipxe(request), arch=_arch(request), http_boot=http_boot, http_base=http_base_url(config),
         bios_bootfile=settings.bios_bootfile, efi_bootfile=settings.efi_bootfile))
     if answer.refusal:
-        return Decision(None, answer.refusal, host.name)
+        return Decision(None, answer.refusal, host.name, "refused by the boot style")
     boot_file, vendor = answer.boot_file, _vendor_options(answer)
     file = (boot_file or "").encode("utf-8")
     if len(file) > 127:
-        return Decision(None, f"boot file {boot_file!r} does not fit the 128-byte BOOTP file field", host.name)
+        return Decision(None, f"boot file {boot_file!r} does not fit the 128-byte BOOTP file field", host.name,
+                        "boot file too long")
 
     options: list[tuple[int, bytes]] = [
         (p.OPT_MESSAGE_TYPE, bytes((reply_kind,))),
@@ -170,8 +177,10 @@ def decide(request: p.DhcpPacket, config: Config, port: int = DHCP_PORT) -> Deci
         file=file,
         options=tuple(options),
     )
-    return Decision(reply, f"{host.boot.name} host: {'offer' if reply_kind == p.DHCPOFFER else 'ack'}"
-                    + (f" {boot_file}" if boot_file else ""), host.name)
+    # The boot file comes from the configuration (one of a few per host): it may key the log.
+    reason = f"{host.boot.name} host: {'offer' if reply_kind == p.DHCPOFFER else 'ack'}" + (
+        f" {boot_file}" if boot_file else "")
+    return Decision(reply, reason, host.name, reason)
 
 
 def _vendor_options(answer: DhcpAnswer) -> bytes:

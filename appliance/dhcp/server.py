@@ -148,7 +148,7 @@ class ProxyDhcpServer(LoopServer):
         if decision.reply is None:
             self.stats.ignored += 1
             if decision.host is not None:
-                self._log((decision.host, decision.reason), logging.INFO, "proxyDHCP: %s (%s): no reply: %s",
+                self._log((decision.host, decision.outcome), logging.INFO, "proxyDHCP: %s (%s): no reply: %s",
                           decision.host, request.mac, decision.reason)
             return
         try:
@@ -174,7 +174,7 @@ class ProxyDhcpServer(LoopServer):
                       host, dport, exc.strerror)
             return
         self.stats.replies += 1
-        self._log((decision.host, decision.reason), logging.INFO, "proxyDHCP: %s (%s): %s → %s:%s",
+        self._log((decision.host, decision.outcome), logging.INFO, "proxyDHCP: %s (%s): %s → %s:%s",
                   decision.host, request.mac, decision.reason, host, dport)
 
     def _note_lease(self, request: p.DhcpPacket, config: Config, port: int, source_ip: str) -> None:

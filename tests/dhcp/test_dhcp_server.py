@@ -99,3 +99,21 @@ def test_a_flood_of_requests_does_not_flood_the_log(caplog):
         server.stop()
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("appliance.dhcp")]
     assert len(lines) <= 8, lines[:12]
+
+
+def test_what_a_peer_varies_does_not_multiply_log_lines_or_throttle_keys(caplog):
+    """A configured MAC's requests are logged once a minute per host and outcome, whatever else
+    the sender varies: one line per client architecture (option 93, 65 536 values) would let any
+    LAN peer write to the journal at the rate it sends, and grow the throttle's table with it."""
+    cfg = config()
+    server = ProxyDhcpServer(lambda: cfg, interface=None, host="127.0.0.1", port=0, pxe_port=None)
+    caplog.set_level(logging.DEBUG, logger="appliance.dhcp")
+    source = ("127.0.0.1", 68)
+    for arch in range(20, 520):
+        for vendor in (b"PXEClient:Arch:00020", b"HTTPClient:Arch:00020"):
+            server.handle(p.encode_packet(request(PC_MAC, arch=arch, vendor=vendor)), source, 67)
+    stats = server.read_stats()
+    assert stats.received == 1000 and stats.ignored == 1000 and stats.internal_errors == 0
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("appliance.dhcp")]
+    assert len(lines) <= 2, lines[:5]
+    assert "architecture 20" in lines[0]           # the line still says what was refused
