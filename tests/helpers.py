@@ -7,6 +7,7 @@ Imported as ``helpers`` by the tests under ``tests/`` (pytest puts ``tests/`` on
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -17,12 +18,37 @@ from typing import Callable, TypeVar
 T = TypeVar("T")
 
 
+FIXED_PORTS_FROM = 10000     # above the ports services are assigned by default
+
+
 def free_port(kind: int = socket.SOCK_DGRAM, host: str = "127.0.0.1") -> int:
-    """A port the kernel just handed out on ``host`` (UDP by default, ``SOCK_STREAM`` for TCP)."""
+    """A port free on ``host`` now (UDP by default, ``SOCK_STREAM`` for TCP), for a server that
+    binds it later.
+
+    Picked below the kernel's ephemeral range: a port from ``bind(0)`` could be handed to any
+    socket bound to port 0 meanwhile — a client's or a transfer's, in this or any other process
+    on the machine — before the server binds it.  Ports below that range are only taken by
+    number, so a collision needs another test picking the same one at the same moment."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, kind) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    below = _ephemeral_ports_start()
+    for _ in range(1000):
+        port = FIXED_PORTS_FROM + secrets.randbelow(below - FIXED_PORTS_FROM)
+        with socket.socket(family, kind) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port from {FIXED_PORTS_FROM} to {below} on {host}")
+
+
+def _ephemeral_ports_start() -> int:
+    """The lowest port ``bind(0)`` and ``connect`` may pick (Linux's default if unreadable)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return max(low, FIXED_PORTS_FROM + 1000)
 
 
 def netboot_argv(*args: object, config: Path | str | None = None) -> list[str]:
@@ -54,9 +80,16 @@ def poll(check: Callable[[], T], deadline: float = 5.0, interval: float = 0.01) 
         time.sleep(interval)
 
 
-def eventually(check: Callable[[], T], deadline: float = 5.0, what: str = "",
+WAIT_DEADLINE = 30.0    # bounds a wait for something that happens in well under a second when all is well
+
+
+def eventually(check: Callable[[], T], deadline: float = WAIT_DEADLINE, what: str = "",
                interval: float = 0.01) -> tuple[T, float]:
-    """``poll`` that fails, showing the last value, when ``check`` is still falsy at the deadline."""
+    """``poll`` that fails, showing the last value, when ``check`` is still falsy at the deadline.
+
+    The deadline only says when to give up: a loaded machine (CI, a TCG VM) can take many
+    times longer than an idle one, so it is generous; how fast things happen is measured in
+    ``bench/``, not here."""
     last, elapsed = poll(check, deadline, interval)
     if not last:
         raise AssertionError(f"not within {deadline} s: {what} (last: {last!r:.300})")

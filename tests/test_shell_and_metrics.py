@@ -86,13 +86,13 @@ def test_daemon_metrics_endpoint(demo):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         metrics_url = f"http://127.0.0.1:{mport}/metrics"
-        eventually(lambda: _reachable(metrics_url), 20, "the metrics endpoint", interval=0.1)
+        eventually(lambda: _reachable(metrics_url), what="the metrics endpoint", interval=0.1)
         got = subprocess.run(["curl", "-s", "-o", "-", f"tftp://127.0.0.1:{tport}/dc-a6-32-01-02-03/config.txt"],
                              capture_output=True, timeout=30)
         assert got.stdout.startswith(b"# netboot-appliance")
         # The record is emitted when the server sees the last ACK, just after curl exits.
         want = 'netboot_boot_transfers_total{host="pi-desktop",outcome="complete"} 1'
-        eventually(lambda: want in _get(metrics_url), 5, want)
+        eventually(lambda: want in _get(metrics_url), what=want)
         body = _get(metrics_url)
         assert 'netboot_served_generation{host="pi-desktop"} 2' in body
     finally:

@@ -20,11 +20,11 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 from appliance.demo import build_demo
 from appliance.demo.store import DemoLayout
-from helpers import eventually as _eventually, free_port, netboot, netboot_argv
+from helpers import eventually, free_port, netboot, netboot_argv  # noqa: F401  (eventually: for the control tests)
 
 PI = "pi-desktop"
 PI_PREFIX = "dc-a6-32-01-02-03/"
@@ -35,7 +35,6 @@ ARM = "arm-board"
 CURL_NOT_FOUND = 68     # TFTP error 1
 CURL_ACCESS = 69        # TFTP error 2
 
-FOLLOW_DEADLINE = 1.0   # README: a new generation is served within 1 s
 
 
 # -- the store ---------------------------------------------------------------------------
@@ -241,12 +240,6 @@ def get(port: int, path: str, **kw) -> bytes:
     f = curl(port, path, **kw)
     assert f.ok, f"fetching {path}: curl exit {f.rc}: {f.err}"
     return f.data
-
-
-def eventually(check: Callable[[], object], deadline: float = FOLLOW_DEADLINE, what: str = "",
-               interval: float = 0.01) -> tuple[object, float]:
-    """``helpers.eventually`` with the follow deadline as the default bound."""
-    return _eventually(check, deadline, what, interval)
 
 
 def sha(data: bytes) -> str:

@@ -41,7 +41,7 @@ def test_a_host_repeating_requests_is_coalesced_and_other_hosts_keep_their_histo
     store.write_config(store.read_config().replace("[server]\n", f'[server]\nhttp_listen = ["127.0.0.1:{http_port}"]\n', 1))
     make_daemon(store.config).start()
     get(store.port, PI_PREFIX + "cmdline.txt")
-    eventually(lambda: status(store.config, PI)["hosts"][PI]["last_boot_events"], deadline=3, what="the Pi's event")
+    eventually(lambda: status(store.config, PI)["hosts"][PI]["last_boot_events"], what="the Pi's event")
 
     # pc: thousands of pipelined HTTP requests, then the same file over TFTP again and again (curl)
     assert pipeline(http_port, PC_PREFIX + "boot.ipxe", PIPELINED) == PIPELINED
@@ -54,7 +54,7 @@ def test_a_host_repeating_requests_is_coalesced_and_other_hosts_keep_their_histo
     # every transfer is accounted for: written, or counted on the host's next written event
     transfers = PIPELINED + TFTP_REPEATS + 1
     events, _ = eventually(lambda: (evs := pc_events(store)) and evs[-1]["path"].endswith("/kernel") and evs,
-                           deadline=5, what="the kernel's event")
+                           what="the kernel's event")
     assert len(events) + sum(e.get("suppressed", 0) for e in events) == transfers
     assert len(events) <= 10
     assert events[-1]["suppressed"] > 0

@@ -51,7 +51,7 @@ def test_a_blocked_state_store_delays_no_transfer_and_the_trial_still_reverts(da
         assert time.monotonic() - since < LOCK_HELD
     # the state catches up once the lock is free
     entry, _ = eventually(lambda: [h for h in history(store.config, PI) if h["event"] == "trial-reverted"],
-                          deadline=10, what="revert recorded")
+                          what="revert recorded")
     assert "again" in entry[-1]["reason"] and "now serving 2" in entry[-1]["reason"]
     s = status(store.config, PI)["hosts"][PI]
     assert s["trial"] is None and s["served"] == 2
@@ -73,6 +73,6 @@ def test_boot_events_that_cannot_be_written_are_counted_and_reported_once(store,
         return int(next(line.split()[-1] for line in text.splitlines()
                         if line.startswith("netboot_boot_events_dropped_total")))
 
-    eventually(lambda: dropped() == 3, deadline=5, what="three dropped boot events counted")
+    eventually(lambda: dropped() == 3, what="three dropped boot events counted")
     assert d.log().count("degraded: boot-events") == 1, d.log()
     assert "boot-events" in status(store.config)["degraded"]

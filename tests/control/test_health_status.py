@@ -56,7 +56,7 @@ def test_status_line_carries_a_client_mac_degradation(store, make_daemon, tmp_pa
     # A second degraded component joins the first on the one line.
     store.state_file().write_bytes(b"\x00not json")
     both, _ = eventually(lambda: next((s for s in _status_lines(daemon) if "is corrupt" in s), None),
-                         deadline=10, what="state damage in STATUS=")
+                         what="state damage in STATUS=")
     assert "netlink" in both and f"{store.state_file()} is corrupt" in both, both
 
     # Stopped: nothing published is left for status to show.
@@ -78,7 +78,7 @@ def test_gc_roots_that_cannot_be_made_are_a_degradation_not_a_log_line(store, ma
     assert "gcroots" in status(store.config)["degraded"]
     blocker.unlink()
     cli_ok(store.config, "pin", "pi-desktop", "1")          # the next refresh makes them
-    eventually(lambda: any(s.startswith("serving") for s in _status_lines(daemon)), deadline=10,
+    eventually(lambda: any(s.startswith("serving") for s in _status_lines(daemon)),
                what="recovered on the STATUS= line")
     assert any(p.name.endswith(".netboot-root") for p in gcroots.iterdir())
 

@@ -61,7 +61,7 @@ def test_http_serves_each_host_only_its_own_tree(store, make_daemon, clients):  
     # loopback (MAC unknown): open serves, strict refuses
     assert http(f"http://127.0.0.1:{port}/{PC_PREFIX}boot.ipxe")[0] == 200
     store.write_config(store.set_host_option(PC, 'tftp_access = "strict"'))
-    eventually(lambda: http(f"http://127.0.0.1:{port}/{PC_PREFIX}boot.ipxe")[0] == 403, deadline=3,
+    eventually(lambda: http(f"http://127.0.0.1:{port}/{PC_PREFIX}boot.ipxe")[0] == 403,
                what="strict for unknown MACs over HTTP")
     assert http(f"http://{pc_server}:{port}/boot.ipxe", pc_ns)[0] == 200
 

@@ -152,7 +152,7 @@ def test_a_rejected_reload_is_on_the_status_line_and_check_says_the_daemon_keeps
     store.write_config(good.replace('mac = "dc:a6:32:01:02:03"', 'mac = "dc:a6:32:1:2"'), target)
     d.signal(signal.SIGHUP)
     line, _ = eventually(lambda: next((s for s in _status_lines(d) if "rejected" in s), None),
-                         deadline=10, what="the rejected reload on the STATUS= line")
+                         what="the rejected reload on the STATUS= line")
     assert "hosts.pi-desktop.mac" in line and "keeps serving" in line, line
     out = cli(link, "check")
     assert out.returncode == 2 and "hosts.pi-desktop.mac" in out.stderr
@@ -161,7 +161,7 @@ def test_a_rejected_reload_is_on_the_status_line_and_check_says_the_daemon_keeps
     store.write_config(good, target)
     n = len(_status_lines(d))
     d.signal(signal.SIGHUP)
-    eventually(lambda: any(s.startswith("serving") for s in _status_lines(d)[n:]), deadline=10,
+    eventually(lambda: any(s.startswith("serving") for s in _status_lines(d)[n:]),
                what="STATUS= serving again")
     assert cli(link, "check").returncode == 0
     # Another file on the same state directory is not what the daemon serves: no such claim.

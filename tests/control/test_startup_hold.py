@@ -48,7 +48,7 @@ def test_held_host_waits_for_the_hold_to_lift_others_are_served(tmp_path):
             # Another host's file is served while the held one waits.
             assert curl(store.port, other).ok
             # The server has asked again and again (the request is held, not dropped or refused).
-            eventually(lambda: len(held_asks) >= 3, 10, "the held request to be asked for again")
+            eventually(lambda: len(held_asks) >= 3, what="the held request to be asked for again")
             assert waiting.poll() is None, "a held host was answered before the hold lifted"
             lifted = time.monotonic()
             resolver.held = frozenset()

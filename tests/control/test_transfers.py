@@ -79,7 +79,7 @@ def test_boot_events_are_listed_by_status(daemon, store):
         evs = status(store.config, PI)["hosts"][PI]["last_boot_events"]
         return evs if len(evs) >= 2 else None
 
-    evs, _ = eventually(events, deadline=3.0, what="boot events recorded")
+    evs, _ = eventually(events, what="boot events recorded")
     by_path = {e["path"]: e for e in evs}
     k = by_path[PI_PREFIX + "kernel8.img"]
     assert (k["host"], k["generation"], k["bytes"], k["outcome"]) == (PI, 2, len(kernel), "complete")

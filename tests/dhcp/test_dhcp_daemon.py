@@ -47,7 +47,7 @@ def test_a_lease_seen_by_the_proxy_reaches_the_neighbour_table(demo_layout):
                                     (p.OPT_VENDOR_CLASS, b"PXEClient:Arch:00000:UNDI:002001")))
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
             client.sendto(p.encode_packet(req), ("127.0.0.1", 67))
-        eventually(lambda: app.neighbours.lease_of("10.253.0.50") is not None, 5, "the lease to be learned")
+        eventually(lambda: app.neighbours.lease_of("10.253.0.50") is not None, what="the lease to be learned")
         assert app.neighbours.lease_of("10.253.0.50") == PI_MAC
         assert app.dhcp.read_stats().leases_seen == 1
     finally:

@@ -13,7 +13,7 @@ import pytest
 
 from appliance.content import AccessDenied, BytesContent, DictProvider, FileNotFound, OutOfResources, TransferRecord
 from appliance.http import HttpServer
-from helpers import eventually, poll
+from helpers import WAIT_DEADLINE, eventually, poll
 
 pytestmark = pytest.mark.skipif(subprocess.run(["which", "curl"], capture_output=True).returncode != 0,
                                 reason="curl missing")
@@ -42,7 +42,7 @@ class Served:
         self.port = self.server.addresses[0][1]
         self.url = f"http://127.0.0.1:{self.port}"
 
-    def wait_records(self, n: int, timeout: float = 5.0) -> list[TransferRecord]:
+    def wait_records(self, n: int, timeout: float = WAIT_DEADLINE) -> list[TransferRecord]:
         poll(lambda: len(self.records) >= n, timeout)
         return self.records
 
@@ -245,7 +245,7 @@ def test_slowloris_cannot_exhaust_connections(files):
             assert time.monotonic() - start < 1.5
         assert s.server.read_stats().evicted >= 1     # the first one took a trickler's slot
         # the trickling clients that were not evicted are cut at header_timeout, however steady
-        eventually(lambda: s.server.read_stats().connections_active == 0, 6, "the tricklers to be cut", 0.1)
+        eventually(lambda: s.server.read_stats().connections_active == 0, what="the tricklers to be cut", interval=0.1)
         stop.set()
         t.join()
     finally:
@@ -351,7 +351,7 @@ def test_stalled_readers_on_many_addresses_cannot_hold_every_slot(files):
         reclaimed = [r for r in s.records if r.outcome == "reclaimed"]
         assert len(reclaimed) == stats.reclaimed
         assert {r.client[0] for r in reclaimed} <= set(sources)
-        eventually(lambda: sum(steady_got) > with_progress + 1_000_000, 10, "the steady reader to keep receiving")
+        eventually(lambda: sum(steady_got) > with_progress + 1_000_000, what="the steady reader to keep receiving")
         assert -1 not in steady_got
         assert not [r for r in s.records if r.client == steady.getsockname()]
     finally:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from helpers import eventually, poll
+from helpers import WAIT_DEADLINE, eventually, poll
 from appliance.content import DictProvider, TransferRecord
 from appliance.tftp import TftpServer
 from appliance.tftp.packets import Packet, parse_packet
@@ -36,7 +36,7 @@ class Served:
         self.address = server.addresses[0]
         self.port = self.address[1]
 
-    def wait_records(self, count: int, timeout: float = 5.0) -> list[TransferRecord]:
+    def wait_records(self, count: int, timeout: float = WAIT_DEADLINE) -> list[TransferRecord]:
         """The records so far, once there are ``count`` or ``timeout`` has passed."""
         poll(lambda: len(self.records) >= count, timeout)
         return list(self.records)
@@ -48,7 +48,7 @@ def serving(files: dict, listen: tuple[str, ...] = ("127.0.0.1:0",), **options) 
     server = TftpServer(DictProvider(files), listen=listen, on_transfer=records.append, **options)
     server.run_in_thread()
     try:
-        eventually(lambda: len(server.worker_pids()) == server.workers, 30, "transfer workers to start")
+        eventually(lambda: len(server.worker_pids()) == server.workers, what="transfer workers to start")
         yield Served(server, records)
     finally:
         server.stop(wait=10)

@@ -110,7 +110,7 @@ def test_busy_sessions_that_make_progress_are_not_reclaimed(workers):
             sock.recvfrom(2048)
         other = bound(stack, "127.0.0.2")
         other.sendto(encode_request("f.bin"), s.address)
-        eventually(lambda: s.server.read_stats().refused_busy == 1, 5, "the second request to be refused")
+        eventually(lambda: s.server.read_stats().refused_busy == 1, what="the second request to be refused")
         for block in range(30, 35):                    # and the live transfer goes on, not reclaimed
             sock.sendto(b"\0\4" + block.to_bytes(2, "big"), tid)
             assert isinstance(parse_packet(sock.recvfrom(2048)[0]), Data)
@@ -193,7 +193,7 @@ def test_running_out_of_file_descriptors_is_never_file_not_found(tmp_path):
                         pass
                 return any(isinstance(a, Data) for a in answers)
 
-            eventually(read_answers, 5, "a first DATA")
+            eventually(read_answers, what="a first DATA")
             errors = [a for a in answers if isinstance(a, Error)]
             assert errors == []                         # dropped (the client retries), not refused
             assert any(a is None for a in answers)      # the limit was really reached

@@ -378,7 +378,7 @@ def test_provider_exceptions_become_errors_and_server_continues():
         stats = server.read_stats()
         assert stats.internal_errors == 1
         assert stats.errors_sent == {0: 1, 2: 1, 1: 1}
-        eventually(lambda: len(records) >= 4, 2, "four transfer records")
+        eventually(lambda: len(records) >= 4, what="four transfer records")
         assert [r.outcome.split(":")[0] for r in records] == ["error", "denied", "not-found", "complete"]
         assert records[-1].meta == {"generation": 7}
     finally:
@@ -428,7 +428,7 @@ def test_stop_drains_transfers_that_finish_in_time(payloads):
 
         t = threading.Thread(target=download)
         t.start()
-        eventually(lambda: s.server.read_stats().sessions_active == 1, 5, "the transfer to start")
+        eventually(lambda: s.server.read_stats().sessions_active == 1, what="the transfer to start")
         s.server.stop(drain=5)
         t.join(10)
         assert result.get("data") == payloads["medium.bin"]

@@ -98,7 +98,7 @@ def test_sigterm_stops_server_and_workers(big):
                             cwd=REPO, stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         port = int(proc.stdout.readline().rsplit(":", 1)[1])
-        eventually(lambda: len(_children(proc.pid)) == 2, 10, "two transfer workers")
+        eventually(lambda: len(_children(proc.pid)) == 2, what="two transfer workers")
         workers = _children(proc.pid)
         with ExitStack() as peers:
             def start_in_a_worker() -> RawPeer | None:
@@ -116,12 +116,12 @@ def test_sigterm_stops_server_and_workers(big):
                 return None
 
             # A transfer in progress in a worker when SIGTERM arrives ends with a record and an ERROR.
-            eventually(start_in_a_worker, 10, "a transfer held by a worker")
+            eventually(start_in_a_worker, what="a transfer held by a worker")
             os.kill(proc.pid, signal.SIGTERM)
             assert proc.wait(15) == 0
         out = proc.stdout.read()
         assert "big.bin error: server stopping" in out or "big.bin error: server" in out, out
-        eventually(lambda: not any(alive(pid) for pid in workers), 5, "the workers to exit")
+        eventually(lambda: not any(alive(pid) for pid in workers), what="the workers to exit")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -175,13 +175,13 @@ def test_a_worker_that_cannot_start_is_not_restarted_and_transfers_are_served_he
                         on_transfer=records.append, workers=1)
     server.run_in_thread()
     try:
-        eventually(lambda: server.read_stats().worker_failures == 1, 10, "the worker's failure")
+        eventually(lambda: server.read_stats().worker_failures == 1, what="the worker's failure")
         assert server.worker_pids() == []
         out = tmp_path / "here"
         subprocess.run([curl, "-sS", "--max-time", "60", "-o", str(out),
                         f"tftp://127.0.0.1:{server.addresses[0][1]}/big.bin"], check=True, timeout=90)
         assert out.read_bytes() == data
-        eventually(lambda: len(records) == 1, 5, "the record")
+        eventually(lambda: len(records) == 1, what="the record")
         assert records[0].outcome == "complete"
         # The loop has served a transfer since it handled the failure: a replacement would
         # exist by now (a child process, or reaped and counted as a second failure).
