@@ -22,6 +22,7 @@ __all__ = [
     "ByteRange",
     "Request",
     "find_head_end",
+    "leading_empty_lines",
     "parse_head",
     "parse_range",
     "response_head",
@@ -78,11 +79,26 @@ def find_head_end(buffer: bytes | bytearray) -> int:
     return match.end() if match else -1
 
 
+def leading_empty_lines(buffer: bytes | bytearray) -> int:
+    """How many bytes of empty lines (CRLF or bare LF) start the buffer: a server SHOULD ignore
+    them before a request line (RFC 9112 §2.2), as some clients send a CRLF after a request."""
+    i = 0
+    while True:
+        if buffer[i:i + 1] == b"\n":
+            i += 1
+        elif buffer[i:i + 2] == b"\r\n":
+            i += 2
+        else:
+            return i
+
+
 def parse_head(head: bytes) -> Request:
     """Parse one request head (up to and including the blank line)."""
     lines = head.replace(b"\r\n", b"\n").split(b"\n")
     if any(b"\r" in line for line in lines):
         raise BadRequest(400, "bare CR in the request head")
+    if b"\0" in head:
+        raise BadRequest(400, "NUL in the request head")    # RFC 9110 §5.5: reject, or replace by SP
     while lines and lines[-1] == b"":
         lines.pop()
     if not lines:

@@ -50,6 +50,7 @@ from .request import (
     content_type,
     error_head,
     find_head_end,
+    leading_empty_lines,
     parse_head,
     parse_range,
     response_head,
@@ -490,6 +491,7 @@ class _Loop(LoopServer):
 
     def serve_next(self, conn: _Connection) -> bool:
         """Answer the next request head in the buffer; False while none is complete."""
+        del conn.inbuf[:leading_empty_lines(conn.inbuf)]
         end = find_head_end(conn.inbuf)
         if end < 0:
             if len(conn.inbuf) > MAX_HEAD_BYTES:
@@ -501,7 +503,6 @@ class _Loop(LoopServer):
             self.send_error_and_close(conn, 431, "request head too large")
             return False
         head = bytes(conn.inbuf[:end])
-        del conn.inbuf[:end]
         self.stats.requests += 1
         try:
             request = parse_head(head)
@@ -510,6 +511,7 @@ class _Loop(LoopServer):
             extra = [("Allow", "GET, HEAD")] if exc.status == 405 else []
             self.send_error_and_close(conn, exc.status, str(exc), extra)
             return False
+        del conn.inbuf[:end]
         conn.keep_alive = request.keep_alive
         try:
             path = clean_path(request.raw_path)
@@ -620,10 +622,11 @@ class _Loop(LoopServer):
 
     def send_error_and_close(self, conn: _Connection, status: int, message: str,
                              extra: list[tuple[str, str]] = ()) -> None:
-        self.count_response(status)
+        """Refuse the request (complete or not) at the start of the buffer, and close."""
+        is_head = conn.inbuf.startswith(b"HEAD ")    # even a refused HEAD gets no body (RFC 9110 §9.3.2)
         conn.keep_alive = False
         conn.inbuf.clear()
-        self.send_head_only(conn, error_head(status, message, False, extra))
+        self.respond(conn, status, error_head(status, message, False, extra), is_head)
 
     def count_response(self, status: int) -> None:
         responses = self.stats.responses

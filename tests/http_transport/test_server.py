@@ -144,6 +144,8 @@ def test_containment_and_no_listings(served, path, status):
     (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + os.urandom(64) + b"\r\n\r\n", 400),   # TLS hello
     (b"GET /pc/boot.ipxe HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400),   # RFC 9112 §3.2: one Host
     (b"GET /pc/boot.ipxe HTTP/1.1\r\nHost: x\rRange: bytes=0-1\r\n\r\n", 400),   # bare CR (RFC 9112 §2.2)
+    (b"GET /pc/boot.ipxe HTTP/1.1\r\nHost: x\x00y\r\n\r\n", 400),            # NUL in a field (RFC 9110 §5.5)
+    (b"GET /pc/boot.ipxe HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\x00\r\n\r\n", 400),
 ])
 def test_malformed_requests_get_4xx_and_the_server_goes_on(served, request_bytes, status):
     answer = raw(served.port, request_bytes)
@@ -177,6 +179,30 @@ def test_pipelined_heads_with_mixed_line_endings_are_each_answered(served):
     answer = raw(served.port, b"GET /pc/boot.ipxe HTTP/1.1\nHost: x\n\n"
                  b"GET /pc/boot.ipxe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert answer.count(b"HTTP/1.1 200 OK") == 2, answer[:300]
+
+
+def test_empty_lines_before_a_request_line_are_skipped(served):
+    """RFC 9112 §2.2: a server expecting a request line SHOULD ignore empty lines before it (some
+    clients send a CRLF after a request); the request after them is answered, not refused."""
+    answer = raw(served.port, b"\r\nGET /pc/boot.ipxe HTTP/1.1\r\nHost: x\r\n\r\n\r\n\n"
+                 b"GET /pc/boot.ipxe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert answer.count(b"HTTP/1.1 200 OK") == 2 and answer.count(b"#!ipxe\nboot\n") == 2, answer[:300]
+    assert served.server.read_stats().malformed == 0
+
+
+@pytest.mark.parametrize("request_bytes, status", [
+    (b"HEAD /pc/boot.ipxe HTTP/1.1\r\n\r\n", 400),                                  # no Host
+    (b"HEAD /pc/boot.ipxe HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+    (b"HEAD /pc/boot.ipxe HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", 400),
+    pytest.param(b"HEAD /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 431, id="head-too-large"),
+])
+def test_a_refused_head_request_gets_no_body(served, request_bytes, status):
+    """RFC 9110 §9.3.2: the response to HEAD has no content, refusals included (Content-Length
+    still says how long the error text would be)."""
+    answer = raw(served.port, request_bytes)
+    head, sep, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(f"HTTP/1.1 {status} ".encode()) and sep, answer[:200]
+    assert body == b"", answer[:300]
 
 
 def test_provider_refusals_and_failures_map_to_status_and_events():
