@@ -8,8 +8,9 @@ translated into these in exactly one place each, with ``raise ... from exc``.
     ApplianceError                  exit 1
     ├── ConfigError                 exit 2  (carries every Problem found)
     ├── UsageError                  exit 2
-    ├── UnknownHost                 exit 2
-    ├── GenerationError             exit 1  (missing / invalid generation)
+    ├── UnknownHost                 exit 2  (a host name that names no host)
+    ├── GenerationError             exit 1  (an invalid generation, nothing to roll back to)
+    │   ├── UnknownGeneration       exit 2  (a number that names no generation)
     │   └── PathEscapesStore        exit 1  (a symlink leaving store_dir)
     ├── StateError                  exit 1  (state file unreadable, locked)
     │   └── StateCorrupt            exit 1  (state file does not decode; a copy is kept)
@@ -19,6 +20,10 @@ translated into these in exactly one place each, with ``raise ... from exc``.
     └── IscsiError                  exit 1
         ├── LioUnavailable          exit 1  (no configfs / modules)
         └── DestructiveChange       exit 1  (needs --allow-destroy)
+
+A name or number the operator typed that names nothing (a host, a generation,
+a file of a boot tree) is a usage error, exit 2, whatever command it reaches;
+an operation the named thing does not allow is a failure, exit 1.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ __all__ = [
     "StateCorrupt",
     "StateError",
     "TftpError",
+    "UnknownGeneration",
     "UnknownHost",
     "UsageError",
 ]
@@ -86,14 +92,26 @@ class UsageError(ApplianceError):
 class UnknownHost(ApplianceError):
     exit_code = 2
 
-    def __init__(self, host: str, known: list[str] | None = None) -> None:
+    def __init__(self, host: str, known: list[str] | None = None, suggestion: str = "") -> None:
         hint = f" (configured: {', '.join(sorted(known))})" if known else ""
-        super().__init__(f"unknown host {host!r}{hint}")
+        super().__init__(f"unknown host {host!r}{suggestion}{hint}")
         self.host = host
 
 
 class GenerationError(ApplianceError):
     pass
+
+
+class UnknownGeneration(GenerationError):
+    """``pin HOST 9`` when the host's profile has no generation 9."""
+
+    exit_code = 2
+
+    def __init__(self, host: str, number: int, known: list[int]) -> None:
+        have = ", ".join(map(str, sorted(known))) or "none"
+        super().__init__(f"{host}: no generation {number} (generations: {have})")
+        self.host = host
+        self.number = number
 
 
 class PathEscapesStore(GenerationError):

@@ -22,7 +22,7 @@ from appliance.config import parse_config
 from appliance.control.state_model import HostState, Trial
 from appliance.control.snapshot import build_host_snapshot
 from appliance.demo.store import add_generation, make_firmware, make_toplevel
-from appliance.errors import ConfigError, GenerationError
+from appliance.errors import ConfigError, UnknownGeneration
 from appliance.nix import read_profile
 from appliance.boot.gather import store_roots
 
@@ -233,7 +233,7 @@ def test_rpi_pin_selects_what_the_top_level_serves(env_factory):
     # And an explicit generation renders that one (netboot tree -g N).
     snap = env.snapshot(generation=2)
     assert data(snap.tree.files["dc-a6-32-01-02-03/kernel8.img"]) == b"kernel 2"
-    with pytest.raises(GenerationError):
+    with pytest.raises(UnknownGeneration):
         env.snapshot(generation=5)
 
 

@@ -270,13 +270,57 @@ def test_unknown_host(nb):
         assert HOSTS_LIST in line, command
 
 
-def test_bad_generation(nb):
+def test_a_generation_that_does_not_exist_is_a_usage_error(nb):
+    """A number typed that names no generation is a usage error (exit 2), as a host name that names
+    no host is; the line lists the generations there are."""
     commands = [("tree", PI, "--generation", "9"), ("cat", PI, "cmdline.txt", "-g", "9"), ("pin", PI, "9"),
-                ("trial", PI, "9")]
+                ("trial", PI, "9"), ("tree", PI, "-g", "0"), ("pin", PI, "123456789")]
     for command, result in zip(commands, run_all(nb, commands)):
-        line = one_error_line(result, 1)
-        assert "9" in line, command
+        line = one_error_line(result, 2)
+        number = command[-1]
+        assert f"{PI}: no generation {number} (generations: 1, 2)" in line, (command, line)
     assert served(nb) == (2, "follow")
+
+
+@pytest.mark.parametrize("text", ["-1", "abc", "1e3", "1_0", "\u0663", "+2", " 2", "2.0", "0x2", "",
+                                  "1" + "0" * 30, pytest.param("9" * 5000, id="5000-digits")])
+def test_what_is_not_a_generation_number_is_a_usage_error(nb, text):
+    """Generation numbers are what ``netboot generations`` lists: decimal digits.  Python's int()
+    would read "1_0" as 10 and an Arabic-Indic three as 3, and pin those."""
+    result = nb("pin", PI, text)
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert "is not a generation number" in result.stderr, result.stderr
+    assert len(result.stderr) < 1000            # a huge argument is not echoed whole
+    assert served(nb) == (2, "follow")
+
+
+def test_a_bad_generation_number_is_refused_by_every_command_taking_one(nb):
+    commands = [("trial", PI, "-1"), ("tree", PI, "-g", "1e3"), ("cat", PI, "cmdline.txt", "--generation", "1_0")]
+    for command, result in zip(commands, run_all(nb, commands)):
+        assert result.returncode == 2 and "Traceback" not in result.stderr, (command, result.stderr)
+        assert f"{command[-1]!r} is not a generation number" in result.stderr, (command, result.stderr)
+    assert served(nb) == (2, "follow")
+
+
+def test_an_empty_host_name_is_an_unknown_host(nb):
+    """``netboot status "$HOST"`` with HOST unset must not print every host as if none was named."""
+    commands = [("status", ""), ("doctor", ""), ("generations", "")]
+    for command, result in zip(commands, run_all(nb, commands)):
+        line = one_error_line(result, 2)
+        assert "unknown host ''" in line and HOSTS_LIST in line, (command, line)
+
+
+def test_a_mistyped_host_name_gets_a_suggestion(nb):
+    line = one_error_line(nb("pin", "pi-Desktop", "1"), 2)
+    assert "did you mean pi-desktop?" in line and HOSTS_LIST in line
+    assert served(nb) == (2, "follow")
+
+
+def test_an_empty_config_option_is_a_usage_error(nb, netboot_cli):
+    """``-c "$CONFIG"`` with CONFIG unset must not fall back to /etc/netboot/appliance.toml."""
+    line = one_error_line(netboot_cli("-c", "", "status", env={"NETBOOT_CONFIG": str(nb.layout.config)}), 2)
+    assert "-c" in line and "empty" in line
 
 
 def test_pin_an_invalid_generation(nb):
@@ -286,13 +330,6 @@ def test_pin_an_invalid_generation(nb):
     assert "invalid" in line and "initrd" in line
     line = one_error_line(nb("tree", PI, "-g", "1"), 1)
     assert "initrd" in line
-
-
-def test_non_numeric_generation_is_a_usage_error(nb):
-    result = nb("pin", PI, "two")
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    assert "invalid int value" in result.stderr
 
 
 def test_every_command_that_changes_state_takes_json(nb):
@@ -307,11 +344,11 @@ def test_every_command_that_changes_state_takes_json(nb):
 
 
 @pytest.mark.parametrize("args, code", [
-    (("pin", PI, "9"), 1),
+    (("pin", PI, "9"), 2),
     (("pin", "nosuch", "1"), 2),
     (("generations", "nosuch"), 2),
     (("status", "nosuch"), 2),
-    (("tree", PI, "-g", "9"), 1),
+    (("tree", PI, "-g", "9"), 2),
 ])
 def test_a_failure_with_json_is_a_json_error_document(nb, args, code):
     """With --json a failure is still one line on stderr, and a JSON document on stdout."""

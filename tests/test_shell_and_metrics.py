@@ -148,11 +148,12 @@ def test_demo_serves_what_it_prints(tmp_path):
     (("cd /hosts/pi-desktop", "pinn 1"), "command not found pinn", 2),
     (("cd /hosts/pi-desktop", "pin abc"), "'abc' is not a generation number", 2),
     (("cd /hosts/pi-desktop", "trial"), "missing required parameter generation", 2),
-    (("cd /hosts/pi-desktop", "pin 9"), "no generation 9", 1),
+    (("cd /hosts/pi-desktop", "pin 9"), "no generation 9", 2),
+    (("cd /hosts/pi-desktop", "trial 1_0"), "'1_0' is not a generation number", 2),
 ])
 def test_a_shell_script_with_a_mistake_stops_there_with_an_error_line(demo, tmp_path, script, words, code):
-    """A typo in a shell script is an error line and exit 2 (a failed operation: 1), as for
-    netboot's commands, never a traceback; what follows the mistake is not run."""
+    """A typo in a shell script (a path, a command, a generation that does not exist) is an error
+    line and exit 2, as for netboot's commands, never a traceback; what follows it is not run."""
     env = {"XDG_CONFIG_HOME": str(tmp_path / "xdg")}
     out = netboot("shell", *script, "cd /hosts/pi-desktop", "pin 1", config=demo.config, env=env)
     assert "Traceback" not in out.stdout + out.stderr, out.stderr

@@ -13,7 +13,7 @@ from appliance.control import operations
 from appliance.control.selection import select_generation
 from appliance.control.state import HostState, State, StateStore, Trial
 from appliance.demo.store import add_generation, make_toplevel
-from appliance.errors import GenerationError, StateCorrupt, StateError
+from appliance.errors import GenerationError, StateCorrupt, StateError, UnknownGeneration
 
 
 def set_pin(state: State, host: str, number: int, reason: str) -> State:
@@ -104,7 +104,7 @@ def test_nothing_valid_selects_nothing(gens_factory):
 
 def test_pin_a_missing_or_invalid_generation_is_refused(gens_factory):
     g = gens_factory(3, broken=(2,))
-    with pytest.raises(GenerationError, match="no generation 7"):
+    with pytest.raises(UnknownGeneration, match=r"h: no generation 7 \(generations: 1, 2, 3\)"):
         operations.pin(State(), "h", g.profile, 7, T0)
     with pytest.raises(GenerationError, match="generation 2 is invalid") as info:
         operations.pin(State(), "h", g.profile, 2, T0)

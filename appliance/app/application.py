@@ -136,7 +136,7 @@ class App:
     def status(self, name: str | None = None) -> Report:
         config, store = self.config, self.store
         state = store.load()
-        names = [config.host(name).name] if name else list(config.hosts)
+        names = [config.host(name).name] if name is not None else list(config.hosts)
         sessions = _iscsi_sessions(config)
         hosts = {}
         for n in names:

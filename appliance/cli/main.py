@@ -10,7 +10,7 @@ import sys
 from typing import Callable
 
 from .. import __version__
-from ..errors import ApplianceError, OutputError
+from ..errors import ApplianceError, OutputError, UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,16 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("host")
     p = cmd("tree", "show a host's boot tree (TFTP path → source)", json_flag=True)
     p.add_argument("host")
-    p.add_argument("--generation", "-g", type=int, help="render this generation instead of the served one")
+    p.add_argument("--generation", "-g", type=_generation, help="render this generation instead of the served one")
     p = cmd("cat", "print one file of a host's boot tree")
     p.add_argument("host")
     p.add_argument("path")
-    p.add_argument("--generation", "-g", type=int, help="from this generation instead of the served one")
+    p.add_argument("--generation", "-g", type=_generation, help="from this generation instead of the served one")
     p = cmd("status", "per host: served generation and why, boot events, iSCSI", json_flag=True)
     p.add_argument("host", nargs="?")
     p = cmd("pin", "serve generation N until unpinned", json_flag=True)
     p.add_argument("host")
-    p.add_argument("generation", type=int)
+    p.add_argument("generation", type=_generation)
     p = cmd("unpin", "follow the profile again", json_flag=True)
     p.add_argument("host")
     p = cmd("rollback", "pin the newest valid generation older than the served one (during a trial: end it)",
@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("host")
     p = cmd("trial", "serve generation N for the next boot only, reverting unless confirmed", json_flag=True)
     p.add_argument("host")
-    p.add_argument("generation", type=int)
+    p.add_argument("generation", type=_generation)
     p = cmd("confirm", "the host came up: make the served generation last-known-good", json_flag=True)
     p.add_argument("host")
     p = cmd("register", "add a NixOS toplevel as the host's next generation", json_flag=True)
@@ -127,6 +127,15 @@ def _port(text: str) -> int:
     if not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port in 1–65535")
     return port
+
+
+def _generation(text: str) -> int:
+    from ..nix.bootspec import parse_generation_number
+
+    try:
+        return parse_generation_number(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@ import os
 import tomllib
 from pathlib import Path
 
-from ..errors import ConfigError, Problem
+from ..errors import ConfigError, Problem, UsageError
 from .identity import backing_identity
 from .model import Config, ServerConfig
 from .parse import parse_config
@@ -17,8 +17,11 @@ NET_CLASS = Path("/sys/class/net")     # one entry per network interface
 
 
 def config_path_from(option: str | None) -> Path:
-    """``-c`` wins, then ``NETBOOT_CONFIG``, then the default path."""
-    if option:
+    """``-c`` wins, then ``NETBOOT_CONFIG`` (unless empty), then the default path.  An empty
+    ``-c`` (``-c "$CONFIG"`` with CONFIG unset) is a mistake, not a request for the default."""
+    if option == "":
+        raise UsageError("-c names no file (an empty path): give the configuration file, or leave -c out")
+    if option is not None:
         return Path(option)
     env = os.environ.get("NETBOOT_CONFIG")
     return Path(env) if env else DEFAULT_CONFIG_PATH

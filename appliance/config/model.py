@@ -133,11 +133,12 @@ class Config:
 
     def host(self, name: str) -> Host:
         from ..errors import UnknownHost
+        from .values import did_you_mean
 
         try:
             return self.hosts[name]
         except KeyError:
-            raise UnknownHost(name, list(self.hosts)) from None
+            raise UnknownHost(name, list(self.hosts), did_you_mean(name, self.hosts)) from None
 
     def host_by_mac(self, mac: str) -> Host | None:
         for host in self.hosts.values():

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from ..boot.styles import STYLE_KEYS, STYLES, BootStyle, UnknownStyle, names_text, style_named, styles_reading
 from ..errors import ConfigError, Problem
 from . import values
+from .values import did_you_mean
 from .model import (
     ChapSpec,
     Config,
@@ -70,16 +71,6 @@ class _Problems:
                          f"unknown key{did_you_mean(key, allowed)} (expected one of: {', '.join(sorted(allowed))})")
         return raw
 
-
-def did_you_mean(word: object, choices: Iterable[str]) -> str:
-    """``"; did you mean cmdline?"`` for a near miss (case, '-' for '_', a letter or two), else ``""``."""
-    if not isinstance(word, str):
-        return ""
-    import difflib   # only for a config with a mistake: not on every start
-
-    folded = {c.lower().replace("-", "_"): c for c in choices}
-    close = difflib.get_close_matches(word.lower().replace("-", "_"), list(folded), n=1, cutoff=0.6)
-    return f"; did you mean {folded[close[0]]}?" if close else ""
 
 
 def _typed(kind: type | tuple[type, ...], label: str) -> Callable[[Any], Any]:

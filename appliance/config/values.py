@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Iterable
 
 from .. import listen
 
@@ -94,3 +95,14 @@ def check_literal_prefix(value: str) -> str:
     if any(p in (".", "..") for p in parts):
         raise ValueProblem(f"{value!r} must not contain '.' or '..'")
     return "/".join(parts) + "/"
+
+
+def did_you_mean(word: object, choices: Iterable[str]) -> str:
+    """``"; did you mean cmdline?"`` for a near miss (case, '-' for '_', a letter or two), else ``""``."""
+    if not isinstance(word, str):
+        return ""
+    import difflib   # only for a mistake: not on every start
+
+    folded = {c.lower().replace("-", "_"): c for c in choices}
+    close = difflib.get_close_matches(word.lower().replace("-", "_"), list(folded), n=1, cutoff=0.6)
+    return f"; did you mean {folded[close[0]]}?" if close else ""

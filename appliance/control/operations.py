@@ -5,7 +5,7 @@ Every transition is recorded in the state's history with its reason.
 
 from __future__ import annotations
 
-from ..errors import GenerationError
+from ..errors import GenerationError, UnknownGeneration
 from ..nix import Profile
 from .selection import Selection
 from .state import HostState, State, Trial
@@ -14,8 +14,7 @@ from .state import HostState, State, Trial
 def _require_valid(profile: Profile, host: str, number: int) -> None:
     gen = profile.get(number)
     if gen is None:
-        have = ", ".join(str(g.number) for g in profile.generations) or "none"
-        raise GenerationError(f"{host}: no generation {number} (generations: {have})")
+        raise UnknownGeneration(host, number, [g.number for g in profile.generations])
     if not gen.valid:
         raise GenerationError(f"{host}: generation {number} is invalid: {'; '.join(gen.problems)}")
 

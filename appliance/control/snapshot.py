@@ -65,11 +65,13 @@ def build_host_snapshot(config: Config, host: Host, choice: HostState, roots: St
     else:
         selection = select_generation(profile, HostState(pin=generation))
         if selection.reason != "pin":
-            from ..errors import GenerationError
+            from ..errors import GenerationError, UnknownGeneration
 
             gen = profile.get(generation)
-            why = "; ".join(gen.problems) if gen else "no such generation"
-            raise GenerationError(f"{host.name}: generation {generation} cannot be served: {why}")
+            if gen is None:
+                raise UnknownGeneration(host.name, generation, [g.number for g in profile.generations])
+            raise GenerationError(f"{host.name}: generation {generation} cannot be served: "
+                                  f"{'; '.join(gen.problems)}")
     tree = render_tree(gather_inputs(config, host, selection.generation, profile.valid, roots, cache))
     return HostSnapshot(host=host, profile=profile, selection=selection, tree=tree)
 

@@ -36,7 +36,7 @@ def gather(config_path: Path, host: str | None = None, *, proc: Path = Path("/pr
         running = daemon_serving(config_path, declared_state_dir(config_path))
         return Facts(config_path=str(config_path), config_problems=tuple(str(p) for p in exc.problems),
                      serving_pid=running[0] if running else None)
-    names = [config.host(host).name] if host else list(config.hosts)
+    names = [config.host(host).name] if host is not None else list(config.hosts)
     store = StateStore(config.server.state_dir)
     state_problems = [p for p in (store.problem(),) if p]
     state_problems += [f"corrupt state file set aside as {c}" for c in store.corrupt_files()]

@@ -4,7 +4,7 @@
 path-containment rule; ``profile.py`` does the file-system reads.
 """
 
-from .bootspec import BootSpec, parse_bootspec, parse_link_name
+from .bootspec import BootSpec, parse_bootspec, parse_generation_number, parse_link_name
 from .profile import Generation, Profile, read_generation, read_profile, register_generation
 from .store import StoreCache, StoreRoots
 
@@ -15,6 +15,7 @@ __all__ = [
     "StoreCache",
     "StoreRoots",
     "parse_bootspec",
+    "parse_generation_number",
     "parse_link_name",
     "read_generation",
     "read_profile",

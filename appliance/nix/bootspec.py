@@ -6,6 +6,8 @@ import json
 import re
 from typing import NamedTuple
 
+from ..errors import UsageError
+
 BOOTSPEC_KEY = "org.nixos.bootspec.v1"
 
 
@@ -59,10 +61,24 @@ def parse_kernel_params(text: str) -> tuple[str, ...]:
     return tuple(text.split())
 
 
+_NUMBER = "[1-9][0-9]{0,8}"      # ASCII only: re's \d and int() also take other scripts' digits
+
+
 def parse_link_name(profile_name: str, entry: str) -> int | None:
     """``pi-desktop-12-link`` → 12 for profile ``pi-desktop``; anything else → None."""
-    match = re.fullmatch(re.escape(profile_name) + r"-([1-9][0-9]{0,8})-link", entry)
+    match = re.fullmatch(re.escape(profile_name) + f"-({_NUMBER})-link", entry)
     return int(match.group(1)) if match else None
+
+
+def parse_generation_number(text: str) -> int:
+    """A generation number as an operator types it: the decimal digits of a link name (leading
+    zeros allowed, and ``0``, which names no generation).  ``-1``, ``1e3``, ``1_0``, ``+2`` or
+    ten digits are a ``UsageError``, where ``int()`` would read ``1_0`` as 10."""
+    match = re.fullmatch(f"0*({_NUMBER}|0)", text)
+    if match is None:
+        shown = text if len(text) <= 24 else text[:20] + "…"
+        raise UsageError(f"{shown!r} is not a generation number (one that 'netboot generations HOST' lists)")
+    return int(match.group(1))
 
 
 def link_name(profile_name: str, number: int) -> str:

@@ -20,6 +20,7 @@ from pyparsing import ParseBaseException
 
 from ..app import App, Report, render_text
 from ..errors import ApplianceError, UsageError
+from ..nix import parse_generation_number
 
 __all__ = ["run_shell"]
 
@@ -65,13 +66,6 @@ def _show(node: ConfigNode, operation: Callable[[], Report]) -> None:
         node.shell.failed(None, report.exit_code)
 
 
-def _generation(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise UsageError(f"{text!r} is not a generation number") from None
-
-
 class _Generations(ConfigNode):
     def __init__(self, parent: ConfigNode, app: App, host: str) -> None:
         super().__init__("generations", parent)
@@ -115,7 +109,7 @@ class _Host(ConfigNode):
 
     def ui_command_pin(self, generation: str) -> None:
         """Serve generation N until unpinned."""
-        _show(self, lambda: self.app.pin(self.name, _generation(generation)))
+        _show(self, lambda: self.app.pin(self.name, parse_generation_number(generation)))
 
     def ui_command_unpin(self) -> None:
         """Follow the profile again."""
@@ -127,7 +121,7 @@ class _Host(ConfigNode):
 
     def ui_command_trial(self, generation: str) -> None:
         """Serve generation N for the next boot only."""
-        _show(self, lambda: self.app.trial(self.name, _generation(generation)))
+        _show(self, lambda: self.app.trial(self.name, parse_generation_number(generation)))
 
     def ui_command_confirm(self) -> None:
         """The host came up: the served generation becomes last-known-good."""

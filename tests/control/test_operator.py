@@ -62,14 +62,14 @@ def test_rollback_with_nothing_older_fails_and_changes_nothing(daemon, store):
     assert _kernel_is(store, 1)()
 
 
-def test_pin_to_a_missing_or_invalid_generation_fails_and_changes_nothing(daemon, store):
+def test_pin_to_a_missing_or_invalid_generation_is_refused_and_changes_nothing(daemon, store):
     # generation 3: registered but its kernel never arrived
     top = make_toplevel(store.layout.store, PI, "25.05.3")
     os.unlink(os.path.realpath(top / "kernel"))
     add_generation(store.profile(PI), top, make_current=False)
     before = _state_bytes(store)
     r = cli(store.config, "pin", PI, "7")
-    assert r.returncode == 1
+    assert r.returncode == 2                 # a number that names nothing: a usage error
     assert "no generation 7" in r.stderr and "1, 2, 3" in r.stderr
     r = cli(store.config, "pin", PI, "3")
     assert r.returncode == 1
