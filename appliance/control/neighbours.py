@@ -132,6 +132,7 @@ class NeighbourTable:
                  frames: FrameSources | None = None, netlink: Callable[[], NetlinkSocket] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._static = dict(static or {})      # leases seen by the proxyDHCP, tests
+        self._learned: dict[str, str] = {}     # MAC → the address ``learn`` last gave it
         self.health = health or Health()
         self._frames = frames
         self._netlink = _Netlink(netlink, self.health, clock)
@@ -154,7 +155,14 @@ class NeighbourTable:
                 pass
 
     def learn(self, ip: str, mac: str) -> None:
-        self._static[canonical_ip(ip)] = mac.lower()
+        """``mac`` now uses ``ip``.  A MAC holds one DHCP lease: the address it used before is
+        forgotten (another machine may get it), so the table stays as small as the host list."""
+        ip, mac = canonical_ip(ip), mac.lower()
+        previous = self._learned.get(mac)
+        if previous is not None and previous != ip and self._static.get(previous) == mac:
+            self._static.pop(previous, None)
+        self._static[ip] = mac
+        self._learned[mac] = ip
 
     def use_frames(self, frames: FrameSources) -> None:
         if self._frames is not None:

@@ -69,3 +69,25 @@ def test_opening_is_explicit_and_close_releases_what_open_took(demo_layout):
     for fd in fds:
         with pytest.raises(OSError):
             os.fstat(fd)
+
+
+def test_a_client_that_moves_to_another_address_leaves_no_stale_lease():
+    """One MAC holds one DHCP lease: when a configured client shows a new address, its old one no
+    longer names it (another machine may get that address), and a LAN peer repeating the client's
+    DHCPREQUEST with ever new addresses (option 50) does not grow the table without bound."""
+    from appliance.control.neighbours import NeighbourTable
+    from appliance.dhcp import ProxyDhcpServer
+
+    from .helpers import PC_MAC, config, request
+
+    cfg = config()
+    neighbours = NeighbourTable()
+    server = ProxyDhcpServer(lambda: cfg, interface=None, on_lease=neighbours.learn)
+    addresses = [f"10.{n // 250}.{n % 250}.7" for n in range(1, 2001)]
+    for ip in addresses:
+        req = request(PC_MAC, kind=p.DHCPREQUEST,
+                      extra=((p.OPT_REQUESTED_IP, socket.inet_aton(ip)),))
+        server.handle(p.encode_packet(req), ("0.0.0.0", 68), 67)
+    assert server.read_stats().leases_seen == len(addresses)
+    assert neighbours.lease_of(addresses[-1]) == PC_MAC
+    assert [ip for ip in addresses if neighbours.lease_of(ip) is not None] == [addresses[-1]]
