@@ -19,7 +19,8 @@ from helpers import free_port
 
 from .control_harness import (PC_PREFIX, PI, PI_PREFIX, cli_ok, curl, eventually, get, history, status)
 
-LOCK_HELD = 20.0    # far longer than any of the fetches below may take
+LOCK_HELD = 60.0    # far longer than any of the fetches below may take
+FETCH_TIMEOUT = 10  # a transfer waiting on the lock would wait until the lock is released: never
 
 
 @contextmanager
@@ -42,12 +43,12 @@ def test_a_blocked_state_store_delays_no_transfer_and_the_trial_still_reverts(da
         assert get(store.port, PI_PREFIX + "kernel8.img") == trial_kernel
         # other hosts are served meanwhile, with the lock still held
         for _ in range(3):
-            f = curl(store.port, PC_PREFIX + "boot.ipxe", timeout=3)
+            f = curl(store.port, PC_PREFIX + "boot.ipxe", timeout=FETCH_TIMEOUT)
             assert f.ok, f"pc's transfer waited on the state lock: {f}"
         # the Pi boots again before any confirmation: that very boot gets generation 2
-        assert get(store.port, PI_PREFIX + "config.txt", timeout=3)
-        assert get(store.port, PI_PREFIX + "kernel8.img", timeout=3) == store.kernel_bytes(PI, 2)
-        assert get(store.port, PI_PREFIX + "cmdline.txt", timeout=3).startswith(store.init_of(PI, 2).encode())
+        assert get(store.port, PI_PREFIX + "config.txt", timeout=FETCH_TIMEOUT)
+        assert get(store.port, PI_PREFIX + "kernel8.img", timeout=FETCH_TIMEOUT) == store.kernel_bytes(PI, 2)
+        assert get(store.port, PI_PREFIX + "cmdline.txt", timeout=FETCH_TIMEOUT).startswith(store.init_of(PI, 2).encode())
         assert time.monotonic() - since < LOCK_HELD
     # the state catches up once the lock is free
     entry, _ = eventually(lambda: [h for h in history(store.config, PI) if h["event"] == "trial-reverted"],

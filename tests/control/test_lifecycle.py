@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import time
 
 from .control_harness import (PC, PC_PREFIX, PI, PI_PREFIX, RawTransfer, cli, curl, eventually, get,
                               repoint_profile)
@@ -35,12 +34,16 @@ def test_ready_not_sent_when_the_port_is_taken(store, make_daemon):
         assert all("READY=1" not in m.splitlines() for m in d.messages)
 
 
+# A daemon that does not stop on SIGTERM, or waits for a stalled transfer to time out (30 s
+# without progress), outlasts this; one that stops (after at most the 2 s drain) does not, even on
+# a loaded machine.
+STOPPED_WITHIN = 15.0
+
+
 def test_sigterm_exits_zero_promptly(daemon, store):
     assert get(store.port, PI_PREFIX + "config.txt")
-    start = time.monotonic()
     daemon.signal(signal.SIGTERM)
-    assert daemon.proc.wait(5) == 0
-    assert time.monotonic() - start < 2.0
+    assert daemon.proc.wait(STOPPED_WITHIN) == 0
     assert any("STOPPING=1" in m for m in (daemon.drain_notify() or daemon.messages))
 
 
@@ -48,10 +51,8 @@ def test_sigterm_with_a_stalled_transfer_exits_zero(daemon, store):
     stalled = RawTransfer(store.port, PI_PREFIX + "kernel8.img", blksize=512)
     stalled.step(3)                     # then never ACK again
     try:
-        start = time.monotonic()
         daemon.signal(signal.SIGTERM)
-        assert daemon.proc.wait(8) == 0
-        assert time.monotonic() - start < 4.0
+        assert daemon.proc.wait(STOPPED_WITHIN) == 0
     finally:
         stalled.close()
 

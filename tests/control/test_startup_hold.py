@@ -55,7 +55,7 @@ def test_held_host_waits_for_the_hold_to_lift_others_are_served(tmp_path):
             out, err = waiting.communicate(timeout=20)
             assert waiting.returncode == 0, err
             assert out == expected
-            assert time.monotonic() - lifted < 5
+            assert time.monotonic() - lifted < 10      # asked again soon, not left to curl's retries
     finally:
         neighbours.close()
 

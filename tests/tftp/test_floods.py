@@ -43,14 +43,18 @@ def flood(stack: ExitStack, server: tuple[str, int], sources: list[str], count: 
     return socks
 
 
-def served_within(server: tuple[str, int], source: str, limit: float) -> float:
+# A client locked out by a flood would wait for the flood's sessions to time out (255 s) or
+# never be served; one served at all within this bound got in.  The bound is generous for a
+# loaded machine: how fast a newcomer is served under a flood is measured in bench/.
+LOCKED_OUT_AFTER = 30.0
+
+
+def served_within(server: tuple[str, int], source: str, limit: float = LOCKED_OUT_AFTER) -> None:
+    """Fetch f.bin from ``source``; fails (TimeoutError) when it takes more than ``limit`` s."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind((source, 0))
-        started = time.monotonic()
         got = fetch(server, "f.bin", sock=sock, timeout=0.5, total_timeout=limit)
-        elapsed = time.monotonic() - started
     assert got.data == PAYLOAD
-    return elapsed
 
 
 def wait_sessions(s, count: int, timeout: float = 10.0) -> None:
@@ -66,7 +70,7 @@ def test_one_address_flooding_with_timeout_255_cannot_lock_others_out(client_sou
     with serving({"f.bin": PAYLOAD}, workers=workers) as s, ExitStack() as stack:
         flood(stack, s.address, ["127.0.0.1"], 520, timeout=255)
         wait_sessions(s, 64)
-        assert served_within(s.address, client_source, 5.0) < 5.0
+        served_within(s.address, client_source)
         stats = s.server.read_stats()
         assert stats.sessions_active <= 64 + 1        # the per-address cap held the flood
         assert stats.refused_busy > 0
@@ -84,7 +88,7 @@ def test_full_server_reclaims_the_oldest_stalled_session(workers):
                 break
             socks += flood(stack, s.address, sources, missing, timeout=255)
         assert s.server.read_stats().sessions_active == 512
-        assert served_within(s.address, "127.0.0.1", 5.0) < 5.0
+        served_within(s.address, "127.0.0.1")
         stats = s.server.read_stats()
         assert stats.sessions_reclaimed >= 1 and stats.sessions_active <= 512
         reclaimed = [r for r in s.records if r.outcome == "reclaimed"]
@@ -137,9 +141,9 @@ def test_netascii_tsize_requests_for_a_big_file_do_not_stall_the_loop(tmp_path):
             sock = bound(stack, "127.0.0.1")
             sock.sendto(encode_request("big.txt", "netascii", {"tsize": 0}), s.address)
             socks.append(sock)
-        started = time.monotonic()
-        assert served_within(s.address, "127.0.0.2", 5.0) < 1.0
-        assert time.monotonic() - started < 1.0
+        # Converting 50 x 60 MB to count netascii bytes would hold the loop for a long time;
+        # the bound leaves a loaded machine room for the 200 kB transfer itself.
+        served_within(s.address, "127.0.0.2", 10.0)
         socks[0].setblocking(True)
         socks[0].settimeout(2)
         first = parse_packet(socks[0].recvfrom(2048)[0])
@@ -198,7 +202,7 @@ def test_running_out_of_file_descriptors_is_never_file_not_found(tmp_path):
             assert errors == []                         # dropped (the client retries), not refused
             assert any(a is None for a in answers)      # the limit was really reached
             # Stalled sessions give way to a client that retries.
-            assert served_within(address, "127.0.0.2", 5.0) < 5.0
+            served_within(address, "127.0.0.2")
     finally:
         server.terminate()
         try:

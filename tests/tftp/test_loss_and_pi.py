@@ -62,7 +62,9 @@ def test_many_missing_files_are_answered_fast(pi_tree):
             with pytest.raises(Exception) as info:
                 fetch(s.address, f"{PREFIX}missing-{i}.bin", total_timeout=5)
             assert getattr(info.value, "code", None) == 1
-        assert time.monotonic() - started < 10
+        # Each answered at once: one the client had to repeat would cost its 1 s retransmission
+        # timeout, 300 s in all; 0.2 s each leaves a loaded machine room.
+        assert time.monotonic() - started < 60
         assert s.server.read_stats().errors_sent == {1: 300}
 
 

@@ -505,8 +505,11 @@ def test_negotiated_timeout_bounds_the_backoff_without_costing_every_loss_the_wh
             assert packet == Data(1, b"x" * 512)
             arrivals.append(time.monotonic() - started)
         gaps = [b - a for a, b in zip([0.0] + arrivals, arrivals)]
-        assert gaps[0] < 1.0                          # adaptive: not the client's 3 s
-        assert max(gaps) < 3.5 and max(gaps) > 1.5    # backs off, up to the negotiated 3 s
+        # Wall-clock gaps on a possibly loaded machine: the bounds only tell the designs apart
+        # (test_transfer.py checks the exact schedule with a given clock).  On a busy machine the
+        # round trip measured for the OACK can reach a few hundred ms (4x that is the first wait).
+        assert gaps[0] < 2.0                          # adaptive: not the client's 3 s
+        assert max(gaps) < 4.5 and max(gaps) > 1.5    # backs off, up to the negotiated 3 s (not 6 s)
 
 
 def _read_to_end(peer: RawPeer, tid: tuple[str, int], blksize: int) -> bytes:
