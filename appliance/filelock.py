@@ -7,9 +7,16 @@ import os
 import time
 from pathlib import Path
 
+PROC_LOCKS = Path("/proc/locks")
+
 
 class LockTimeout(OSError):
-    """Another process held the lock for the whole wait."""
+    """Another process held the lock for the whole wait; ``holder`` says which, when known."""
+
+    def __init__(self, wait: float, holder: str | None) -> None:
+        self.wait = wait
+        self.holder = holder
+        super().__init__(f"held by {holder or 'another process'} for {wait:g} s")
 
 
 class FileLock:
@@ -47,8 +54,48 @@ class FileLock:
                 return
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise LockTimeout(f"held by another process for {wait:g} s") from None
+                    raise LockTimeout(wait, lock_holder(self._fd)) from None
                 time.sleep(self.POLL)
 
     def __exit__(self, *exc_info: object) -> None:
         os.close(self._fd)
+
+
+def lock_holder(fd: int) -> str | None:
+    """``pid 1234 (netboot iscsi apply)``: the process holding a flock on ``fd``'s file, read
+    from /proc/locks (proc(5)); None when it cannot be told (no procfs, another PID namespace)."""
+    try:
+        st = os.fstat(fd)
+        pids = flock_holders(PROC_LOCKS.read_text(), os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    except (OSError, ValueError):
+        return None
+    if not pids:
+        return None
+    try:
+        with open(f"/proc/{pids[0]}/cmdline", "rb") as f:
+            argv = f.read(4096).rstrip(b"\0").split(b"\0")
+    except OSError:      # gone meanwhile, or not ours to read
+        return f"pid {pids[0]}"
+    # One line, whatever the arguments hold (``python -c`` scripts have newlines).
+    command = " ".join(b" ".join(argv).decode(errors="replace").split())
+    if len(command) > 160:
+        command = command[:157] + "…"
+    return f"pid {pids[0]} ({command})"
+
+
+def flock_holders(proc_locks: str, major: int, minor: int, inode: int) -> list[int]:
+    """The PIDs holding a FLOCK on the file ``major:minor:inode``, from /proc/locks text
+    (``1: FLOCK  ADVISORY  WRITE 1234 fe:00:2146515 0 EOF``; ``->`` lines are waiters)."""
+    pids = []
+    for line in proc_locks.splitlines():
+        fields = line.split()
+        if len(fields) < 6 or fields[1] != "FLOCK":
+            continue
+        try:
+            pid = int(fields[4])
+            dev_major, dev_minor, ino = fields[5].split(":")
+            if (int(dev_major, 16), int(dev_minor, 16), int(ino)) == (major, minor, inode) and pid > 0:
+                pids.append(pid)
+        except ValueError:
+            continue
+    return pids

@@ -402,6 +402,7 @@ def test_a_lock_held_by_a_hung_process_is_an_error_naming_it_not_a_silent_hang(t
         with pytest.raises(StateError) as exc:
             store.update(lambda st: set_pin(st, "h", 2, "after"))
         assert str(store.dir / ".lock") in str(exc.value) and "nothing was changed" in str(exc.value)
+        assert f"held by pid {holder.pid} (" in str(exc.value)          # who, from /proc/locks
     finally:
         holder.kill()
         holder.wait()

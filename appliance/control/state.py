@@ -100,10 +100,9 @@ class StateStore:
             raise StateError(f"cannot open lock in {self.dir}: {exc.strerror}") from exc
         try:
             lock.__enter__()
-        except LockTimeout:
-            raise StateError(f"the state lock {path} is held by another process for {self.lock_wait:g} s "
-                             f"(a hung netboot command?): nothing was changed; see who holds it: fuser -v {path}"
-                             ) from None
+        except LockTimeout as exc:
+            raise StateError(f"the state lock {path} is {exc} (a hung netboot command?): nothing was changed"
+                             + ("" if exc.holder else f"; see who holds it: fuser -v {path}")) from None
         try:
             yield
         finally:

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 from ..config.model import Config
 from ..errors import DestructiveChange, IscsiError
-from ..filelock import FileLock
+from ..filelock import FileLock, LockTimeout
 from .desired import LioDesired, SecretReader, desired_state, owns_backstore, read_secret_file
 from .lio import LioAdapter
 from .plan import Action, Plan, plan
@@ -22,16 +22,25 @@ __all__ = ["ApplyReport", "format_plan", "iscsi_apply", "iscsi_plan", "iscsi_sta
 
 
 APPLY_LOCK = Path("/run/lock/netboot-iscsi.lock")
+# An apply takes seconds; one still holding the lock after this is stuck (a configfs write or a
+# backing file's share that hangs): the next gives up and says who holds it, instead of hanging too.
+APPLY_LOCK_WAIT = 30.0
 
 
 @contextlib.contextmanager
-def apply_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock held from observe to the last action."""
+def apply_lock(path: Path, wait: float = APPLY_LOCK_WAIT) -> Iterator[None]:
+    """An exclusive lock held from observe to the last action; ``IscsiError`` when another
+    process holds it for ``wait`` seconds."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock.open(path)
+        lock = FileLock.open(path, wait=wait)
     except OSError as exc:
         raise IscsiError(f"cannot open the apply lock {path}: {exc.strerror}") from exc
+    try:
+        lock.__enter__()
+    except LockTimeout as exc:
+        raise IscsiError(f"the iSCSI apply lock {path} is {exc} (another netboot iscsi apply, or netboot "
+                         "serve applying, that hangs): nothing was applied") from None
     with lock:
         yield
 
@@ -90,7 +99,8 @@ def iscsi_plan(config: Config, allow_destroy: bool = False, *, adapter: LioAdapt
 
 def iscsi_apply(config: Config, allow_destroy: bool = False, *, adapter: LioAdapter | None = None,
                 secrets: SecretReader = read_secret_file, save: bool = False,
-                lock_path: Path = APPLY_LOCK, automatic: bool = False) -> ApplyReport:
+                lock_path: Path = APPLY_LOCK, lock_wait: float = APPLY_LOCK_WAIT,
+                automatic: bool = False) -> ApplyReport:
     """Converge LIO.  Raises ``DestructiveChange`` (nothing applied) when the
     plan has refusals; its ``plan`` attribute holds the plan.
 
@@ -101,7 +111,7 @@ def iscsi_apply(config: Config, allow_destroy: bool = False, *, adapter: LioAdap
         return ApplyReport(disabled=True)
     desired = desired_state(config, secrets)
     adapter = adapter or LioAdapter.open()
-    with apply_lock(lock_path):   # the daemon and a CLI apply must not interleave
+    with apply_lock(lock_path, lock_wait):   # the daemon and a CLI apply must not interleave
         return _apply(desired, adapter, secrets, allow_destroy and not automatic, save, automatic)
 
 
