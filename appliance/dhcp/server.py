@@ -90,9 +90,12 @@ class ProxyDhcpServer(LoopServer):
     # -- sockets -------------------------------------------------------------------
 
     def _bind(self, port: int) -> socket.socket:
+        # No SO_REUSEADDR: beside a DHCP or PXE server that binds the port with it (dnsmasq with
+        # --bind-interfaces), the kernel would hand each unicast datagram (renewals, relayed
+        # requests) to one socket only, ours, which drops it.  Better the bind fails, loudly.
+        # Servers tied to other interfaces (SO_BINDTODEVICE) do not conflict without it.
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
             if self.interface:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.interface.encode())

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
+
+import pytest
 
 from appliance.dhcp import ProxyDhcpServer
 from appliance.dhcp import packet as p
@@ -117,3 +120,34 @@ def test_what_a_peer_varies_does_not_multiply_log_lines_or_throttle_keys(caplog)
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("appliance.dhcp")]
     assert len(lines) <= 2, lines[:5]
     assert "architecture 20" in lines[0]           # the line still says what was refused
+
+
+@pytest.mark.parametrize("logical", ["dhcp", "pxe"])
+def test_a_port_another_server_holds_is_not_shared(logical):
+    """A DHCP or PXE server on this machine that binds its port with SO_REUSEADDR (dnsmasq with
+    --bind-interfaces does) must not find the proxy bound beside it: the kernel then delivers
+    each unicast datagram (renewals, relayed requests) to one socket only, the proxy's, which
+    drops them.  The proxy's bind fails instead (and the daemon reports it)."""
+    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    other.bind(("127.0.0.1", 0))
+    held = other.getsockname()[1]
+    cfg = config()
+    kwargs = {"port": held, "pxe_port": None} if logical == "dhcp" else {"port": 0, "pxe_port": held}
+    server = ProxyDhcpServer(lambda: cfg, interface=None, host="127.0.0.1", **kwargs)
+    try:
+        if logical == "dhcp":
+            with pytest.raises(OSError) as failure:
+                server.start()
+            assert failure.value.errno == errno.EADDRINUSE
+        else:
+            server.start()                  # runs without the PXE port, as documented
+            assert [port for _, port in server.addresses] != [held]
+            assert len(server.addresses) == 1
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.sendto(b"unicast for the other server", ("127.0.0.1", held))
+        other.settimeout(5)
+        assert other.recv(100) == b"unicast for the other server"
+    finally:
+        server.stop()
+        other.close()
