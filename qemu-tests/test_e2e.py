@@ -76,7 +76,7 @@ def test_foreign_initiator_is_refused_at_login(e2e: E2E) -> None:
 
 # -- 4. rollback per MAC ----------------------------------------------------------------------
 
-def _wait_served(e2e: E2E, spec: HostSpec, number: int, reason: str | None = None, timeout: float = 20) -> dict:
+def _wait_served(e2e: E2E, spec: HostSpec, number: int, reason: str | None = None, timeout: float = 180) -> dict:
     def served() -> dict | None:
         st = e2e.appliance.status(spec.name)["hosts"][spec.name]
         return st if st["served"] == number and (reason is None or st["reason"] == reason) else None
@@ -195,7 +195,7 @@ def _set_menu_timeout(e2e: E2E, seconds: int) -> None:
     """Edit every host's menu_timeout in the server's config and wait for the daemon's reload."""
     before = e2e.appliance.log().count("configuration reloaded")
     e2e.appliance.sh(f"sed -i 's/^menu_timeout = .*/menu_timeout = {seconds}/' {CONFIG}")
-    eventually(lambda: e2e.appliance.log().count("configuration reloaded") > before, 30,
+    eventually(lambda: e2e.appliance.log().count("configuration reloaded") > before, 180,
                "the appliance to reload its config", interval=0.5)
 
 

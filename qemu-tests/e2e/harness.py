@@ -91,6 +91,10 @@ class E2E:
 
     def boot(self, scenario: str, spec: HostSpec, expected: str, reboot: bool = False,
              until: str = "marker", stop_on_failure: bool = True, argv: list[str] | None = None) -> Boot:
+        """Boot ``spec``'s client once (after its previous client's iSCSI session is gone)."""
+        if spec.rootfs:
+            waited = self.wait_sessions_gone(spec)
+            print(f"\n{scenario}: {spec.name}'s previous iSCSI session gone after {waited:.0f} s", flush=True)
         console = self.workdir / f"{scenario}.console.log"
         if argv is None:
             make = x86_ipxe_argv if spec.arch == "amd64" else arm64_uboot_argv

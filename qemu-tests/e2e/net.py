@@ -122,7 +122,7 @@ class Lab:
         self._dnsmasq = subprocess.Popen(self.netns_argv(argv), stdin=subprocess.DEVNULL,
                                          stdout=open(self.workdir / "dnsmasq.out", "wb"), stderr=subprocess.STDOUT,
                                          start_new_session=True)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60     # a bound for a loaded machine; it starts in well under 1 s
         while time.monotonic() < deadline:
             if self._dnsmasq.poll() is not None:
                 raise RuntimeError("dnsmasq exited: " + (self.workdir / "dnsmasq.out").read_text(errors="replace"))

@@ -166,19 +166,23 @@ class Appliance:
         self.measure_clock()
 
     def _serve(self) -> None:
-        """Start ``netboot serve`` (its PID in /run/netboot.pid) and wait until it serves."""
-        starts = self.log().count("serving TFTP on")
+        """Start ``netboot serve`` (its PID in /run/netboot.pid) and wait until it serves: its
+        listeners are up (the proxyDHCP starts after TFTP) and TFTP answers."""
+        ready = ["serving TFTP on", *(["proxyDHCP on"] if self.proxy_dhcp else [])]
+        before = self.log()
+        starts = {line: before.count(line) for line in ready}
         self.sh("setsid sh -c 'echo $$ >/run/netboot.pid; exec netboot -c " + CONFIG +
                 " serve >>/var/log/netboot.log 2>&1 </dev/null' &")
         # Under TCG (byte-compiled, 1 vCPU) it serves 15-30 s after start on a loaded machine.
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180
         while True:
             log = self.log()
-            if log.count("serving TFTP on") > starts:
+            if all(log.count(line) > starts[line] for line in ready):
                 break
             if time.monotonic() > deadline or "Traceback" in log:
                 raise RuntimeError(f"netboot serve did not start:\n{log}")
             time.sleep(1)
+        self.wait_answering()
 
     def restart(self, http: bool = True) -> None:
         """Stop ``netboot serve``, rewrite the config (HTTP on or off) and start it again."""
@@ -192,7 +196,6 @@ class Appliance:
                 "[ -z \"$alive\" ] && exit 0; sleep 0.2; done; exit 1", timeout=180)
         self.vm.write_file(CONFIG, self.config_text(http=http))
         self._serve()
-        self.wait_answering()
 
     def wait_answering(self, timeout: float = 120) -> float:
         """Seconds until TFTP answers a request from the lab network (a refusal counts).

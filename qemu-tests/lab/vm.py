@@ -81,7 +81,7 @@ class ServerVM:
     extra_args: Sequence[str] = ()
     append: str = ""
     env: Mapping[str, str] = field(default_factory=dict)   # default environment of commands
-    boot_timeout: float = 120.0
+    boot_timeout: float = 300.0                  # a give-up bound: TCG on a loaded machine is slow
     workdir: Path | None = None
 
     _proc: subprocess.Popen | None = field(default=None, init=False, repr=False)

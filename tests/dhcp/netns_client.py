@@ -52,7 +52,8 @@ started = threading.Event()
 sniffer = AsyncSniffer(iface=iface, store=True, started_callback=started.set,
                        lfilter=lambda k: UDP in k and k[UDP].dport == 68 and BOOTP in k and k[BOOTP].op == 2)
 sniffer.start()
-started.wait(10)
+if not started.wait(60):        # frames sent before the sniffer listens would have unseen answers
+    sys.exit("the sniffer did not start within 60 s")
 common = [("vendor_class_id", PI_VENDOR), (93, b"\x00\x00"), (94, b"\x01\x02\x01"),
           ("param_req_list", [1, 3, 43, 60, 66, 67])]
 sendp(frame(pi_mac, 1, [("message-type", "discover"), *common, (97, b"\x00" + bytes(range(16)))]), iface=iface)
@@ -62,7 +63,7 @@ sendp(frame(pi_mac, 3, [("message-type", "request"), ("requested_addr", lease_ip
 # A barrier: the server reads port 67 in order, so once the answer to a second DISCOVER is
 # seen, any answer to the stranger or to the REQUEST (there should be none) was seen before it.
 sendp(frame(pi_mac, 5, [("message-type", "discover"), *common, (97, b"\x00" + bytes(range(16)))]), iface=iface)
-deadline = time.monotonic() + 5
+deadline = time.monotonic() + 30
 while time.monotonic() < deadline and not any(p[BOOTP].xid == 5 for p in list(sniffer.results or [])):
     time.sleep(0.05)
 broadcast = [describe(p) for p in sniffer.stop()]
@@ -74,7 +75,7 @@ with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
     sock.settimeout(0.5)
     req = (BOOTP(op=1, xid=4, chaddr=chaddr(pi_mac), ciaddr=client_ip)
            / DHCP(options=[("message-type", "request"), *common, "end"]))
-    for _ in range(10):          # the first datagram may wait for ARP; retry, bounded
+    for _ in range(40):          # the first datagram may wait for ARP; retry, bounded
         sock.sendto(bytes(req), (server_ip, 4011))
         try:
             data, source = sock.recvfrom(2048)
