@@ -566,6 +566,64 @@ def test_check_lists_every_problem_with_exit_2(tmp_path, netboot_cli):
     assert "Traceback" not in out.stderr
 
 
+def test_check_lists_file_problems_too_when_the_file_has_errors(tmp_path, netboot_cli):
+    """One run shows everything to fix: the errors in every host and, for what did parse, what
+    is missing on this machine (firmware, profile directories, secret files, a damaged state
+    file), each on its own line.  A value that did not parse gets no file check: an invalid path
+    is not also reported as missing, nor its default checked in its place."""
+    import json
+
+    path, text = write_valid_tree(tmp_path)
+    text = text.replace('"DC:A6:32:01:02:03"', '"dc:a6:32:1:2"')           # host 1: a value error
+    text += f"""
+[hosts.pi-kitchen]
+boot = "rpi"
+mac = "dc:a6:32:0a:0b:0c"
+profile = "{tmp_path}/gone/pi-kitchen"
+menu_timeout = 3
+
+[hosts.pi-bad-path]
+boot = "rpi"
+mac = "dc:a6:32:0a:0b:0d"
+profile = "relative/pi"
+"""
+    path.write_text(text)
+    (tmp_path / "fw").rmdir()                                     # firmware.rpi.path missing
+    (tmp_path / "secrets" / "chap").unlink()                       # pi-desktop's secret missing
+    (tmp_path / "state" / "state.json").write_text("{not json")    # a damaged state file
+    out = netboot_cli("-c", path, "check")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    lines = out.stderr.strip().splitlines()
+    expected = ["hosts.pi-desktop.mac: 'dc:a6:32:1:2' is not a MAC address",
+                "hosts.pi-kitchen.menu_timeout: a rpi host does not use menu_timeout",
+                "hosts.pi-bad-path.profile: 'relative/pi' must be an absolute path",
+                f"firmware.rpi.path: {tmp_path}/fw is not a directory",
+                f"hosts.pi-kitchen.profile: directory {tmp_path}/gone does not exist",
+                f"hosts.pi-desktop.iscsi.chap.secret_file: {tmp_path}/secrets/chap does not exist",
+                "state: "]
+    for words in expected:
+        assert sum(line.strip().startswith(words) for line in lines) == 1, (words, lines)
+    assert lines[0] == f"{path}: {len(expected)} problems:", lines
+    assert len(lines) == 1 + len(expected), lines
+    doc = json.loads(netboot_cli("-c", path, "check", "--json").stdout)
+    assert len(doc["problems"]) == len(expected) and not doc["ok"]
+    # --no-files: only what the file itself says.
+    out = netboot_cli("-c", path, "check", "--no-files")
+    assert out.returncode == 2 and "3 problems:" in out.stderr, out.stderr
+
+
+def test_check_does_not_file_check_a_value_that_did_not_parse(tmp_path, netboot_cli):
+    path, text = write_valid_tree(tmp_path)
+    path.write_text(text.replace(f'store_dir = "{tmp_path}/store"', 'store_dir = "store"')
+                        .replace(f'path = "{tmp_path}/fw"', 'path = 7'))
+    out = netboot_cli("-c", path, "check")
+    assert out.returncode == 2, out.stderr
+    assert "firmware.rpi.path: 7 is not a path" in out.stderr
+    assert "is not a directory" not in out.stderr
+    assert "server.store_dir: 'store' must be an absolute path" in out.stderr
+    assert "/nix/store" not in out.stderr
+
+
 def test_check_json(tmp_path, netboot_cli):
     import json
 

@@ -14,7 +14,8 @@ from typing import Callable
 from ..boot import Generated, Source, StoreFile
 from ..boot.gather import store_roots
 from ..config import Config, load_config
-from ..config.load import config_warnings, declared_state_dir, file_problems
+from ..config.load import config_problems, config_warnings, declared_state_dir
+from ..config.parse import problem_at
 from ..control import operations
 from ..control.health import daemon_serving, read_health_file, text_lines, to_json
 from ..control.snapshot import HostSnapshot, build_host_snapshot
@@ -31,17 +32,15 @@ ISCSI_DISABLED = "iSCSI is disabled ([iscsi] enable = false): LIO is not touched
 
 def check(path: Path, check_files: bool = True) -> Report:
     """Validate the configuration (and the state, with ``check_files``): every problem, exit 2 if any."""
-    problems: list[str] = []
     warnings: list[str] = []
-    config = None
     try:
-        config = load_config(path, check_files=False)
-        if check_files:
-            problems += [str(p) for p in file_problems(config)]
+        config, found, missing = config_problems(path, check_files)
+    except ConfigError as exc:       # not TOML at all: nothing else can be checked
+        config, found, missing = None, exc.problems, []
+    problems = [str(p) for p in found + missing]
+    if config is not None and not found:   # defaults standing in for broken values would warn about nothing
         warnings += [str(w) for w in config_warnings(config, check_files=check_files)]
-    except ConfigError as exc:
-        problems += [str(p) for p in exc.problems]
-    if config is not None and check_files:
+    if config is not None and check_files and not problem_at("server.state_dir", found):
         store = StateStore(config.server.state_dir)
         if (state_problem := store.problem()) is not None:
             problems.append(f"state: {state_problem}")

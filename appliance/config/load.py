@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import ConfigError, Problem, UsageError
 from .identity import backing_identity
 from .model import Config, ServerConfig
-from .parse import parse_config
+from .parse import parse_document, problem_at
 
 DEFAULT_CONFIG_PATH = Path("/etc/netboot/appliance.toml")
 MAX_CONFIG_BYTES = 1 << 20      # hundreds of hosts fit in a few hundred KiB
@@ -28,6 +28,16 @@ def config_path_from(option: str | None) -> Path:
 
 
 def load_config(path: Path, check_files: bool = True) -> Config:
+    config, problems, missing = config_problems(path, check_files)
+    if problems or missing:
+        raise ConfigError(problems + missing, str(path))
+    return config
+
+
+def config_problems(path: Path, check_files: bool = True) -> tuple[Config, list[Problem], list[Problem]]:
+    """The ``Config`` of what parsed (``parse_document``), the file's own problems and, with
+    ``check_files``, those only the file system shows, for every value that parsed.
+    ``ConfigError`` when the file cannot be read as TOML at all."""
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_CONFIG_BYTES + 1)
@@ -39,7 +49,7 @@ def load_config(path: Path, check_files: bool = True) -> Config:
         raise ConfigError([Problem("", f"larger than {MAX_CONFIG_BYTES} bytes: not a configuration file")], str(path))
     try:
         doc = tomllib.loads(data.decode("utf-8"))
-        config = parse_config(doc, source=path)
+        config, problems = parse_document(doc, source=path)
     except UnicodeDecodeError as exc:
         raise ConfigError([Problem("", f"not UTF-8 text ({exc.reason} at byte {exc.start})")], str(path)) from None
     except tomllib.TOMLDecodeError as exc:
@@ -47,11 +57,8 @@ def load_config(path: Path, check_files: bool = True) -> Config:
     except RecursionError:
         # tomllib parses nested arrays and inline tables recursively.
         raise ConfigError([Problem("", "not valid TOML: arrays or inline tables nested too deeply")], str(path)) from None
-    if check_files:
-        problems = file_problems(config)
-        if problems:
-            raise ConfigError(problems, str(path))
-    return config
+    missing = [p for p in file_problems(config) if not problem_at(p.path, problems)] if check_files else []
+    return config, problems, missing
 
 
 def declared_state_dir(path: Path) -> Path:

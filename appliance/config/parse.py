@@ -122,6 +122,16 @@ def _seconds(raw: Any) -> float:
 
 def parse_config(doc: dict[str, Any], source: Path | None = None) -> Config:
     """Validate a TOML document; raise ``ConfigError`` listing every problem."""
+    config, problems = parse_document(doc, source)
+    if problems:
+        raise ConfigError(problems, str(source) if source else "")
+    return config
+
+
+def parse_document(doc: dict[str, Any], source: Path | None = None) -> tuple[Config, list[Problem]]:
+    """Every problem of a TOML document, and the ``Config`` of what parsed: a value with a
+    problem is replaced by its default, a host whose boot style is unknown left out (so
+    ``check`` can look for the files the rest names; ``problem_at`` tells which values those are)."""
     p = _Problems()
     p.table("", doc, _TOP_KEYS)
     server = _parse_server(p, doc.get("server", {}))
@@ -135,9 +145,13 @@ def parse_config(doc: dict[str, Any], source: Path | None = None) -> Config:
         if host is not None:
             hosts[name] = host
     _check_unique(p, hosts)
-    if p.items:
-        raise ConfigError(p.items, str(source) if source else "")
-    return Config(server=server, iscsi=iscsi, firmware=firmware, hosts=hosts, source=source, dhcp=dhcp)
+    return Config(server=server, iscsi=iscsi, firmware=firmware, hosts=hosts, source=source, dhcp=dhcp), p.items
+
+
+def problem_at(key: str, problems: list[Problem]) -> bool:
+    """Whether ``key`` (``hosts.pi.profile``) or a table holding it (``hosts.pi``) has a problem:
+    then its value in ``parse_document``'s ``Config`` is a default, not what the file says."""
+    return any(not q.path or key == q.path or key.startswith((q.path + ".", q.path + "[")) for q in problems)
 
 
 def _parse_server(p: _Problems, raw: Any) -> ServerConfig:
