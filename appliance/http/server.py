@@ -336,7 +336,9 @@ class _Loop(LoopServer):
         self.open_and_respond(conn, method, headers, path)
 
     def sweep(self, now: float) -> None:
-        for conn in [c for c in self.conns.values() if c.deadline <= now]:
+        # A deferred request is answered by ``retry`` (at the latest header_timeout after it
+        # arrived), however late in its connection's idle time it came.
+        for conn in [c for c in self.conns.values() if c.deadline <= now and c.pending is None]:
             self.stats.timeouts += 1
             if conn.state == _HEAD:
                 if conn.inbuf:

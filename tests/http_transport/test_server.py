@@ -476,6 +476,35 @@ def test_a_deferred_request_is_answered_once_the_provider_decides():
         s.server.stop()
 
 
+def test_a_request_deferred_late_in_the_idle_window_is_still_answered():
+    """A request that arrives shortly before an idle keep-alive connection would time out, and
+    that the provider defers (still learning the client's MAC), is answered when the provider
+    decides within ``header_timeout`` of the request; the idle timeout must not close it unanswered."""
+    from appliance.content import RetryLater
+
+    class Learning:
+        first_asked: float | None = None
+
+        def open(self, client, path):
+            now = time.monotonic()
+            self.first_asked = self.first_asked or now
+            if now - self.first_asked < 0.8:
+                raise RetryLater(0.05)
+            return BytesContent(b"yours")
+
+    s = Served(Learning(), header_timeout=1.5)
+    try:
+        with socket.create_connection(("127.0.0.1", s.port), timeout=5) as client:
+            time.sleep(1.0)                 # idle for most of header_timeout
+            client.sendall(b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while chunk := client.recv(4096):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"yours"), answer[:200]
+    finally:
+        s.server.stop()
+
+
 @pytest.mark.parametrize("range_value", [
     b"bytes=\xb2-",                         # a Latin-1 superscript: str.isdigit() but not a number
     b"bytes=0-\xb9\xb2",
