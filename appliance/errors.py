@@ -48,7 +48,13 @@ __all__ = [
     "UnknownGeneration",
     "UnknownHost",
     "UsageError",
+    "shown",
 ]
+
+
+def shown(text: str, limit: int = 60) -> str:
+    """``text`` as an error line quotes it (``repr``), a pasted blob cut to its first characters."""
+    return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
 class ApplianceError(Exception):
@@ -94,7 +100,7 @@ class UnknownHost(ApplianceError):
 
     def __init__(self, host: str, known: list[str] | None = None, suggestion: str = "") -> None:
         hint = f" (configured: {', '.join(sorted(known))})" if known else ""
-        super().__init__(f"unknown host {host!r}{suggestion}{hint}")
+        super().__init__(f"unknown host {shown(host)}{suggestion}{hint}")
         self.host = host
 
 

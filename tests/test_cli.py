@@ -317,6 +317,23 @@ def test_a_mistyped_host_name_gets_a_suggestion(nb):
     assert served(nb) == (2, "follow")
 
 
+def test_a_huge_name_is_not_echoed_whole(nb):
+    """A pasted blob as a host or file name: one readable line, not kilobytes of it."""
+    blob = "x" * 3000
+    commands = [("status", blob), ("doctor", blob), ("cat", PI, blob), ("pin", blob, "1")]
+    for command, result in zip(commands, run_all(nb, commands)):
+        line = one_error_line(result, 2)
+        assert len(line) < 300 and "xxxx" in line and "…" in line, (command, line)
+
+
+def test_register_names_what_it_was_given(nb, tmp_path):
+    line = one_error_line(nb("register", PI, ""), 2)                 # "$STOREPATH" unset
+    assert "store path" in line and "empty" in line
+    line = one_error_line(nb("register", PI, str(tmp_path / "never-copied")), 1)
+    assert f"{tmp_path}/never-copied does not exist" in line, line
+    assert served(nb) == (2, "follow")
+
+
 def test_an_empty_config_option_is_a_usage_error(nb, netboot_cli):
     """``-c "$CONFIG"`` with CONFIG unset must not fall back to /etc/netboot/appliance.toml."""
     line = one_error_line(netboot_cli("-c", "", "status", env={"NETBOOT_CONFIG": str(nb.layout.config)}), 2)

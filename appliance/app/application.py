@@ -21,7 +21,7 @@ from ..control.health import daemon_serving, read_health_file, text_lines, to_js
 from ..control.snapshot import HostSnapshot, build_host_snapshot
 from ..control.state import HostState, State, StateStore
 from ..doctor import diagnose, gather, render_text
-from ..errors import ApplianceError, ConfigError, DestructiveChange, UsageError
+from ..errors import ApplianceError, ConfigError, DestructiveChange, UsageError, shown
 from ..iscsi.api import format_plan, iscsi_apply, iscsi_plan, iscsi_status
 from ..iscsi.sessions import ISCSI_FABRIC, read_sessions
 from ..nix import register_generation
@@ -129,7 +129,7 @@ class App:
         rel = path.lstrip("/")
         found = snap.tree.get(rel) or snap.tree.get(snap.host.tftp_prefix + rel)
         if found is None:
-            raise UsageError(f"{name}: no file {path!r} in the boot tree (see: netboot tree {name})")
+            raise UsageError(f"{name}: no file {shown(path)} in the boot tree (see: netboot tree {name})")
         return found
 
     def status(self, name: str | None = None) -> Report:

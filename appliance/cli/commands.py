@@ -16,7 +16,7 @@ from ..config import config_path_from
 from ..control.resolver import kernel_paths
 from ..control.snapshot import HostSnapshot
 from ..demo import build_demo
-from ..errors import GenerationError
+from ..errors import GenerationError, UsageError
 
 
 def _app(args: argparse.Namespace, check_files: bool = True) -> App:
@@ -83,6 +83,8 @@ def confirm(args: argparse.Namespace) -> int:
 
 
 def register(args: argparse.Namespace) -> int:
+    if not args.storepath:      # Path("") would be the working directory
+        raise UsageError("the store path is empty: give the toplevel to register (a /nix/store/…-nixos-system-… path)")
     return emit(_app(args).register(args.host, Path(args.storepath)), _json(args))
 
 

@@ -6,7 +6,7 @@ import json
 import re
 from typing import NamedTuple
 
-from ..errors import UsageError
+from ..errors import UsageError, shown
 
 BOOTSPEC_KEY = "org.nixos.bootspec.v1"
 
@@ -76,8 +76,7 @@ def parse_generation_number(text: str) -> int:
     ten digits are a ``UsageError``, where ``int()`` would read ``1_0`` as 10."""
     match = re.fullmatch(f"0*({_NUMBER}|0)", text)
     if match is None:
-        shown = text if len(text) <= 24 else text[:20] + "…"
-        raise UsageError(f"{shown!r} is not a generation number (one that 'netboot generations HOST' lists)")
+        raise UsageError(f"{shown(text, 24)} is not a generation number (one that 'netboot generations HOST' lists)")
     return int(match.group(1))
 
 

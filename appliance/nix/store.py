@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -30,8 +31,9 @@ class StoreRoots(NamedTuple):
         try:
             real = Path(os.path.realpath(path, strict=True))
         except OSError as exc:
-            kind = "a symlink loop" if exc.errno == 40 else "dangling (does not exist)"
-            raise GenerationError(f"{path} is {kind}") from None
+            what = ("is a symlink loop" if exc.errno == errno.ELOOP
+                    else "is dangling (does not exist)" if os.path.lexists(path) else "does not exist")
+            raise GenerationError(f"{path} {what}") from None
         for root in self.roots:
             if real == root or real.is_relative_to(root):
                 return real
