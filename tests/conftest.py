@@ -9,9 +9,16 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from appliance.demo import build_demo
 from helpers import netboot
+
+# Property tests check behaviour, not speed: on a loaded machine one example can take longer than
+# hypothesis' 200 ms deadline (then a faster replay makes it report "unreliable test timings"), and
+# generating data can trip its too_slow health check.
+settings.register_profile("loaded-machine", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("loaded-machine")
 
 
 @pytest.fixture

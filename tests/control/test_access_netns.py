@@ -198,16 +198,17 @@ def _listen_everywhere(store, clients) -> None:
 
 
 def _first_contact_tries(store, clients, label: str, path: str, tries: int) -> dict[str, list[int]]:
-    """``tries`` requests per address family, each from a fresh address: curl's exit codes."""
+    """``tries`` requests per address family, each from a fresh address: curl's exit codes
+    (a refusal is immediate; the bound only gives a loaded machine time to answer)."""
     ns = clients.clients[label][0]
     server_ip = clients.clients[label][1]
     server6 = clients.v6_clients[label][0]
     codes: dict[str, list[int]] = {"ipv4": [], "ipv6": []}
     for _ in range(tries):
         clients.renumber(label)
-        codes["ipv4"].append(curl(store.port, path, host=server_ip, netns=ns, timeout=5).rc)
+        codes["ipv4"].append(curl(store.port, path, host=server_ip, netns=ns, timeout=15).rc)
         clients.renumber(label)
-        codes["ipv6"].append(curl(store.port, path, host=f"[{server6}]", netns=ns, timeout=5).rc)
+        codes["ipv6"].append(curl(store.port, path, host=f"[{server6}]", netns=ns, timeout=15).rc)
     return codes
 
 
