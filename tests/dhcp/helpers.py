@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
+import subprocess
+
+import pytest
+
 from appliance.config.parse import parse_config
 from appliance.dhcp import packet as p
 
@@ -48,3 +53,18 @@ def request(mac: str = PI_MAC, kind: int = p.DHCPDISCOVER, vendor: bytes | None 
 
 def pi_discover(**kw) -> p.DhcpPacket:
     return request(PI_MAC, extra=((p.OPT_CLIENT_NDI, b"\x01\x02\x01"), (p.OPT_CLIENT_UUID, PI_UUID)), **kw)
+
+
+def ip_command(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """``ip ARGS...`` (iproute2), for the network-namespace tests."""
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check, timeout=30)
+
+
+def free_subnet() -> int:
+    """x of a 10.253.x.0/24 no interface or route here uses (skips the test if none is found)."""
+    used = ip_command("-4", "-o", "addr").stdout + ip_command("-4", "route").stdout
+    for _ in range(200):
+        x = secrets.randbelow(250) + 3
+        if f"10.253.{x}." not in used:
+            return x
+    pytest.skip("no free 10.253.x.0/24 for the test")

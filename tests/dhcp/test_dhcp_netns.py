@@ -25,24 +25,11 @@ import pytest
 
 from appliance.dhcp import ProxyDhcpServer
 
-from .helpers import PI_MAC, STRANGER_MAC, config
+from .helpers import PI_MAC, STRANGER_MAC, config, free_subnet, ip_command as _ip
 
 pytestmark = pytest.mark.root
 
 CLIENT = Path(__file__).with_name("netns_client.py")
-
-
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check, timeout=30)
-
-
-def _free_subnet() -> int:
-    used = _ip("-4", "-o", "addr").stdout + _ip("-4", "route").stdout
-    for _ in range(200):
-        x = secrets.randbelow(250) + 3
-        if f"10.253.{x}." not in used:
-            return x
-    pytest.skip("no free 10.253.x.0/24 for the test")
 
 
 @pytest.fixture
@@ -51,7 +38,7 @@ def link():
         pytest.skip("needs root and iproute2 for a network namespace")
     tag = f"{os.getpid() % 10000}{secrets.token_hex(2)}"
     ns, root_if, ns_if = f"nbdhcp-{tag}", f"nbd{tag}r", f"nbd{tag}n"
-    x = _free_subnet()
+    x = free_subnet()
     server_ip = f"10.253.{x}.1"
     try:
         _ip("netns", "add", ns)
