@@ -1,6 +1,6 @@
 """Read the machine into ``Facts`` for ``netboot doctor``: the only I/O of the doctor.
 
-Each probe is bounded (a 1 s socket timeout) and talks only to this
+Each probe is bounded (``PROBE_TIMEOUT``) and talks only to this
 machine's own listening addresses.
 """
 
@@ -24,7 +24,9 @@ from .facts import Facts, Generation, HostFacts, LioFacts, PortFacts
 CONFIGFS = Path("/sys/kernel/config")
 LIO_MODULES = frozenset({"configfs", "target_core_mod", "target_core_file", "target_core_iblock",
                          "iscsi_target_mod"})
-PROBE_TIMEOUT = 1.0
+# A server busy with a boot storm, or on a loaded machine, can take a second or more to answer;
+# that is a late answer, not a server that is down.
+PROBE_TIMEOUT = 5.0
 EVENTS = 20
 
 

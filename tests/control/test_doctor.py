@@ -11,6 +11,9 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
+import threading
+import time
 
 import pytest
 
@@ -231,3 +234,31 @@ def test_a_bad_config_with_the_daemon_running_says_it_keeps_the_last_good_one(st
     assert code == 1
     assert all(f["check"] == "config" for f in report["findings"])
     assert any(f"netboot serve (pid {daemon.pid}) keeps serving" in f["message"] for f in report["findings"])
+
+
+def test_a_busy_server_that_answers_late_is_answering(store) -> None:
+    """A TFTP server busy for a moment (a boot storm, a loaded machine) answers the probe
+    late: that is a server that answers, not one to tell the operator is down."""
+    from appliance.doctor.gather import gather
+
+    busy_for = 2.0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server:
+        server.bind(("127.0.0.1", store.port))
+        server.settimeout(30)
+
+        def answer_late() -> None:
+            try:
+                _, client = server.recvfrom(2048)
+            except OSError:
+                return
+            time.sleep(busy_for)        # the busy server's delay, not a wait for anything
+            server.sendto(b"\0\5\0\1File not found\0", client)
+
+        responder = threading.Thread(target=answer_late)
+        responder.start()
+        try:
+            facts = gather(store.config, PI)
+        finally:
+            responder.join(busy_for + 35)
+    [port] = [p for p in facts.ports if p.proto == "udp"]
+    assert port.bound and port.reachable, port
