@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 
@@ -367,6 +368,57 @@ def _serve_log(lab: Lab) -> str:
     return lab.vm.run("cat /tmp/lab/serve.log").stdout
 
 
+class PacedWriter:
+    """qemu-io writing 64 KiB to a LUN every 50 ms, its commands fed on stdin, for as long as
+    the test needs (``finish``) rather than a fixed count a slow machine can outlast."""
+
+    MAX_WRITES = 6000          # 5 min: a bound, never reached when the test goes on
+
+    def __init__(self, argv: list[str]) -> None:
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        self.fed = 0
+        self.output: list[str] = []
+        self._enough = threading.Event()
+        self._reader = threading.Thread(target=lambda: self.output.extend(self.proc.stdout))
+        self._feeder = threading.Thread(target=self._feed)
+        self._reader.start()
+        self._feeder.start()
+
+    def _feed(self) -> None:
+        try:
+            while self.fed < self.MAX_WRITES and not self._enough.is_set() and self.proc.poll() is None:
+                self.proc.stdin.write(f"write -P 0x6b {(self.fed % 256) * 65536} 64k\n")
+                self.proc.stdin.flush()
+                self.fed += 1
+                self._enough.wait(0.05)
+        except OSError:         # qemu-io is gone: what it wrote says why
+            pass
+        finally:
+            try:
+                self.proc.stdin.close()     # end of input: qemu-io quits after the last command
+            except OSError:
+                pass
+
+    def finish(self, more: int, timeout: float = 300) -> str:
+        """Feed ``more`` writes after those fed so far, then end input; qemu-io's output."""
+        target = self.fed + more
+        eventually(lambda: self.fed >= target or not self._feeder.is_alive(), timeout, f"{more} more writes")
+        self._enough.set()
+        self._feeder.join(timeout)
+        self.proc.wait(timeout)
+        self._reader.join(timeout)
+        return "".join(self.output)
+
+    def kill(self) -> None:
+        self._enough.set()
+        if self.proc.poll() is None:
+            self.proc.kill()        # our own qemu-io, by its Popen handle
+            self.proc.wait(timeout=10)
+        self._feeder.join(10)
+        self._reader.join(10)
+
+
 def test_config_typo_never_cuts_off_a_writing_host(lab: Lab):
     """The daemon applies a config save on its own: an IQN typo must not delete the ACL
     of a host that is writing to its LUN; the change is withheld and reported."""
@@ -379,32 +431,28 @@ def test_config_typo_never_cuts_off_a_writing_host(lab: Lab):
     try:
         eventually(lambda: "serving TFTP" in _serve_log(lab), 120, "serve to start", interval=1)
 
-        writes = 600
-        commands: list[str] = []
-        for i in range(writes):
-            commands += ["-c", f"write -P 0x6b {(i % 256) * 65536} 64k", "-c", "sleep 50"]
-        writer = subprocess.Popen(
+        writer = PacedWriter(
             ["qemu-io", "--image-opts",
              f"driver=iscsi,transport=tcp,portal=127.0.0.1:{lab.initiator.port},target={DESK},lun=0,"
-             f"initiator-name={DESK_INITIATOR}", *commands],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        eventually(lambda: writer.poll() is not None or json.loads(lab.netboot(
+             f"initiator-name={DESK_INITIATOR}"])
+        eventually(lambda: writer.proc.poll() is not None or json.loads(lab.netboot(
             "iscsi", "status", "--json", config=SERVE_CONF).stdout)["hosts"]["pi-desktop"]["sessions"],
-                   60, "the writer to log in", interval=0.5)
-        assert writer.poll() is None, "the writer exited before it logged in"
+                   120, "the writer to log in", interval=0.5)
+        assert writer.proc.poll() is None, "the writer exited before it logged in: " + "".join(writer.output)
 
         typo = (SERVE_HEADER + HOST_DESK).replace(DESK_INITIATOR, DESK_INITIATOR.replace("desktop", "destkop"))
         lab.vm.write_file(SERVE_CONF + ".new", typo)
         lab.vm.run(["mv", SERVE_CONF + ".new", SERVE_CONF]).check()     # a save, as an editor does it
         eventually(lambda: "withheld" in _serve_log(lab), 120, "the daemon to report withholding", interval=1)
-        assert writer.poll() is None, "the writer finished before the config was applied; the test proves nothing"
+        assert writer.proc.poll() is None, "the writer stopped before the config was applied; the test proves nothing"
         _say(*[l for l in _serve_log(lab).splitlines() if "withheld" in l or "reloaded" in l])
 
-        output, _ = writer.communicate(timeout=300)
+        output = writer.finish(more=100)     # and it goes on writing for 5 s after the change
+        writes = writer.fed
         wrote = output.count("wrote 65536/65536 bytes")
-        _say(f"writer: rc={writer.returncode}, {wrote}/{writes} writes of 64 KiB, "
+        _say(f"writer: rc={writer.proc.returncode}, {wrote}/{writes} writes of 64 KiB, "
              f"{sum('error' in l.lower() or 'fail' in l.lower() for l in output.splitlines())} error lines")
-        assert writer.returncode == 0 and wrote == writes, output[-2000:]
+        assert writer.proc.returncode == 0 and wrote == writes, output[-2000:]
         assert "error" not in output.lower() and "fail" not in output.lower(), output[-2000:]
 
         # The running objects were kept: the host's ACL is still there, a new login works.
@@ -420,9 +468,8 @@ def test_config_typo_never_cuts_off_a_writing_host(lab: Lab):
         assert status["iscsi"]["state"] == "withheld"
         assert any(DESK_INITIATOR in w and "is logged in" in w for w in status["iscsi"]["withheld"])
     finally:
-        if writer is not None and writer.poll() is None:
-            writer.kill()       # our own qemu-io, by its Popen handle
-            writer.wait(timeout=10)
+        if writer is not None:
+            writer.kill()
         lab.vm.run(["kill", pid])
 
 
