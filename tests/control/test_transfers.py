@@ -11,7 +11,7 @@ import socket
 from .control_harness import (ARM, CURL_ACCESS, PC, PC_PREFIX, PI, PI_PREFIX, RawTransfer, cli, cli_ok, curl,
                              eventually, get, sha, status)
 from appliance.demo.store import add_generation, make_toplevel
-from appliance.tftp.packets import encode_request, parse_packet
+from appliance.tftp.packets import Error, encode_request, parse_packet
 from peers.pi_bootloader import fetch
 
 
@@ -247,8 +247,15 @@ def test_out_of_file_descriptors_is_never_file_not_found(daemon, store):
         try:
             for name in ("kernel8.img", "cmdline.txt"):              # a store file, a generated one
                 sock.sendto(encode_request(PI_PREFIX + name), ("127.0.0.1", store.port))
-            sock.settimeout(1.0)
+            # A barrier: the listening socket is read in order, so once a malformed datagram sent
+            # after the requests is answered (from the listening socket: no new descriptor),
+            # both requests were handled while the limit held, however busy the machine.
+            sock.sendto(b"\0\x09?", ("127.0.0.1", store.port))
+            sock.settimeout(30.0)
             answers = []
+            while (packet := parse_packet(sock.recv(2048))) != Error(4, "Illegal TFTP operation"):
+                answers.append(packet)
+            sock.settimeout(1.0)
             try:
                 while True:
                     answers.append(parse_packet(sock.recv(2048)))
