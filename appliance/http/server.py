@@ -25,6 +25,10 @@ Slow or idle clients cannot exhaust it:
 - out of file descriptors, the listeners are left alone for a moment (the
   connection waits in the backlog) rather than polled in a busy loop.
 
+A response that ends its connection is followed by a lingering close: the
+client's further input is read and discarded for a moment, as a close with
+unread input would reset the connection and cut the end of the response.
+
 Every GET that reaches content (complete, partial or aborted) and every
 refusal by the provider becomes a ``TransferRecord`` with ``transport="http"``.
 """
@@ -64,7 +68,9 @@ _SENDFILE_MAX = 1 << 30
 _SWEEP_INTERVAL = 0.25
 _ACCEPT_PAUSE = 0.1                # out of descriptors: stop polling the listeners this long
 
-_HEAD, _SEND = 0, 1
+_LINGER_SECONDS = 2.0               # a closing connection drains the client's input this long at most
+
+_HEAD, _SEND, _LINGER = 0, 1, 2     # waiting for a request head, responding, draining before close
 
 
 @dataclass
@@ -268,7 +274,7 @@ class _Loop(LoopServer):
     def stop_accepting(self, stop_at: float) -> None:
         self.watch_listeners(False)
         self.listeners = []
-        for conn in [c for c in self.conns.values() if c.state == _HEAD]:
+        for conn in [c for c in self.conns.values() if c.state != _SEND]:
             self.disconnect(conn)
 
     def busy(self) -> bool:
@@ -339,6 +345,9 @@ class _Loop(LoopServer):
         # A deferred request is answered by ``retry`` (at the latest header_timeout after it
         # arrived), however late in its connection's idle time it came.
         for conn in [c for c in self.conns.values() if c.deadline <= now and c.pending is None]:
+            if conn.state == _LINGER:
+                self.disconnect(conn)
+                continue
             self.stats.timeouts += 1
             if conn.state == _HEAD:
                 if conn.inbuf:
@@ -404,11 +413,11 @@ class _Loop(LoopServer):
         """
         reclaim_before = now - self.server.reclaim_after
         victim = min((c for c in self.conns.values()
-                      if (ip is None or c.client[0] == ip) and (c.state == _HEAD or c.progress_at <= reclaim_before)),
+                      if (ip is None or c.client[0] == ip) and (c.state != _SEND or c.progress_at <= reclaim_before)),
                      key=lambda c: c.progress_at, default=None)
         if victim is None:
             return False
-        if victim.state == _HEAD:
+        if victim.state != _SEND:
             self.stats.evicted += 1
             self.disconnect(victim)
         else:
@@ -471,6 +480,8 @@ class _Loop(LoopServer):
         if not data:
             self.disconnect(conn)
             return
+        if conn.state == _LINGER:
+            return                          # discarded: the connection is closing
         conn.inbuf += data
         self.serve_buffered(conn)
 
@@ -690,11 +701,7 @@ class _Loop(LoopServer):
             self.stats.bytes_sent += record.bytes_sent
             self.server.emit(record, self.stats)
         if not conn.keep_alive or self.stopping:
-            try:
-                conn.sock.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-            self.disconnect(conn)
+            self.close_lingering(conn)
             return
         now = time.monotonic()
         conn.state = _HEAD
@@ -703,6 +710,26 @@ class _Loop(LoopServer):
         self.set_events(conn, selectors.EVENT_READ)
         if conn.inbuf:
             self.serve_buffered(conn)       # a pipelined request
+
+    def close_lingering(self, conn: _Connection) -> None:
+        """End the connection after its last response.
+
+        Closing a socket with unread input makes the kernel reset the connection and drop what
+        it has not sent yet, the end of the response included; so when the client may still be
+        sending (a pipelined request, a stray CRLF) the input is read and discarded until the
+        client closes, for ``_LINGER_SECONDS`` at most (Apache's lingering close)."""
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.disconnect(conn)
+            return
+        if self.stopping:
+            self.disconnect(conn)
+            return
+        conn.state = _LINGER
+        conn.inbuf.clear()
+        conn.deadline = time.monotonic() + _LINGER_SECONDS
+        self.set_events(conn, selectors.EVENT_READ)
 
     def abort(self, conn: _Connection, why: str) -> None:
         if conn.content is not None:

@@ -205,6 +205,28 @@ def test_a_refused_head_request_gets_no_body(served, request_bytes, status):
     assert body == b"", answer[:300]
 
 
+@pytest.mark.parametrize("closing", [b"Connection: close\r\n", b""], ids=["connection-close", "http-1.0"])
+def test_bytes_sent_after_a_closing_request_do_not_cut_its_response(served, files, closing):
+    """A response that ends the connection reaches a slow reader whole even when the client sent
+    more (a pipelined request, a stray CRLF): closing a socket with unread input makes the kernel
+    reset the connection and drop what it has not yet sent, so the server drains the input first
+    (a lingering close)."""
+    data = open(files["pc/kernel"], "rb").read()
+    version = b"HTTP/1.1" if closing else b"HTTP/1.0"
+    with socket.socket() as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)     # a slow reader
+        client.settimeout(10)
+        client.connect(("127.0.0.1", served.port))
+        client.sendall(b"GET /pc/kernel " + version + b"\r\nHost: x\r\n" + closing + b"\r\n")
+        assert client.recv(12).startswith(b"HTTP/1.1 200")     # the response is under way
+        client.sendall(b"GET /pc/boot.ipxe HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.5)                     # the server has handed the whole file to the kernel
+        answer = b"HTTP/1.1 200"
+        while chunk := client.recv(65536):  # a reset raises ConnectionResetError here
+            answer += chunk
+    assert answer.partition(b"\r\n\r\n")[2] == data
+
+
 def test_provider_refusals_and_failures_map_to_status_and_events():
     class Provider:
         def open(self, client, path):
