@@ -252,7 +252,7 @@ class RawTransfer:
     def __init__(self, port: int, path: str, host: str = "127.0.0.1", blksize: int = 1468,
                  timeout_opt: int = 10) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.settimeout(5.0)
+        self.sock.settimeout(15.0)     # answers a loaded machine may delay
         self.server = (host, port)
         self.peer: tuple[str, int] | None = None
         self.blksize = blksize

@@ -24,3 +24,11 @@ def payloads() -> dict[str, bytes]:
 def served(payloads):
     with serving(payloads) as s:
         yield s
+
+
+@pytest.fixture
+def served_quiet(payloads):
+    """A server whose retransmission timer waits at least 3 s: a test may read a short quiet
+    spell after its datagram as "no answer to it" even when it is descheduled for a while."""
+    with serving(payloads, timeout=5.0, min_timeout=3.0) as s:
+        yield s

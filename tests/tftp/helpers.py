@@ -69,7 +69,8 @@ class RawPeer:
     def send(self, datagram: bytes, address: tuple[str, int]) -> None:
         self.sock.sendto(datagram, address)
 
-    def recv(self, timeout: float = 2.0) -> tuple[Packet, tuple[str, int]]:
+    def recv(self, timeout: float = 10.0) -> tuple[Packet, tuple[str, int]]:
+        """The next datagram; the default bound is for an answer a loaded machine may delay."""
         self.sock.settimeout(timeout)
         data, addr = self.sock.recvfrom(65536)
         return parse_packet(data), (addr[0], addr[1])
