@@ -94,3 +94,21 @@ def eventually(check: Callable[[], T], deadline: float = WAIT_DEADLINE, what: st
     if not last:
         raise AssertionError(f"not within {deadline} s: {what} (last: {last!r:.300})")
     return last, elapsed
+
+
+def ip_command(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """``ip ARGS...`` (iproute2), for the tests that build network namespaces."""
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check, timeout=30)
+
+
+def free_subnet(prefix: str) -> int:
+    """x such that no address or route here is in ``{prefix}.x.0/24`` (``prefix`` like "10.253");
+    skips the test if none is found."""
+    import pytest
+
+    used = ip_command("-4", "-o", "addr").stdout + ip_command("-4", "route").stdout
+    for _ in range(200):
+        x = secrets.randbelow(250) + 3
+        if f"{prefix}.{x}." not in used:
+            return x
+    pytest.skip(f"no free {prefix}.x.0/24 for the test")

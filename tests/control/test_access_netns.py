@@ -22,6 +22,8 @@ from appliance.control.snapshot import build_snapshot
 from appliance.nix import StoreCache
 from appliance.tftp import TftpServer
 
+from helpers import free_subnet, ip_command as _ip
+
 from .control_harness import (CURL_ACCESS, CURL_NOT_FOUND, PC, PC_PREFIX, PI, PI_PREFIX, curl, eventually, get,
                              status)
 
@@ -30,19 +32,6 @@ pytestmark = pytest.mark.root
 PC_MAC = "52:54:00:ab:cd:ef"
 PI_MAC = "dc:a6:32:01:02:03"
 STRANGER_MAC = "02:00:00:00:be:ef"
-
-
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
-
-
-def _free_subnet() -> int:
-    used = _ip("-4", "-o", "addr").stdout + _ip("-4", "route").stdout
-    for _ in range(200):
-        x = secrets.randbelow(250) + 3
-        if f"10.254.{x}." not in used:
-            return x
-    pytest.skip("no free 10.254.x.0/24 for the test")
 
 
 class Clients:
@@ -54,7 +43,7 @@ class Clients:
 
     def __init__(self) -> None:
         self.tag = f"{os.getpid() % 10000}{secrets.token_hex(2)}"
-        self.subnet = _free_subnet()
+        self.subnet = free_subnet("10.254")
         self.v6 = f"fd{secrets.token_hex(1)}:{secrets.token_hex(2)}:{secrets.token_hex(2)}"
         self.namespaces: list[str] = []
         self.links: list[str] = []

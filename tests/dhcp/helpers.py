@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import secrets
-import subprocess
+import errno
+from typing import Callable
 
 import pytest
 
@@ -55,16 +55,16 @@ def pi_discover(**kw) -> p.DhcpPacket:
     return request(PI_MAC, extra=((p.OPT_CLIENT_NDI, b"\x01\x02\x01"), (p.OPT_CLIENT_UUID, PI_UUID)), **kw)
 
 
-def ip_command(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """``ip ARGS...`` (iproute2), for the network-namespace tests."""
-    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check, timeout=30)
 
+def started_proxy(cfg, interface: str, on_lease: Callable[[str, str], None]):
+    """A running ProxyDhcpServer tied to ``interface``; skips the test if port 67 or 4011 is taken."""
+    from appliance.dhcp import ProxyDhcpServer
 
-def free_subnet() -> int:
-    """x of a 10.253.x.0/24 no interface or route here uses (skips the test if none is found)."""
-    used = ip_command("-4", "-o", "addr").stdout + ip_command("-4", "route").stdout
-    for _ in range(200):
-        x = secrets.randbelow(250) + 3
-        if f"10.253.{x}." not in used:
-            return x
-    pytest.skip("no free 10.253.x.0/24 for the test")
+    server = ProxyDhcpServer(lambda: cfg, interface=interface, on_lease=on_lease)
+    try:
+        server.run_in_thread()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            pytest.skip(f"port 67 or 4011 is taken on this machine: {exc}")
+        raise
+    return server

@@ -11,7 +11,6 @@ everything is removed in a finally.
 
 from __future__ import annotations
 
-import errno
 import os
 import secrets
 import shutil
@@ -20,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from appliance.dhcp import ProxyDhcpServer
+from helpers import free_subnet, ip_command as _ip
 
-from .helpers import PI_MAC, config, free_subnet, ip_command as _ip
+from .helpers import PI_MAC, config, started_proxy
 
 pytestmark = pytest.mark.root
 
@@ -33,7 +32,7 @@ def lan(tmp_path):
         pytest.skip("needs root, iproute2, dnsmasq and busybox")
     tag = f"{os.getpid() % 10000}{secrets.token_hex(2)}"
     bridge, router_ns, client_ns = f"nbb{tag}", f"nbrouter-{tag}", f"nbclient-{tag}"
-    x = free_subnet()
+    x = free_subnet("10.253")
     net = f"10.253.{x}"
     dnsmasq = None
     try:
@@ -74,13 +73,7 @@ def lan(tmp_path):
 def test_an_os_client_on_a_configured_mac_gets_its_lease_from_the_router_untouched(lan):
     cfg = config(server_address=lan["server_ip"], interface=lan["bridge"])
     leases: list[tuple[str, str]] = []
-    server = ProxyDhcpServer(lambda: cfg, interface=lan["bridge"], on_lease=lambda ip, mac: leases.append((ip, mac)))
-    try:
-        server.run_in_thread()
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            pytest.skip(f"port 67 or 4011 is taken on this machine: {exc}")
-        raise
+    server = started_proxy(cfg, lan["bridge"], lambda ip, mac: leases.append((ip, mac)))
     script = Path(lan["tmp"]) / "udhcpc.sh"
     result = Path(lan["tmp"]) / "lease"
     script.write_text(f'#!/bin/sh\n[ "$1" = bound ] && echo "$ip $serverid" > {result}\nexit 0\n')

@@ -12,7 +12,6 @@ ACKs on port 67, so the OFFER would never be seen.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import secrets
@@ -23,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from appliance.dhcp import ProxyDhcpServer
+from helpers import free_subnet, ip_command as _ip
 
-from .helpers import PI_MAC, STRANGER_MAC, config, free_subnet, ip_command as _ip
+from .helpers import PI_MAC, STRANGER_MAC, config, started_proxy
 
 pytestmark = pytest.mark.root
 
@@ -38,7 +37,7 @@ def link():
         pytest.skip("needs root and iproute2 for a network namespace")
     tag = f"{os.getpid() % 10000}{secrets.token_hex(2)}"
     ns, root_if, ns_if = f"nbdhcp-{tag}", f"nbd{tag}r", f"nbd{tag}n"
-    x = free_subnet()
+    x = free_subnet("10.253")
     server_ip = f"10.253.{x}.1"
     try:
         _ip("netns", "add", ns)
@@ -59,13 +58,7 @@ def link():
 def test_a_pi_discover_on_a_real_link_gets_the_pxe_offer(link):
     cfg = config(server_address=link["server_ip"], interface=link["root_if"])
     leases: list[tuple[str, str]] = []
-    server = ProxyDhcpServer(lambda: cfg, interface=link["root_if"], on_lease=lambda ip, mac: leases.append((ip, mac)))
-    try:
-        server.run_in_thread()
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            pytest.skip(f"port 67 or 4011 is taken on this machine: {exc}")
-        raise
+    server = started_proxy(cfg, link["root_if"], lambda ip, mac: leases.append((ip, mac)))
     try:
         run = subprocess.run(["ip", "netns", "exec", link["ns"], sys.executable, str(CLIENT), link["ns_if"], PI_MAC,
                               STRANGER_MAC, link["server_ip"], link["client_ip"], link["lease_ip"]],
