@@ -23,7 +23,8 @@ from tests.peers.pi_bootloader import PI_BOOT_FILES, Pi4Bootloader
 
 server, prefix, out, timeout = sys.argv[1], sys.argv[2], Path(sys.argv[3]), float(sys.argv[4])
 extra = tuple(sys.argv[5:])
-pi = Pi4Bootloader((server, 69), prefix=prefix, per_file_timeout=timeout)
+# The server is a TCG VM on a possibly loaded machine: "not found" within a third of a file's budget.
+pi = Pi4Bootloader((server, 69), prefix=prefix, per_file_timeout=timeout, missing_within=timeout / 3)
 t0 = time.monotonic()
 result = pi.boot(files=PI_BOOT_FILES + extra)
 for name, data in result.files.items():
