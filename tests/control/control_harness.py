@@ -24,7 +24,7 @@ from typing import Iterable
 
 from appliance.demo import build_demo
 from appliance.demo.store import DemoLayout
-from helpers import eventually, free_port, netboot, netboot_argv  # noqa: F401  (eventually: for the control tests)
+from helpers import WAIT_DEADLINE, eventually, free_port, netboot, netboot_argv  # noqa: F401  (eventually: for the control tests)
 
 PI = "pi-desktop"
 PI_PREFIX = "dc-a6-32-01-02-03/"
@@ -117,7 +117,7 @@ class Daemon:
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self, timeout: float = 15.0) -> "Daemon":
+    def start(self, timeout: float = WAIT_DEADLINE * 2) -> "Daemon":
         assert self.proc is None or self.proc.poll() is not None
         self.close_notify()
         name = f"\0netboot-test-{os.getpid()}-{secrets.token_hex(6)}"
@@ -135,7 +135,7 @@ class Daemon:
         self.wait_notify("READY=1", timeout)
         return self
 
-    def wait_notify(self, wanted: str, timeout: float = 10.0, after: int = 0) -> int:
+    def wait_notify(self, wanted: str, timeout: float = WAIT_DEADLINE, after: int = 0) -> int:
         """Wait for a notify message containing the line ``wanted`` (index > ``after``); return its index."""
         assert self.notify is not None
         deadline = time.monotonic() + timeout
