@@ -136,8 +136,7 @@ class ProxyDhcpServer(LoopServer):
         try:
             request = p.parse_packet(data)
         except p.MalformedPacket as exc:
-            self.stats.malformed += 1
-            self._log("malformed", logging.DEBUG, "proxyDHCP: malformed datagram from %s:%s dropped: %s", *source, exc)
+            self._drop_malformed(source, str(exc))
             return
         try:
             config = self._config()
@@ -180,6 +179,10 @@ class ProxyDhcpServer(LoopServer):
         self._log((decision.host, decision.outcome), logging.INFO, "proxyDHCP: %s (%s): %s → %s:%s",
                   decision.host, request.mac, decision.reason, host, dport)
 
+    def _drop_malformed(self, source: tuple[str, int], why: str) -> None:
+        self.stats.malformed += 1
+        self._log("malformed", logging.DEBUG, "proxyDHCP: malformed datagram from %s:%s dropped: %s", *source, why)
+
     def _note_lease(self, request: p.DhcpPacket, config: Config, port: int, source_ip: str) -> None:
         lease = seen_lease(request, config, port, source_ip)
         if lease is None:
@@ -211,12 +214,17 @@ class ProxyDhcpServer(LoopServer):
             sock, port = self._sockets[fd]
             for _ in range(64):
                 try:
-                    data, source = sock.recvfrom(MAX_DATAGRAM)
+                    data, _, flags, source = sock.recvmsg(MAX_DATAGRAM)
                 except (BlockingIOError, InterruptedError):
                     break
                 except OSError as exc:
                     self._log(("receive", exc.errno), logging.WARNING, "proxyDHCP: receive failed: %s", exc.strerror)
                     break
+                if flags & socket.MSG_TRUNC:
+                    # Cut short by the buffer: what fitted is not what the client asked.
+                    self.stats.received += 1
+                    self._drop_malformed(source, f"longer than {MAX_DATAGRAM} bytes")
+                    continue
                 self.handle(data, source, port, sock)
 
     def read_stats(self, reset: bool = False) -> DhcpStats:

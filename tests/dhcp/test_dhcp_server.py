@@ -151,3 +151,31 @@ def test_a_port_another_server_holds_is_not_shared(logical):
     finally:
         server.stop()
         other.close()
+
+
+def test_a_datagram_longer_than_the_receive_buffer_is_dropped_not_answered_from_its_start():
+    """A datagram cut short by the receive buffer is counted as malformed, never decided on what
+    fitted: here the client architecture (option 93, UEFI) lies past the cut, and answering the
+    rest would send a UEFI client the BIOS binary."""
+    from appliance.dhcp.server import MAX_DATAGRAM
+
+    cfg = config(bios_bootfile="undionly.kpxe", efi_bootfile="ipxe.efi")
+    server = ProxyDhcpServer(lambda: cfg, interface=None, host="127.0.0.1", port=0, pxe_port=None)
+    server.run_in_thread()
+    try:
+        ((_, dhcp_port),) = server.addresses
+        head = p.encode_packet(request(PC_MAC, arch=None, vendor=b"PXEClient:Arch:00007"), min_size=0)[:-1]  # no END
+        datagram = head + bytes(MAX_DATAGRAM - len(head)) + bytes((p.OPT_CLIENT_ARCH, 2, 0, 7, p.OPT_END))
+        whole = p.parse_packet(datagram)
+        assert whole.option(p.OPT_CLIENT_ARCH) == b"\x00\x07"      # the whole datagram is a UEFI DISCOVER
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.sendto(datagram, ("127.0.0.1", dhcp_port))
+
+        def handled():
+            stats = server.read_stats()
+            return stats.malformed + stats.ignored + stats.replies + stats.send_errors + stats.internal_errors
+        eventually(lambda: handled() == 1, what="the datagram to be handled")
+        stats = server.read_stats()
+        assert (stats.malformed, stats.replies, stats.send_errors) == (1, 0, 0)
+    finally:
+        server.stop()
