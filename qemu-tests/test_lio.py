@@ -236,6 +236,37 @@ def test_second_apply_does_nothing_and_data_survives_a_restart(lab: Lab):
     assert json.loads(lab.netboot("iscsi", "plan", "--json").stdout)["actions"] == []
 
 
+def test_an_apply_behind_a_hung_one_gives_up_naming_the_lock_and_its_holder(lab: Lab):
+    """A process stuck holding the apply lock (as a hung apply would): `netboot iscsi apply`
+    waits its bounded time, then exits 1 with one line naming the lock and who holds it,
+    nothing applied; once the lock is free, apply works again."""
+    import re
+
+    take = ("import fcntl, os, sys, time\n"
+            "os.makedirs('/run/lock', exist_ok=True)\n"
+            "fd = os.open('/run/lock/netboot-iscsi.lock', os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX | (fcntl.LOCK_NB if sys.argv[1] == 'try' else 0))\n"
+            "time.sleep(float(sys.argv[2]))\n")
+    held = lab.vm.run(["/bin/sh", "-c", 'python3 -c "$1" hold 600 </dev/null >/dev/null 2>&1 & echo $!', "sh",
+                       take]).check().stdout.strip()
+    try:
+        eventually(lambda: not lab.vm.run(["python3", "-c", take, "try", "0"]).ok, 30, "the holder took the lock")
+        started = time.monotonic()
+        r = lab.netboot("iscsi", "apply")
+        took = time.monotonic() - started
+        _say(r.stderr.strip(), f"(gave up after {took:.1f} s)")
+    finally:
+        lab.vm.run(["kill", held])
+    lines = r.stderr.strip().splitlines()
+    assert r.rc == 1 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert re.search(rf"the iSCSI apply lock /run/lock/netboot-iscsi\.lock is held by pid {held} "
+                     r"\(python3 -c import fcntl, .*\) for 30 s", lines[0]), lines
+    assert "nothing was applied" in lines[0]
+    assert 29 < took < 150, took
+    again = lab.netboot("iscsi", "apply")
+    assert again.ok and "nothing to do" in again.stdout, again.stderr
+
+
 # 5 -------------------------------------------------------------------------------------
 
 def test_foreign_target_and_backstore_are_left_alone(lab: Lab):

@@ -13,7 +13,6 @@ from typing import Any, Callable, TypeVar
 from ..boot.styles import STYLE_KEYS, STYLES, BootStyle, UnknownStyle, names_text, style_named, styles_reading
 from ..errors import ConfigError, Problem
 from . import values
-from .values import did_you_mean
 from .model import (
     ChapSpec,
     Config,
@@ -68,9 +67,8 @@ class _Problems:
         for key in raw:
             if key not in allowed:
                 self.add(f"{path}.{key}" if path else key,
-                         f"unknown key{did_you_mean(key, allowed)} (expected one of: {', '.join(sorted(allowed))})")
+                         f"unknown key{values.did_you_mean(key, allowed)} (expected one of: {', '.join(sorted(allowed))})")
         return raw
-
 
 
 def _typed(kind: type | tuple[type, ...], label: str) -> Callable[[Any], Any]:
@@ -385,7 +383,7 @@ def _boot_style(raw: Any) -> BootStyle:
     try:
         return style_named(raw)
     except UnknownStyle as exc:
-        raise values.ValueProblem(f"{exc}{did_you_mean(raw, STYLES)}") from None
+        raise values.ValueProblem(f"{exc}{values.did_you_mean(raw, STYLES)}") from None
 
 
 def _string_list(raw: Any) -> list[str]:

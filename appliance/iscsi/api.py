@@ -41,8 +41,10 @@ def apply_lock(path: Path, wait: float = APPLY_LOCK_WAIT) -> Iterator[None]:
     except LockTimeout as exc:
         raise IscsiError(f"the iSCSI apply lock {path} is {exc} (another netboot iscsi apply, or netboot "
                          "serve applying, that hangs): nothing was applied") from None
-    with lock:
+    try:
         yield
+    finally:
+        lock.__exit__(None, None, None)
 
 
 @dataclass(frozen=True)
