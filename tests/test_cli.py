@@ -416,7 +416,7 @@ def test_registers_running_at_once_lose_no_generation(nb, demo_layout):
     assert set(links) == {1, 2, *numbers}
 
 
-@pytest.mark.parametrize("port", ["0", "70000", "-1", "tftp"])
+@pytest.mark.parametrize("port", ["0", "70000", "-1", "tftp", "6_969", "\u0666\u0669\u0666\u0669", " 6969"])
 def test_demo_refuses_a_port_it_cannot_print_curl_commands_for(tmp_path, netboot_cli, port):
     out = netboot_cli("demo", "--dir", tmp_path / "demo", "--port", port, "--print-only")
     assert out.returncode == 2 and "Traceback" not in out.stderr

@@ -119,11 +119,9 @@ def command_function(name: str) -> Callable[[argparse.Namespace], int]:
 
 
 def _port(text: str) -> int:
-    """A fixed port: the demo prints curl commands naming it."""
-    try:
-        port = int(text)
-    except ValueError:
-        port = 0
+    """A fixed port: the demo prints curl commands naming it.  ASCII digits only (int() reads
+    "6_969" and other scripts' digits, which the curl commands would not show)."""
+    port = int(text) if text.isascii() and text.isdigit() and len(text) <= 5 else 0
     if not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port in 1–65535")
     return port
