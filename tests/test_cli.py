@@ -303,6 +303,20 @@ def test_a_bad_generation_number_is_refused_by_every_command_taking_one(nb):
     assert served(nb) == (2, "follow")
 
 
+def test_flags_in_the_wrong_place_are_usage_errors_that_change_nothing(nb):
+    """-c and -v go before or after the command; --json, -g and --allow-destroy only after the
+    command that takes them.  Anything else is exit 2 with the usage, never half a command."""
+    commands = [("--json", "pin", PI, "1"), ("pin", PI, "1", "2"), ("pin", PI, "-g", "1"), ("tree", PI, "-g"),
+                ("generations", PI, "--generation", "1"), ("iscsi", "--allow-destroy", "apply"),
+                ("state", "repair", "extra")]
+    for command, result in zip(commands, run_all(nb, commands)):
+        assert result.returncode == 2 and "Traceback" not in result.stderr, (command, result.stderr)
+        assert "usage: netboot" in result.stderr and "error:" in result.stderr, (command, result.stderr)
+    assert served(nb) == (2, "follow")
+    assert ok(nb("pin", "--json", PI, "1", "-v"))          # options after the command, in any order
+    assert served(nb) == (1, "pin")
+
+
 def test_an_empty_host_name_is_an_unknown_host(nb):
     """``netboot status "$HOST"`` with HOST unset must not print every host as if none was named."""
     commands = [("status", ""), ("doctor", ""), ("generations", "")]
