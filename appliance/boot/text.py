@@ -10,6 +10,10 @@ if TYPE_CHECKING:
     from ..nix import Generation
 
 
+# COMMAND_LINE_SIZE of arm64 and x86 Linux: the kernel silently drops what follows.
+MAX_KERNEL_CMDLINE = 2048
+
+
 def kernel_cmdline(host: Host, gen: Generation) -> str:
     """``init=<toplevel>/init <kernel-params> <host cmdline>``, single spaces."""
     parts = [f"init={gen.init}", *gen.kernel_params, host.cmdline.strip()]
@@ -18,6 +22,36 @@ def kernel_cmdline(host: Host, gen: Generation) -> str:
 
 def cmdline_txt(host: Host, gen: Generation) -> bytes:
     return (kernel_cmdline(host, gen) + "\n").encode()
+
+
+def cmdline_too_long(cmdline: str) -> str | None:
+    """Why the kernel would cut ``cmdline`` (None: it fits)."""
+    size = len(cmdline.encode())
+    if size < MAX_KERNEL_CMDLINE:   # the kernel keeps one byte for the terminating NUL
+        return None
+    return (f"kernel command line is {size} bytes: Linux keeps {MAX_KERNEL_CMDLINE} with the final NUL "
+            f"and would drop the rest (the host's cmdline with it)")
+
+
+def ipxe_acted_on(words: str) -> list[str]:
+    """The words of a script line iPXE does not pass on as written (ipxe src/core/exec.c):
+    ``||``, ``&&`` and ``;`` end the command and start another, a word starting with ``#``
+    comments out the rest, ``${…}`` is replaced by a setting.  No quoting exists."""
+    return [w for w in words.split() if w in ("||", "&&", ";") or w.startswith("#") or "${" in w]
+
+
+def uboot_rewritten(words: str) -> list[str]:
+    """The words of a PXE menu ``APPEND`` that U-Boot changes before the kernel sees them: its
+    ``pxe`` command runs the line through cli_simple_process_macros(), which expands ``${…}``
+    and ``$(…)`` and removes quotes ``'`` and backslashes."""
+    return [w for w in words.split() if "${" in w or "$(" in w or "'" in w or "\\" in w]
+
+
+def _ipxe_display(text: str) -> str:
+    """Display text in an iPXE script line: a word iPXE would act on is quoted (and ``${``
+    broken), so it is shown, never run."""
+    acted_on = set(ipxe_acted_on(text))
+    return " ".join(f'"{w.replace("${", "$ {")}"' if w in acted_on else w for w in text.split())
 
 
 def config_txt(host: Host, base: tuple[str, ...]) -> bytes:
@@ -90,7 +124,7 @@ def ipxe_script(host: Host, selected: Generation, kept: tuple[Generation, ...], 
         lines += [f"goto nixos-{selected.number}", ""]
     else:
         lines += [f"menu netboot {host.name}", "item --gap Generations (newest first):"]
-        lines += [f"item nixos-{gen.number} {entry_title(gen)}" for gen in kept]
+        lines += [f"item nixos-{gen.number} {_ipxe_display(entry_title(gen))}" for gen in kept]
         lines += [
             f"choose --default nixos-{selected.number} --timeout {host.menu_timeout * 1000} target"
             f" || goto nixos-{selected.number}",

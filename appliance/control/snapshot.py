@@ -8,6 +8,7 @@ transfer in progress.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Mapping, NamedTuple
 
@@ -58,8 +59,8 @@ def build_host_snapshot(config: Config, host: Host, choice: HostState, roots: St
                         generation: int | None = None, cache: StoreCache | None = None) -> HostSnapshot:
     """Read the host's profile, select a generation (or take ``generation``) and render its tree."""
     roots = roots or store_roots(config)
-    profile = retained_generations(config.server.gcroots_dir, host.name, choice,
-                                   read_profile(host.profile, roots, cache), roots)
+    profile = for_boot_style(host, retained_generations(config.server.gcroots_dir, host.name, choice,
+                                                        read_profile(host.profile, roots, cache), roots))
     if generation is None:
         selection = select_generation(profile, choice)
     else:
@@ -74,6 +75,15 @@ def build_host_snapshot(config: Config, host: Host, choice: HostState, roots: St
                                   f"{'; '.join(gen.problems)}")
     tree = render_tree(gather_inputs(config, host, selection.generation, profile.valid, roots, cache))
     return HostSnapshot(host=host, profile=profile, selection=selection, tree=tree)
+
+
+def for_boot_style(host: Host, profile: Profile) -> Profile:
+    """``profile`` with the valid generations the host's boot style cannot carry marked invalid
+    (a kernel command line its boot loader would change): listed with why, never served."""
+    generations = tuple(
+        replace(g, problems=problems) if g.valid and (problems := host.boot.generation_problems(host, g)) else g
+        for g in profile.generations)
+    return profile if generations == profile.generations else replace(profile, generations=generations)
 
 
 def build_snapshot(config: Config, choices: Mapping[str, HostState], cache: StoreCache | None = None) -> Snapshot:

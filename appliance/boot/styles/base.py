@@ -84,6 +84,28 @@ class FixedStyle:
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}()"
 
+    # What the style's boot loader does to the kernel command line words ``rewritten_words`` finds.
+    rewrite: str = ""
+
+    def rewritten_words(self, cmdline: str) -> list[str]:
+        """The words of a kernel command line the boot loader would change before the kernel
+        sees them (the boot files carry the line in a script or menu it parses)."""
+        return []
+
+    def generation_problems(self, host: "Host", gen: "Generation") -> tuple[str, ...]:
+        rewritten = self.rewritten_words(" ".join(gen.kernel_params))
+        if rewritten:
+            return (f"kernel parameters {', '.join(map(repr, rewritten))}: {self.rewrite}",)
+        too_long = text.cmdline_too_long(text.kernel_cmdline(host, gen))
+        return (too_long,) if too_long else ()
+
+    def cmdline_problems(self, table: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
+        """The host's own ``cmdline``, checked as ``generation_problems`` checks a generation's."""
+        cmdline = table.get("cmdline")
+        rewritten = self.rewritten_words(cmdline) if isinstance(cmdline, str) else []
+        if rewritten:
+            yield "cmdline", f"{', '.join(map(repr, rewritten))}: {self.rewrite}"
+
 
 @runtime_checkable
 class BootStyle(Protocol):
@@ -99,6 +121,11 @@ class BootStyle(Protocol):
 
     def host_problems(self, table: Mapping[str, Any], firmware: Collection[str]) -> Iterable[tuple[str, str]]:
         """(host key, message) for each style-specific problem of a host's config table."""
+        ...
+
+    def generation_problems(self, host: "Host", gen: "Generation") -> tuple[str, ...]:
+        """Why a valid generation cannot be written into this host's boot files as it is
+        (its kernel command line would be changed on the way); empty when it can."""
         ...
 
     def render(self, inputs: BootInputs) -> dict[str, Source]:

@@ -44,9 +44,14 @@ class Ipxe(FixedStyle):
     required_files: tuple[str, ...] = ()
     eeprom_netboot: bool = False
     host_keys: frozenset[str] = frozenset({"menu_timeout", "firmware"})
+    rewrite: str = "iPXE would run, drop or expand them in boot.ipxe (a command separator, a comment or a setting)"
 
     def host_problems(self, table: Mapping[str, Any], firmware: Collection[str]) -> Iterable[tuple[str, str]]:
-        return require_mac(self.name, table)
+        yield from require_mac(self.name, table)
+        yield from self.cmdline_problems(table)
+
+    def rewritten_words(self, cmdline: str) -> list[str]:
+        return text.ipxe_acted_on(cmdline)
 
     def render(self, inputs: BootInputs) -> dict[str, Source]:
         host, selected = inputs.host, inputs.selected

@@ -34,9 +34,14 @@ class UBoot(FixedStyle):
     required_files: tuple[str, ...] = ()
     eeprom_netboot: bool = False
     host_keys: frozenset[str] = frozenset({"menu_timeout"})
+    rewrite: str = "U-Boot's pxe would rewrite them (it expands ${…} and $(…) and removes quotes and backslashes)"
 
     def host_problems(self, table: Mapping[str, Any], firmware: Collection[str]) -> Iterable[tuple[str, str]]:
-        return require_mac(self.name, table)
+        yield from require_mac(self.name, table)
+        yield from self.cmdline_problems(table)
+
+    def rewritten_words(self, cmdline: str) -> list[str]:
+        return text.uboot_rewritten(cmdline)
 
     def render(self, inputs: BootInputs) -> dict[str, Source]:
         host, selected = inputs.host, inputs.selected
