@@ -422,6 +422,24 @@ def test_profile_pointing_straight_at_a_store_path(store_dir, roots, profile):
     assert read_profile(profile, roots).current == 1
 
 
+def test_profile_pointing_at_a_same_named_link_elsewhere_is_not_taken_for_that_number(store_dir, roots, profile,
+                                                                                      tmp_path):
+    """``P -> /elsewhere/P-2-link`` names no generation of P's directory: the current generation
+    is what the link resolves to (here generation 1's toplevel), not P's own generation 2."""
+    tops = [make_toplevel(store_dir, "pi", v) for v in ("a", "b")]
+    for top in tops:
+        add_generation(profile, top)
+    elsewhere = Path(os.path.realpath(tmp_path)) / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(tops[0], elsewhere / "pi-2-link")
+    relink(profile, elsewhere / "pi-2-link")
+    assert read_profile(profile, roots).current == 1
+    relink(profile, profile.parent / "pi-2-link")      # an absolute link into its own directory is fine
+    assert read_profile(profile, roots).current == 2
+    relink(profile, "./pi-1-link")                      # and so is a relative one
+    assert read_profile(profile, roots).current == 1
+
+
 def test_missing_profile_link(store_dir, roots, profile):
     add_generation(profile, make_toplevel(store_dir, "pi", "a"), make_current=False)
     prof = read_profile(profile, roots)

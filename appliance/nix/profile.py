@@ -80,7 +80,11 @@ def read_profile(profile: Path, roots: StoreRoots, cache: StoreCache | None = No
     except OSError as exc:
         problems.append(f"profile {profile} is not a symlink ({exc.strerror})")
     else:
-        current = parse_link_name(name, os.path.basename(target))
+        # A link name counts only in the profile's own directory: P -> /elsewhere/P-2-link is not
+        # P's generation 2.
+        link_directory = os.path.dirname(os.path.join(directory, target))
+        in_directory = os.path.realpath(link_directory) == os.path.realpath(directory)
+        current = parse_link_name(name, os.path.basename(target)) if in_directory else None
         if current is None:
             # A profile pointing straight at a store path (not nix-env's layout).
             real = os.path.realpath(profile)
