@@ -780,3 +780,20 @@ def test_a_host_cmdline_its_boot_loader_would_act_on_is_a_config_error(env_facto
     with pytest.raises(ConfigError) as exc:
         env.config
     assert "hosts.h.cmdline" in str(exc.value)
+
+
+def test_firmware_names_no_client_can_ask_for_are_left_out(env_factory, tmp_path):
+    """An overlay named with a newline or with bytes that are not UTF-8 can never be requested
+    (TFTP refuses non-UTF-8 names) and would break ``netboot tree`` lines: it is not listed."""
+    root = Path(os.path.realpath(tmp_path)) / "odd-firmware"
+    boot = make_firmware(root)
+    (boot / "overlays" / "new\nline.dtbo").write_bytes(b"x")
+    (boot / "overlays" / "tab\there.dtbo").write_bytes(b"x")
+    with open(os.path.join(os.fsencode(boot / "overlays"), b"odd\xff.dtbo"), "wb") as f:
+        f.write(b"x")
+    (boot / "overlays" / "sp ace.dtbo").write_bytes(b"z")     # odd but printable: kept
+    env = env_factory("rpi")
+    env.firmware = boot
+    env.add("1")
+    names = [p.rsplit("/", 1)[-1] for p in env.tree().files if "/overlays/" in p]
+    assert sorted(names) == ["disable-bt.dtbo", "sp ace.dtbo", "vc4-fkms-v3d.dtbo", "vc4-kms-v3d.dtbo"]

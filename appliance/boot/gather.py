@@ -18,7 +18,9 @@ def list_files(root: Path, roots: StoreRoots) -> tuple[tuple[str, Path], ...]:
     """Every regular file below ``root`` as (relative path, resolved path).
 
     Entries whose symlinks leave the allowed roots are skipped: they are
-    never served.
+    never served.  So are names no client can ask for (a control character,
+    bytes that are not UTF-8: TFTP refuses such names), which would also
+    break the lines of ``netboot tree``.
     """
     out: list[tuple[str, Path]] = []
     seen: set[Path] = set()
@@ -37,6 +39,8 @@ def list_files(root: Path, roots: StoreRoots) -> tuple[tuple[str, Path], ...]:
         rel_dir = os.path.relpath(dirpath, root)
         for name in sorted(filenames):
             rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            if not rel.isprintable():   # os.walk gives undecodable bytes as surrogates: not printable
+                continue
             try:
                 real = roots.resolve(os.path.join(dirpath, name))
             except GenerationError:
