@@ -339,6 +339,23 @@ def test_empty_kernel_or_initrd_is_refused(store_dir, roots, profile, what):
     assert what in problems_text(gen) and "empty" in problems_text(gen)
 
 
+@pytest.mark.parametrize("damage, words", [
+    (lambda top: (os.unlink(top / "dtbs"), (top / "dtbs").write_bytes(b"x")), "not a directory"),
+    (lambda top: (os.unlink(top / "dtbs"), os.symlink(top / "collected-dtbs", top / "dtbs")), "dangling"),
+])
+def test_dtbs_that_is_no_directory_is_refused(store_dir, roots, profile, damage, words):
+    """A toplevel whose dtbs link is dangling (its store path is gone: a partial copy) or is not
+    a directory would boot without its device trees (U-Boot's FDTDIR finds nothing, a Pi falls
+    back to the firmware's): it is listed with why, not served."""
+    good = make_toplevel(store_dir, "pi", "good", dtbs=("broadcom/bcm2711-rpi-400.dtb",))
+    add_generation(profile, good)
+    top = make_toplevel(store_dir, "pi", "bad-dtbs", dtbs=("broadcom/bcm2711-rpi-400.dtb",))
+    damage(top)
+    add_generation(profile, top)
+    gen = read_profile(profile, roots).get(2)
+    assert not gen.valid and "dtbs" in problems_text(gen) and words in problems_text(gen)
+
+
 def test_huge_kernel_params_file_is_refused_without_reading_it(store_dir, roots, profile):
     """Reading is bounded: a 20 MB kernel-params file costs neither 400 MB of memory nor seconds."""
     import tracemalloc

@@ -154,11 +154,15 @@ def _toplevel_fields(toplevel: Path, roots: StoreRoots) -> dict[str, object]:
     problems += [f"kernel parameter {shown(p)} has a control character (a boot file line would break there)"
                  for p in params if not p.replace(" ", "").isprintable()]
     dtbs = None
-    if (toplevel / "dtbs").exists():
+    if os.path.lexists(toplevel / "dtbs"):
         try:
             dtbs = roots.resolve(toplevel / "dtbs")
         except GenerationError as exc:
             problems.append(f"dtbs: {exc}")
+        else:
+            if not dtbs.is_dir():
+                problems.append(f"dtbs: {toplevel}/dtbs is not a directory")
+                dtbs = None
     return dict(
         kernel=kernel, initrd=initrd, init=init, kernel_params=tuple(params),
         label=one_line(label, LABEL_LENGTH), system=one_line(system, LABEL_LENGTH), dtbs=dtbs,
