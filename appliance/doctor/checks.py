@@ -175,6 +175,12 @@ def check_host(h: HostFacts, facts: Facts) -> list[Finding]:
         invalid = [g.number for g in h.generations if not g.valid]
         findings.append(_ok(check, f"serves generation {h.served} ({h.reason}); {len(valid)} valid"
                             + (f", invalid: {invalid}" if invalid else "")))
+        current = next((g for g in h.generations if g.number == h.current), None)
+        if current is not None and not current.valid and h.served != current.number:
+            findings.append(_warning(check, f"the profile's current generation {current.number} is not served: "
+                                            f"{'; '.join(current.problems)}",
+                                     f"publish a complete one (nixos-rebuild switch again), or roll the profile "
+                                     f"back to what is served: nix-env -p {h.profile} --rollback"))
     if h.tree_error:
         findings.append(_error(check, f"boot tree: {h.tree_error}", f"netboot tree {h.name}"))
     style = style_named(h.boot)

@@ -44,6 +44,7 @@ class HostFacts:
 
     profile_problems: tuple[str, ...] = ()
     generations: tuple[Generation, ...] = ()
+    current: int | None = None      # what the profile link points to
     served: int | None = None
     reason: str = ""
     tree_paths: frozenset[str] = frozenset()

@@ -238,6 +238,7 @@ def _host(config: Config, store: StateStore, state: State, name: str, sessions: 
         **common,
         profile_problems=tuple(snap.profile.problems),
         generations=tuple(Generation(g.number, g.valid, tuple(g.problems)) for g in snap.profile.generations),
+        current=snap.profile.current,
         served=snap.selection.number,
         reason=snap.selection.reason + (f": {snap.selection.note}" if snap.selection.note else ""),
         tree_paths=frozenset(snap.tree.files),

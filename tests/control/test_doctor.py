@@ -262,3 +262,20 @@ def test_a_busy_server_that_answers_late_is_answering(store) -> None:
             responder.join(busy_for + 35)
     [port] = [p for p in facts.ports if p.proto == "udp"]
     assert port.bound and port.reachable, port
+
+
+def test_rule_an_invalid_current_generation_is_named_with_why() -> None:
+    """After a nixos-rebuild whose generation is refused, the host boots an older one: the doctor
+    says which and why, not only "serves generation 1"."""
+    empty = "kernel: /nix/store/x-linux/Image is empty (a truncated copy?)"
+    gens = (Generation(1, True), Generation(2, False, (empty,)))
+    [w] = [f for f in diagnose(_facts(_pi(generations=gens, current=2, served=1, reason="newest",
+                                          events=_events("start4.elf", "kernel8.img", "initrd"))))
+           if f.status == "warning" and f.check == "host:pi"]
+    assert "current generation 2 is not served" in w.message and "is empty" in w.message
+    assert "nix-env -p /p/pi --rollback" in w.fix
+    # A pin away from the current generation is the operator's choice: nothing to warn about.
+    assert not [f for f in diagnose(_facts(_pi(generations=(Generation(1, True), Generation(2, True)), current=2,
+                                               served=1, reason="pin",
+                                               events=_events("start4.elf", "kernel8.img", "initrd"))))
+                if f.status == "warning" and f.check == "host:pi"]
