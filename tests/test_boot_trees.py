@@ -797,3 +797,41 @@ def test_firmware_names_no_client_can_ask_for_are_left_out(env_factory, tmp_path
     env.add("1")
     names = [p.rsplit("/", 1)[-1] for p in env.tree().files if "/overlays/" in p]
     assert sorted(names) == ["disable-bt.dtbo", "sp ace.dtbo", "vc4-fkms-v3d.dtbo", "vc4-kms-v3d.dtbo"]
+
+
+@pytest.mark.parametrize("role", ["pin", "trial"])
+def test_a_pinned_generation_whose_number_nix_reuses_stays_the_pinned_system(env_factory, role):
+    """Roll the profile back to 3, nix-collect-garbage -d (links 4 and 5 go), rebuild: Nix names
+    the new system generation 4 again.  A pin (or trial) of 4 chose the old system, which its GC
+    root keeps: that is what is served, and its root is not moved to the new untested one."""
+    from appliance.control.gcroots import desired_roots, sync_roots
+    from appliance.control.state import State
+
+    env = env_factory("rpi")
+    env.server["gcroots_dir"] = str(env.root / "gcroots")
+    for v in ("1", "2", "3", "4", "5"):
+        env.add(v)
+    chosen = env.tops[4]
+    choice = HostState(pin=4) if role == "pin" else HostState(trial=Trial(generation=4, previous=5, started=0.0))
+    config = env.config
+
+    def snapshot_and_roots():
+        snap = env.snapshot(choice)
+        assert sync_roots(config.server.gcroots_dir, desired_roots({"h": snap}, State(hosts={"h": choice}))) is None
+        return snap
+
+    assert snapshot_and_roots().selection.generation.toplevel == chosen
+    os.unlink(env.profile)
+    os.symlink("h-3-link", env.profile)
+    for n in (1, 2, 4, 5):
+        os.unlink(env.profile.parent / f"h-{n}-link")
+    assert env.add("new-untested") == 4
+    snap = snapshot_and_roots()
+    assert snap.selection.reason == ("pin" if role == "pin" else "trial")
+    assert snap.selection.generation.toplevel == chosen
+    assert data(snap.tree.files["dc-a6-32-01-02-03/kernel8.img"]) == (chosen / "kernel").read_bytes()
+    assert any("generation 4" in p and "new-untested" in p for p in snap.profile.problems), snap.profile.problems
+    root = f"h-{'pinned' if role == 'pin' else 'trial'}-4.netboot-root"
+    assert os.path.realpath(env.root / "gcroots" / root) == str(chosen)
+    snap = snapshot_and_roots()                       # and again: the root did not move
+    assert snap.selection.generation.toplevel == chosen

@@ -51,24 +51,50 @@ def root_name(host: str, role: str, number: int | None) -> str:
 
 def retained_generations(directory: Path | None, host: str, choice: HostState, profile: Profile,
                          roots: StoreRoots) -> Profile:
-    """``profile`` plus the kept generations whose profile links are gone but whose roots remain."""
+    """``profile`` plus the kept generations whose profile links are gone but whose roots remain.
+
+    A pinned or trial generation whose number the profile now gives another system (Nix takes
+    the highest remaining number + 1: roll back, ``nix-collect-garbage -d``, rebuild, and the
+    new system is generation 4 again) stays the system the operator chose, which its root
+    keeps; the profile's new one is set aside with a note.  A last-known-good number is only a
+    fallback and yields to the profile's."""
     if directory is None:
         return profile
     extra: dict[int, Generation] = {}
+    gone: list[int] = []
+    reused: list[str] = []
     for role, number in kept_roles(choice).items():
-        if number is None or number in extra or profile.get(number) is not None:
+        if number is None or number in extra:
             continue
         link = directory / root_name(host, role, number)
-        if link.is_symlink():
-            gen = read_generation(link, number, roots)
-            if gen.valid:
-                extra[number] = gen
+        if not link.is_symlink():
+            continue
+        listed = profile.get(number)
+        if listed is not None and (role == "last-known-good" or _same_system(link, listed)):
+            continue
+        gen = read_generation(link, number, roots)
+        if not gen.valid:
+            continue
+        extra[number] = gen
+        if listed is None:
+            gone.append(number)
+        else:
+            until = "it is unpinned" if role == "pinned" else "the trial ends"
+            reused.append(f"generation {number}: the profile now names "
+                          f"{listed.toplevel.name if listed.toplevel else 'another system'}, not the {role} one "
+                          f"{gen.toplevel.name if gen.toplevel else ''} (Nix reused the number): the {role} one "
+                          f"is served until {until}")
     if not extra:
         return profile
-    note = (f"generation{'s' if len(extra) > 1 else ''} {', '.join(map(str, sorted(extra)))} kept by the "
-            f"appliance's GC roots: the profile link is gone (nix-collect-garbage -d?)")
-    return replace(profile, generations=tuple(sorted((*profile.generations, *extra.values()), key=lambda g: g.number)),
-                   problems=(*profile.problems, note))
+    notes = [f"generation{'s' if len(gone) > 1 else ''} {', '.join(map(str, sorted(gone)))} kept by the "
+             f"appliance's GC roots: the profile link is gone (nix-collect-garbage -d?)"] if gone else []
+    kept = tuple(sorted((*(g for g in profile.generations if g.number not in extra), *extra.values()),
+                        key=lambda g: g.number))
+    return replace(profile, generations=kept, problems=(*profile.problems, *notes, *reused))
+
+
+def _same_system(link: Path, gen: Generation) -> bool:
+    return gen.toplevel is not None and os.path.realpath(link) == str(gen.toplevel)
 
 
 def sync_roots(directory: Path | None, roots: Mapping[str, Path], prune: bool = True) -> str | None:
