@@ -322,6 +322,21 @@ def test_init_path_that_cannot_be_one_kernel_parameter_is_refused(store_dir, roo
     assert "\n" not in problems_text(gen)
 
 
+@pytest.mark.parametrize("key", ["kernel", "initrd", "init"])
+def test_relative_paths_in_boot_json_are_refused(store_dir, roots, profile, key, monkeypatch):
+    """Bootspec paths are absolute.  A relative one would resolve against the server's working
+    directory (valid or not depending on where the daemon runs), and a relative init= makes
+    the kernel panic."""
+    monkeypatch.chdir("/")
+
+    def damage(top):
+        doc = json.loads((top / "boot.json").read_text())
+        edit_bootspec(top, **{key: doc["org.nixos.bootspec.v1"][key].lstrip("/")})
+
+    gen = broken(store_dir, roots, profile, f"relative-{key}", damage)
+    assert key in problems_text(gen) and "absolute" in problems_text(gen)
+
+
 def test_init_that_is_a_directory_is_refused(store_dir, roots, profile):
     def damage(top):
         os.unlink(top / "init")
