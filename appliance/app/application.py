@@ -21,10 +21,10 @@ from ..control.health import daemon_serving, read_health_file, text_lines, to_js
 from ..control.snapshot import HostSnapshot, build_host_snapshot
 from ..control.state import HostState, State, StateStore
 from ..doctor import diagnose, gather, render_text
-from ..errors import ApplianceError, ConfigError, DestructiveChange, UsageError, shown
+from ..errors import ApplianceError, ConfigError, DestructiveChange, GenerationError, UsageError, shown
 from ..iscsi.api import format_plan, iscsi_apply, iscsi_plan, iscsi_status
 from ..iscsi.sessions import ISCSI_FABRIC, read_sessions
-from ..nix import register_generation
+from ..nix import read_generation, register_generation
 from .report import Report, Table, when
 
 ISCSI_DISABLED = "iSCSI is disabled ([iscsi] enable = false): LIO is not touched"
@@ -223,7 +223,12 @@ class App:
 
     def register(self, name: str, storepath: Path) -> Report:
         host = self.config.host(name)
-        number = register_generation(host.profile, storepath, store_roots(self.config))
+        roots = store_roots(self.config)
+        candidate = read_generation(storepath, 0, roots)
+        refused = host.boot.generation_problems(host, candidate) if candidate.valid else ()
+        if refused:   # a generation this host would never be served: add nothing
+            raise GenerationError(f"{storepath} cannot be served to {host.name}: {'; '.join(refused)}")
+        number = register_generation(host.profile, storepath, roots)
         return Report({"host": host.name, "storepath": str(storepath), "generation": number},
                       (f"{host.name}: registered {storepath} as generation {number}",))
 
