@@ -417,6 +417,26 @@ def test_label_is_one_printable_line(store_dir, roots, profile, bootspec):
     assert gen.label.startswith("25.05 :evil chain http://evil/label")
 
 
+def test_a_collected_generation_is_not_valid_from_the_cache(store_dir, roots, profile):
+    """The daemon memoises valid generations by link target; a store path collected since
+    (a link Nix does not count as a GC root, e.g. made by register without nix) leaves the link
+    dangling with the same target: it must be read as invalid again, not served from memory."""
+    import shutil
+
+    from appliance.nix import StoreCache
+
+    cache = StoreCache()
+    tops = [make_toplevel(store_dir, "pi", v) for v in ("a", "b")]
+    for top in tops:
+        add_generation(profile, top)
+    assert [g.valid for g in read_profile(profile, roots, cache).generations] == [True, True]
+    shutil.rmtree(tops[0])                                  # nix-collect-garbage
+    gen = read_profile(profile, roots, cache).get(1)
+    assert not gen.valid and "dangling" in problems_text(gen)
+    os.unlink(os.path.realpath(tops[1] / "initrd"))        # a store path it refers to, collected
+    assert not read_profile(profile, roots, cache).get(2).valid
+
+
 # -- profiles ---------------------------------------------------------------------------------
 
 

@@ -68,7 +68,8 @@ def read_profile(profile: Path, roots: StoreRoots, cache: StoreCache | None = No
     def read(link: Path, n: int) -> Generation:
         if cache is None:
             return read_generation(link, n, roots)
-        return cache.generation(link, n, lambda: read_generation(link, n, roots))  # type: ignore[return-value]
+        return cache.generation(link, n, lambda: read_generation(link, n, roots),  # type: ignore[return-value]
+                                _files_present)
 
     generations = tuple(read(directory / entry, n) for n, entry in numbered)
     current = None
@@ -95,6 +96,12 @@ def read_profile(profile: Path, roots: StoreRoots, cache: StoreCache | None = No
             problems.append(f"profile {profile} points to missing generation {current}")
             current = None
     return Profile(profile, generations, current, tuple(problems))
+
+
+def _files_present(gen: object) -> bool:
+    """The store paths a (cached) generation serves still exist."""
+    assert isinstance(gen, Generation)
+    return all(os.path.exists(p) for p in (gen.toplevel, gen.kernel, gen.initrd, gen.init, gen.dtbs) if p)
 
 
 def read_generation(link: Path, number: int, roots: StoreRoots) -> Generation:

@@ -53,12 +53,18 @@ class StoreCache:
         self._generations: dict[tuple[str, str], object] = {}
         self._listings: dict[str, tuple] = {}
 
-    def generation(self, link: Path, number: int, read: Callable[[], object]) -> object:
+    def generation(self, link: Path, number: int, read: Callable[[], object],
+                   present: Callable[[object], bool] = lambda hit: True) -> object:
+        """``read()``'s valid result memoised by the link's target, while ``present(hit)``: a
+        store path can be collected under a link that still names it."""
         try:
             key = (str(link), f"{number}:{os.readlink(link)}")
         except OSError:
             return read()
         hit = self._generations.get(key)
+        if hit is not None and not present(hit):
+            del self._generations[key]
+            hit = None
         if hit is None:
             hit = read()
             if getattr(hit, "valid", False):
