@@ -933,3 +933,16 @@ def test_a_trial_timeout_no_session_can_beat_is_refused():
         "hosts.pi-desktop.trial_timeout"]
     del doc["hosts"]["pi-desktop"]["iscsi"]          # confirmed by `netboot confirm` only: any timeout will do
     parse_config(doc)
+
+
+@pytest.mark.parametrize("key, value", [("cmdline", "ip=dhcp\rquiet"), ("cmdline", "ip=dhcp\x1b[2J"),
+                                        ("cmdline", "ip=dhcp\x00"), ("cmdline", "ip=dhcp\tquiet"),
+                                        ("config_txt", ["dtoverlay=x\x1b"]), ("config_txt", ["a\x00b"])])
+def test_a_control_character_in_a_generated_line_is_a_problem(key, value):
+    """cmdline and config_txt are written into cmdline.txt, config.txt, menus and scripts: a
+    carriage return, escape or NUL in them would reach the boot loader (or the terminal)."""
+    doc = spec_doc()
+    doc["hosts"]["pi-desktop"][key] = value
+    found = problems(doc)
+    path = f"hosts.pi-desktop.{key}" + ("[0]" if key == "config_txt" else "")
+    assert path in found and "control character" in found[path], found

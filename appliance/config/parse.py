@@ -333,12 +333,13 @@ def _parse_host(p: _Problems, name: str, raw: Any, firmware: dict[str, Firmware]
         p.add(f"{at}.firmware", f"{fw_name!r} names no [firmware.*] table")
 
     config_txt = p.value(f"{at}.config_txt", t.get("config_txt", []), _string_list, [])
+    # Both are written into cmdline.txt, config.txt, menus and scripts, one line each.
     for i, line in enumerate(config_txt):
-        if "\n" in line or "\r" in line:
-            p.add(f"{at}.config_txt[{i}]", "must be a single line")
+        if not line.isprintable():
+            p.add(f"{at}.config_txt[{i}]", _control_character(line))
     cmdline = p.value(f"{at}.cmdline", t.get("cmdline", ""), _typed(str, "a string"), "")
-    if "\n" in cmdline:
-        p.add(f"{at}.cmdline", "must be a single line")
+    if not cmdline.isprintable():
+        p.add(f"{at}.cmdline", _control_character(cmdline))
     host_iscsi = _parse_host_iscsi(p, at, t["iscsi"], iscsi) if "iscsi" in t else None
     # A CHAP host's initrd carries its secret: unless told otherwise, never hand it to a client
     # whose MAC cannot be checked.
@@ -478,3 +479,8 @@ def _check_unique(p: _Problems, hosts: dict[str, Host]) -> None:
             if a != b and b.startswith(a):
                 p.add(f"hosts.{bn}.tftp_prefix", f"{b!r} lies inside host {an!r}'s directory {a!r}")
                 break
+
+
+def _control_character(line: str) -> str:
+    found = next(c for c in line if not c.isprintable())
+    return f"must be a single line without control characters (has {found!r})"
