@@ -79,8 +79,9 @@ def test_an_os_client_on_a_configured_mac_gets_its_lease_from_the_router_untouch
     script.write_text(f'#!/bin/sh\n[ "$1" = bound ] && echo "$ip $serverid" > {result}\nexit 0\n')
     script.chmod(0o755)
     try:
+        # 20 DISCOVERs 1 s apart: dnsmasq, started just before, may be slow to listen on a loaded machine
         run = subprocess.run(["ip", "netns", "exec", lan["client_ns"], "busybox", "udhcpc", "-f", "-q", "-n",
-                              "-t", "5", "-T", "1", "-i", lan["client_if"], "-s", str(script)],
+                              "-t", "20", "-T", "1", "-i", lan["client_if"], "-s", str(script)],
                              capture_output=True, text=True, timeout=60)
     finally:
         server.stop()
