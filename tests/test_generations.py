@@ -300,6 +300,24 @@ def test_kernel_param_with_a_control_character_is_refused(store_dir, roots, prof
     assert "\n" not in problems_text(gen) and "\r" not in problems_text(gen)
 
 
+@pytest.mark.parametrize("where", ["outside", "dangling", "bootspec"])
+def test_a_path_with_a_newline_is_reported_on_one_line(store_dir, roots, profile, tmp_path, where):
+    """File names inside a store path may hold any byte: a problem naming one stays one line in
+    ``netboot generations`` and ``status``."""
+    odd = Path(os.path.realpath(tmp_path)) / "evil\nkernel: fine"
+    if where == "outside":
+        odd.write_bytes(b"k")
+
+    def damage(top):
+        if where == "bootspec":
+            edit_bootspec(top, kernel=str(store_dir / "x\nkernel: fine"))
+        else:
+            relink(top / "kernel", odd)
+
+    gen = broken(store_dir, roots, profile, f"newline-{where}", damage, bootspec=where == "bootspec")
+    assert all("\n" not in p for p in gen.problems), gen.problems
+
+
 def test_kernel_param_with_spaces_from_boot_json_is_kept(store_dir, roots, profile):
     """``dyndbg="file foo.c +p"`` is one bootspec entry with spaces: legitimate, kept as written."""
     top = make_toplevel(store_dir, "pi", "dyndbg")

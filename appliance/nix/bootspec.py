@@ -42,6 +42,9 @@ def parse_bootspec(text: str | bytes) -> BootSpec:
     initrd = spec.get("initrd")
     if not isinstance(initrd, str) or not initrd:
         raise BootSpecProblem("boot.json lacks initrd (a netbooted host needs one)")
+    unprintable = [k for k in ("kernel", "initrd", "init") if not spec[k].isprintable()]
+    if unprintable:
+        raise BootSpecProblem(f"boot.json {', '.join(unprintable)} has a control character")
     relative = [k for k in ("kernel", "initrd", "init") if not spec[k].startswith("/")]
     if relative:
         raise BootSpecProblem(f"boot.json {', '.join(relative)} must be an absolute path")

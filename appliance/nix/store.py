@@ -33,11 +33,19 @@ class StoreRoots(NamedTuple):
         except OSError as exc:
             what = ("is a symlink loop" if exc.errno == errno.ELOOP
                     else "is dangling (does not exist)" if os.path.lexists(path) else "does not exist")
-            raise GenerationError(f"{path} {what}") from None
+            raise GenerationError(f"{shown_path(path)} {what}") from None
         for root in self.roots:
             if real == root or real.is_relative_to(root):
                 return real
-        raise PathEscapesStore(f"{path} resolves to {real}, outside {', '.join(map(str, self.roots))}")
+        raise PathEscapesStore(f"{shown_path(path)} resolves to {shown_path(real)}, "
+                               f"outside {', '.join(map(str, self.roots))}")
+
+
+def shown_path(path: Path | str) -> str:
+    """A path as an error line names it: quoted only when it holds a newline or another control
+    character (file names in a store path may), so every problem stays one line."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
 
 
 class StoreCache:
