@@ -86,31 +86,48 @@ def _start_trial(store, number: int = 1) -> None:
     eventually(_kernel_is(store, number), what=f"trial {number} served")
 
 
-def _reverted(store):
-    entries = [h for h in history(store.config, PI) if h["event"] == "trial-reverted"]
+def _reverted(store, host: str = PI):
+    entries = [h for h in history(store.config, host) if h["event"] == "trial-reverted"]
     return entries[-1] if entries else None
+
+
+def _recorded_revert(store, host: str = PI) -> dict:
+    """The trial-reverted entry, once the daemon has written it: the request that reverts is
+    served at once, the state file is written after it by the control loop."""
+    entry, _ = eventually(lambda: _reverted(store, host), what=f"{host}'s trial revert recorded")
+    return entry
+
+
+def _pi_status_when(store, ready):
+    """PI's status once ``ready(status)`` holds (the daemon writes TFTP-side decisions after serving)."""
+    def current():
+        st = status(store.config, PI)["hosts"][PI]
+        return st if ready(st) else None
+
+    s, _ = eventually(current, what="the daemon to record what it served")
+    return s
 
 
 def test_trial_serves_once_then_a_refetched_kernel_reverts(daemon, store):
     _start_trial(store)                         # the fetch in _start_trial is the complete kernel fetch
-    s = status(store.config, PI)["hosts"][PI]
-    assert s["trial"]["generation"] == 1 and s["trial"]["kernel_served_at"] is not None
+    s = _pi_status_when(store, lambda st: st["trial"] and st["trial"]["kernel_served_at"] is not None)
+    assert s["trial"]["generation"] == 1
     assert s["reason"] == "trial"
     # the host boots again before anything confirmed: that very request gets the previous generation
     assert get(store.port, PI_PREFIX + "kernel8.img") == store.kernel_bytes(PI, 2)
-    entry = _reverted(store)
-    assert entry is not None and entry["generation"] == 1
+    entry = _recorded_revert(store)
+    assert entry["generation"] == 1
     assert "kernel8.img again" in entry["reason"] and "now serving 2" in entry["reason"]
-    s = status(store.config, PI)["hosts"][PI]
-    assert s["trial"] is None and s["served"] == 2
+    s = _pi_status_when(store, lambda st: st["trial"] is None)
+    assert s["served"] == 2
     assert get(store.port, PI_PREFIX + "cmdline.txt").startswith(store.init_of(PI, 2).encode())
 
 
 def test_trial_reverts_on_the_next_config_txt(daemon, store):
     _start_trial(store)
     assert get(store.port, PI_PREFIX + "config.txt")     # the EEPROM's first file of a new boot
-    entry = _reverted(store)
-    assert entry is not None and "config.txt again" in entry["reason"]
+    entry = _recorded_revert(store)
+    assert "config.txt again" in entry["reason"]
     # already reverted when the kernel of that boot is asked for
     assert get(store.port, PI_PREFIX + "kernel8.img") == store.kernel_bytes(PI, 2)
 
@@ -134,7 +151,7 @@ def test_trial_reverts_to_last_known_good(daemon, store):
     eventually(_kernel_is(store, 3), what="following 3 again")
     _start_trial(store, 1)
     assert get(store.port, PI_PREFIX + "kernel8.img") == store.kernel_bytes(PI, 2)
-    assert "now serving 2" in _reverted(store)["reason"]
+    assert "now serving 2" in _recorded_revert(store)["reason"]
 
 
 def test_trial_confirm_moves_last_known_good(daemon, store):
@@ -215,8 +232,7 @@ def test_uboot_trial_reverts_when_the_menu_is_fetched_again(daemon, store):
     assert get(store.port, "52-54-00-12-34-56/generations/1/kernel")      # the trial boot's kernel
     menu = get(store.port, ARM_MENU)                                         # the next boot
     assert _default_entry(menu) == before
-    entries = [h for h in history(store.config, "arm-board") if h["event"] == "trial-reverted"]
-    assert entries and "pxelinux.cfg" in entries[-1]["reason"]
+    assert "pxelinux.cfg" in _recorded_revert(store, "arm-board")["reason"]
 
 
 def test_ipxe_trial_reverts_on_the_next_script(daemon, store):
@@ -224,4 +240,4 @@ def test_ipxe_trial_reverts_on_the_next_script(daemon, store):
     eventually(lambda: b"--default nixos-1" in get(store.port, "boot.ipxe"), what="trial script served")
     assert get(store.port, "52-54-00-ab-cd-ef/generations/1/kernel")
     assert b"--default nixos-2" in get(store.port, "boot.ipxe")
-    assert [h for h in history(store.config, "pc") if h["event"] == "trial-reverted"]
+    assert _recorded_revert(store, "pc")
