@@ -164,9 +164,10 @@ def test_hosts_are_resolved_by_client_mac_and_other_hosts_files_refused(store, m
     assert curl(store.port, "cmdline.txt", host=other_server, netns=other_ns).rc == CURL_NOT_FOUND
     eventually(lambda: "denied" in d.log() and PI_MAC in d.log(), what="denial logged")
 
-    # boot events carry the client address
-    evs = status(store.config, PI)["hosts"][PI]["last_boot_events"]
-    assert any(e["client"].startswith(pi_ip + ":") and e["outcome"] == "complete" for e in evs)
+    # boot events carry the client address (written by the daemon after the transfer)
+    eventually(lambda: any(e["client"].startswith(pi_ip + ":") and e["outcome"] == "complete"
+                           for e in status(store.config, PI)["hosts"][PI]["last_boot_events"]),
+               what="the Pi's boot event with its address")
 
     # loopback (MAC unknown): "open" serves, "strict" refuses
     assert get(store.port, PC_PREFIX + "boot.ipxe") == script

@@ -52,10 +52,11 @@ def test_http_serves_each_host_only_its_own_tree(store, make_daemon, clients):  
     assert http(f"http://{pc_server}:{port}/{PC_PREFIX}../{PI_PREFIX}initrd", pc_ns)[0] == 403
     assert http(f"http://{pc_server}:{port}/{PC_PREFIX}", pc_ns)[0] == 404
 
-    # HTTP transfers are boot events like TFTP ones
-    evs = status(store.config, PC)["hosts"][PC]["last_boot_events"]
-    assert any(e["client"].startswith(pc_ip + ":") and e["transport"] == "http" and e["outcome"] == "complete"
-               and e["path"] == f"{PC_PREFIX}generations/2/kernel" for e in evs)
+    # HTTP transfers are boot events like TFTP ones (written by the daemon after the transfer)
+    eventually(lambda: any(e["client"].startswith(pc_ip + ":") and e["transport"] == "http"
+                           and e["outcome"] == "complete" and e["path"] == f"{PC_PREFIX}generations/2/kernel"
+                           for e in status(store.config, PC)["hosts"][PC]["last_boot_events"]),
+               what="the HTTP kernel transfer's boot event")
     eventually(lambda: "denied" in d.log() and PI_MAC in d.log(), what="denial logged")
 
     # loopback (MAC unknown): open serves, strict refuses
