@@ -160,7 +160,7 @@ def test_status_shows_the_logged_in_session(lab: Lab):
             assert r.ok, r.stderr
             return r if json.loads(r.stdout)["hosts"]["pi-desktop"]["sessions"] else None
 
-        r, _ = eventually(logged_in, 60, "the session in iscsi status", interval=0.5)
+        r, _ = eventually(logged_in, 180, "the session in iscsi status", interval=0.5)
         sessions = json.loads(r.stdout)["hosts"]["pi-desktop"]["sessions"]
         _say(f"status: {json.dumps(sessions)}")
         assert sessions and sessions[0]["initiator"] == DESK_INITIATOR and sessions[0]["state"] == "LOGGED_IN"
@@ -250,7 +250,7 @@ def test_an_apply_behind_a_hung_one_gives_up_naming_the_lock_and_its_holder(lab:
     held = lab.vm.run(["/bin/sh", "-c", 'python3 -c "$1" hold 600 </dev/null >/dev/null 2>&1 & echo $!', "sh",
                        take]).check().stdout.strip()
     try:
-        eventually(lambda: not lab.vm.run(["python3", "-c", take, "try", "0"]).ok, 30, "the holder took the lock")
+        eventually(lambda: not lab.vm.run(["python3", "-c", take, "try", "0"]).ok, 120, "the holder took the lock")
         started = time.monotonic()
         r = lab.netboot("iscsi", "apply")
         took = time.monotonic() - started
