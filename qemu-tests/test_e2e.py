@@ -50,6 +50,24 @@ def test_x86_ipxe_boots_generation_over_tftp_and_iscsi(e2e: E2E) -> None:
     assert status["served"] == 1
 
 
+def _iscsi_sessions(e2e: E2E, spec: HostSpec) -> list[dict]:
+    return e2e.appliance.status(spec.name)["hosts"][spec.name]["iscsi"]["session"] or []
+
+
+def test_a_client_that_lost_power_while_logged_in_boots_again_at_once(e2e: E2E) -> None:
+    # A Pi whose power is cut leaves its session in LIO until LIO notices it is gone; switched
+    # on again, it logs in with the same initiator name meanwhile, and LIO must reinstate the
+    # session and give it its disk (RFC 7143 section 6.3.5).
+    if not _iscsi_sessions(e2e, PC):
+        boot = e2e.boot("1b power cut: first boot", PC, "marker generation 1")
+        assert boot.outcome == "marker", boot.text()[-3000:]
+    held = _iscsi_sessions(e2e, PC)
+    assert [s["initiator"].lower() for s in held] == [initiator_iqn(PC.name).lower()], held
+    boot = e2e.boot("1b power cut: boots again", PC, "marker generation 1", wait_stale_session=False)
+    assert boot.outcome == "marker", boot.text()[-3000:]
+    assert boot.generations() == ["1"]
+
+
 # -- 6. isolation: a foreign initiator IQN cannot log into another host's LUN -----------------
 
 def test_foreign_initiator_is_refused_at_login(e2e: E2E) -> None:
