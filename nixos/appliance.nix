@@ -504,6 +504,15 @@ in
         '';
       }
       {
+        assertion = netbootLib.unitUnsafePaths cfg.settings == [ ];
+        message = ''
+          services.netboot-appliance.settings: these paths contain whitespace, `%`, a quote
+          or a backslash, which the generated systemd unit and tmpfiles rules would split
+          or expand; choose paths without them:
+            ${concatStringsSep "\n    " (map (p: "services.netboot-appliance.settings.${p}") (netbootLib.unitUnsafePaths cfg.settings))}
+        '';
+      }
+      {
         assertion = iscsiEnabled -> cfg.settings.iscsi.portals != [ ];
         message = "services.netboot-appliance.settings.iscsi.portals: iSCSI is enabled but no portal (ip:port) is listed.";
       }
@@ -620,6 +629,8 @@ in
           [
             "-/sys/kernel/config"
             "/etc/target"
+            # The iSCSI apply lock (appliance/iscsi/api.py), shared with `netboot iscsi apply`.
+            "/run/lock"
           ]
           # The appliance creates missing LUN files (sparse) at their size.
           ++ map (dir: "-${dir}") lunFileDirs

@@ -130,6 +130,29 @@ rec {
       builtins.attrNames (hostsOf settings)
     );
 
+  # Paths the module writes into the systemd unit (ReadWritePaths=, RequiresMountsFor=,
+  # StateDirectory=) and tmpfiles rules, by option path, that those would misread:
+  # whitespace splits a field, `%` is a specifier, quotes and backslashes are unquoted.
+  # The appliance itself accepts them; the unit would protect or create the wrong path.
+  unitUnsafePaths =
+    settings:
+    let
+      unsafe = path: builtins.match ''.*[[:space:]%"'\\].*'' (toString path) != null;
+      at = option: path: if path != null && unsafe path then [ "${option}: ${builtins.toJSON (toString path)}" ] else [ ];
+      server = settings.server or { };
+      lunFile = host: if (host.iscsi or null) == null then null else (host.iscsi.lun.file or null);
+    in
+    at "server.state_dir" (server.state_dir or null)
+    ++ at "server.gcroots_dir" (server.gcroots_dir or null)
+    ++ builtins.concatLists (
+      builtins.attrValues (
+        builtins.mapAttrs (
+          name: host:
+          at "hosts.${name}.profile" (host.profile or null) ++ at "hosts.${name}.iscsi.lun.file" (lunFile host)
+        ) (hostsOf settings)
+      )
+    );
+
   # Profile directories the appliance serves from (parents of each profile).
   profileDirs =
     settings:

@@ -341,3 +341,28 @@ def test_client_without_the_appliance_host_key_fails_with_what_to_set() -> None:
     assert len(failed) == 1 and "netboot.client.appliance.hostKey" in failed[0]
     assert failed_assertions(body + "netboot.client.publish.enable = false; netboot.client.confirm.enable = false;",
                              "clientSummary") == []
+
+
+# -- what the unit and tmpfiles are built from ---------------------------------------
+
+def test_iscsi_apply_lock_directory_is_writable_in_the_sandbox() -> None:
+    """ProtectSystem=strict leaves /run read-only: the apply lock's directory must be listed."""
+    from appliance.iscsi.api import APPLY_LOCK
+
+    writable = appliance(PI_NFS_CHAP)["serviceConfig"]["ReadWritePaths"]
+    assert str(APPLY_LOCK.parent) in writable, writable
+    assert str(APPLY_LOCK.parent) not in appliance(ISCSI_OFF)["serviceConfig"]["ReadWritePaths"]
+
+
+@pytest.mark.parametrize(("option", "edit"), [
+    ("server.state_dir", lambda body: body.replace("settings = {", 'settings = { server.state_dir = "/srv/net boot";')),
+    ("server.gcroots_dir", lambda body: body.replace("settings = {", 'settings = { server.gcroots_dir = "/nix/var/nix/gcroots/%i";')),
+    ("hosts.pi-desktop.profile", lambda body: body.replace('tftp_prefix = "pi-desktop/";',
+                                                           'tftp_prefix = "pi-desktop/"; profile = "/nix/var/nix/profiles/my\\tnet/pi";')),
+    ("hosts.pi-desktop.iscsi.lun.file", lambda body: body.replace("/mnt/nas/luns/pi-desktop.img", '/mnt/nas/my luns/pi.img')),
+])
+def test_a_path_systemd_would_split_or_expand_fails_with_the_modules_assertion(option, edit) -> None:
+    """Whitespace splits a ReadWritePaths=/tmpfiles field in two, `%` is a systemd specifier,
+    quotes and backslashes are unquoted: the appliance accepts such paths, the unit would not."""
+    failed = failed_assertions(edit(PI_NFS_CHAP))
+    assert len(failed) == 1 and f"services.netboot-appliance.settings.{option}" in failed[0], failed

@@ -112,3 +112,13 @@ def test_boot_styles_and_their_firmware_come_from_the_appliance_registry(nix_eva
     assert [s["name"] for s in nix_eval("lib.bootStyles")] == list(STYLES)
     settings = '{ hosts = { a = { boot = "rpi5"; }; b = { boot = "rpi"; }; c = { boot = "ipxe"; }; }; }'
     assert nix_eval(f"lib.rpiHosts {settings}") == ["a", "b"]
+
+
+def test_paths_the_unit_would_misread_are_found_by_option_path(nix_eval) -> None:
+    found = nix_eval(
+        'lib.unitUnsafePaths { server = { state_dir = "/a\\\\b"; gcroots_dir = "/x\\"y"; };'
+        ' hosts.h = { profile = "/p\'q/r"; iscsi.lun.file = "/luns/h %i.img"; }; hosts.g.profile = "/ok/p-\u00e9"; }'
+    )
+    assert found == ['server.state_dir: "/a\\\\b"', 'server.gcroots_dir: "/x\\"y"', "hosts.h.profile: \"/p'q/r\"",
+                     'hosts.h.iscsi.lun.file: "/luns/h %i.img"']
+    assert nix_eval("lib.unitUnsafePaths example") == []
