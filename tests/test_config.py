@@ -183,7 +183,11 @@ def test_other_malformed_macs(mac):
 
 @pytest.mark.parametrize("iqn", ["iqn.2026-13.net.example:x", "iqn.26-04.net.example:x", "iqn.2026-04.:x",
                                  "iqn.2026-04.Net.Example:x", "nqn.2026-04.net.example:x", "pi-desktop",
-                                 "iqn.2026-04.net.example:has space"])
+                                 "iqn.2026-04.net.example:has space",
+                                 # RFC 3720 §3.2.6.2: only a-z 0-9 '-' '.' ':' — a '/' would be a
+                                 # configfs subdirectory, a NUL cuts the name short in the kernel.
+                                 "iqn.2026-04.net.example:a/b", "iqn.2026-04.net.example:a\x00b",
+                                 "iqn.2026-04.net.example:a_b#c", "iqn.2026-04.net.example:tab\tx"])
 def test_initiator_iqn_must_follow_rfc3720(iqn):
     doc = spec_doc()
     doc["hosts"]["pi-desktop"]["iscsi"]["initiator"] = iqn
@@ -291,6 +295,17 @@ def test_two_hosts_on_one_lun_file_or_block_device():
     found = problems(doc)
     assert list(found) == ["hosts.b.iscsi.lun"]
     assert "/dev/zvol/tank/x" in found["hosts.b.iscsi.lun"]
+
+
+def test_target_iqn_of_every_host_fits_rfc3720s_223_bytes():
+    # The kernel refuses a longer target name only when apply creates it, halfway through.
+    doc = spec_doc()
+    doc["iscsi"]["target_prefix"] = "iqn.2026-11." + "a" * 210
+    found = problems(doc)
+    assert list(found) == ["hosts.pi-desktop"]
+    assert "223" in found["hosts.pi-desktop"] and "target_prefix" in found["hosts.pi-desktop"]
+    doc["iscsi"]["target_prefix"] = "iqn.2026-11." + "a" * 150
+    parse_config(doc)
 
 
 def test_two_hosts_with_one_initiator():

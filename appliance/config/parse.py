@@ -341,6 +341,9 @@ def _parse_host(p: _Problems, name: str, raw: Any, firmware: dict[str, Firmware]
     if not cmdline.isprintable():
         p.add(f"{at}.cmdline", _control_character(cmdline))
     host_iscsi = _parse_host_iscsi(p, at, t["iscsi"], iscsi) if "iscsi" in t else None
+    if "iscsi" in t and len(iscsi.target_iqn(name)) > values.IQN_MAX:
+        p.add(at, f"its target name {iscsi.target_iqn(name)!r} is longer than {values.IQN_MAX} bytes (RFC 3720): "
+                  "shorten iscsi.target_prefix or the host name")
     # A CHAP host's initrd carries its secret: unless told otherwise, never hand it to a client
     # whose MAC cannot be checked.
     access = t.get("tftp_access", "strict" if host_iscsi is not None and host_iscsi.chap is not None else "open")

@@ -8,8 +8,11 @@ from typing import Iterable
 from .. import listen
 
 _MAC = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
-# RFC 3720 §3.2.6.3.1: iqn.YYYY-MM.reverse.domain[:identifier], lower case.
-_IQN = re.compile(r"^iqn\.\d{4}-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[^\s]+)?$")
+# RFC 3720 §3.2.6.3.1: iqn.YYYY-MM.reverse.domain[:identifier]; §3.2.6.2: of ASCII only
+# a-z, 0-9, '-', '.' and ':' (a '/' would be a configfs subdirectory, a NUL ends the name).
+_IQN = re.compile(r"^iqn\.\d{4}-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*"
+                  r"(:[a-z0-9.:-]+)?\Z")
+IQN_MAX = 223   # bytes (RFC 3720 §3.2.6.1); the kernel refuses longer target names
 _EUI = re.compile(r"^eui\.[0-9A-Fa-f]{16}$")
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
@@ -39,8 +42,8 @@ def mac_dashes(mac: str) -> str:
 
 def check_iqn(text: str) -> str:
     value = str(text)
-    if len(value) > 223:
-        raise ValueProblem(f"{text!r} is longer than 223 bytes (RFC 3720)")
+    if len(value) > IQN_MAX:
+        raise ValueProblem(f"{text!r} is longer than {IQN_MAX} bytes (RFC 3720)")
     if value != value.lower() and value.startswith("iqn."):
         raise ValueProblem(f"{text!r} must be lower case (RFC 3720 names are case-insensitive and LIO stores them lower-cased)")
     if not (_IQN.match(value) or _EUI.match(value)):

@@ -207,6 +207,12 @@ def _target(config: Config, host: Host, portals: tuple[Portal, ...], secrets: Se
         mutual = None
         if c.mutual_secret_file is not None:
             mutual = _secret(secrets, c.mutual_secret_file, f"{at}.chap.mutual_secret_file", problems)
+            if mutual and mutual == password:
+                # RFC 7143 §12.1.3: a secret that authenticates the initiator MUST NOT also
+                # authenticate the target (a reflected challenge would answer itself).
+                problems.append(Problem(f"{at}.chap.mutual_secret_file",
+                                        f"{c.mutual_secret_file} holds the same secret as {c.secret_file}; "
+                                        "mutual CHAP needs a different one"))
         chap = ChapDesired(
             userid=c.user,
             password_file=c.secret_file,
@@ -232,6 +238,9 @@ def _secret(secrets: SecretReader, path: Path, at: str, problems: list[Problem])
     except OSError as exc:
         problems.append(Problem(at, f"cannot read {path}: {exc.strerror or exc}"))
         return Secret("")
+    except UnicodeDecodeError:   # its message would quote the secret's bytes
+        problems.append(Problem(at, f"{path} is not UTF-8 text"))
+        return Secret("")
     # Never put the value into a message: only what is wrong with it.
     if not value:
         problems.append(Problem(at, f"{path} is empty"))
@@ -241,4 +250,7 @@ def _secret(secrets: SecretReader, path: Path, at: str, problems: list[Problem])
         problems.append(Problem(at, f"{path}: the secret is longer than 255 characters (LIO's limit)"))
     elif "\n" in value or "NULL" == value:
         problems.append(Problem(at, f"{path}: the secret must be one line and not the word NULL"))
+    elif any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        # The kernel stores it with "%s": a NUL would silently cut it short.
+        problems.append(Problem(at, f"{path}: the secret contains a control character"))
     return Secret(value)

@@ -76,13 +76,15 @@ def test_configfs_is_mounted_when_needed_and_dbroot_created(tmp_path):
 @pytest.mark.skipif(Path("/sys/kernel/config/target").is_dir(), reason="this machine has LIO")
 def test_on_this_host_without_lio_the_commands_say_what_is_missing(tmp_path, capsys):
     with pytest.raises(LioUnavailable) as err:
-        iscsi.iscsi_plan(TWO, secrets=lambda p: "a-secret-value")
+        iscsi.iscsi_plan(TWO, secrets=lambda p: f"a-secret-value-{p.name}")
     assert "kernel LIO is not available" in str(err.value)
     secret = tmp_path / "chap"
     secret.write_text("a-secret-value\n")
+    mutual = tmp_path / "mutual"
+    mutual.write_text("a-mutual-value\n")
     from dataclasses import replace
     from .test_plan import CHAP, config, host
-    cfg = config(host("pi-desktop", chap=replace(CHAP, secret_file=secret, mutual_secret_file=secret)))
+    cfg = config(host("pi-desktop", chap=replace(CHAP, secret_file=secret, mutual_secret_file=mutual)))
     code = emit(App(cfg).iscsi_plan())
     out = capsys.readouterr()
     assert code == 1

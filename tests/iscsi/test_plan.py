@@ -346,6 +346,34 @@ def test_unreadable_or_bad_secret_files_are_config_errors_without_values():
     assert "whitespace" in str(err.value) and "padded" not in str(err.value)
 
 
+@pytest.mark.parametrize("content, words", [
+    (b"\xff\xfeZq9-hidden-77\n", "not UTF-8"),
+    (b"Zq9\x00hidden-77\n", "control character"),
+    (b"Zq9\thidden-77", "control character"),
+])
+def test_secret_file_that_lio_cannot_take_is_a_config_error_without_its_bytes(tmp_path, content, words):
+    # The kernel stores the secret with "%s": a NUL would silently cut it short; a
+    # decode error's message would quote the secret's bytes.
+    f = tmp_path / "chap"
+    f.write_bytes(content)
+    cfg = config(host("pi-desktop", chap=ChapSpec(user="pi-desktop", secret_file=f)))
+    with pytest.raises(ConfigError) as err:
+        desired_state(cfg)
+    message = str(err.value)
+    assert "hosts.pi-desktop.iscsi.chap.secret_file" in message and words in message, message
+    assert "0xff" not in message and "Zq9" not in message and "hidden-77" not in message, message
+
+
+def test_one_secret_for_both_directions_is_refused():
+    # RFC 7143 §12.1.3: a CHAP secret used to authenticate the initiator MUST NOT also
+    # authenticate the target (a reflected challenge would log anyone in).
+    same = {Path("/run/secrets/pi-chap"): "same-secret-both", Path("/run/secrets/pi-mutual"): "same-secret-both"}
+    with pytest.raises(ConfigError) as err:
+        desired_state(config(host("pi-desktop", chap=CHAP)), same.__getitem__)
+    assert "hosts.pi-desktop.iscsi.chap.mutual_secret_file" in str(err.value)
+    assert "same-secret-both" not in str(err.value)
+
+
 def test_secret_file_loses_exactly_one_trailing_newline(tmp_path):
     from appliance.iscsi.desired import read_secret_file
 
