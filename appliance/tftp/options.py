@@ -54,11 +54,16 @@ class Negotiated(NamedTuple):
     oack: tuple[tuple[str, str], ...]   # empty: no OACK, start with DATA 1
 
 
+_LARGER_THAN_ANY_MAXIMUM = 10 ** 12
+
+
 def _as_int(value: str) -> int | None:
     value = value.strip()
-    if not value.isascii() or not value.isdigit() or len(value) > 12:
+    if not value.isascii() or not value.isdigit():
         return None
-    return int(value)
+    # Many digits are just a large value, clamped like any other (RFC 2348);
+    # only comparisons follow, so converting all of them is not needed.
+    return _LARGER_THAN_ANY_MAXIMUM if len(value) > 12 else int(value)
 
 
 def negotiate(options: tuple[tuple[str, str], ...], *, size: int | None,

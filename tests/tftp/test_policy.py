@@ -73,6 +73,17 @@ def test_large_values_are_clamped():
     assert negotiate((("blksize", "99999999"),), size=1, max_blksize=65464).blksize == 65464
 
 
+@pytest.mark.parametrize("digits", [13, 20, 400])
+def test_values_with_many_digits_are_clamped_like_any_large_value(digits):
+    # RFC 2348: the server answers a blksize it cannot use with a smaller one;
+    # a value with many digits is just a large value (tftpd-hpa clamps it too).
+    huge = "9" * digits
+    result = negotiate((("blksize", huge), ("windowsize", huge), ("timeout", huge)), size=1,
+                       max_blksize=1468, max_windowsize=32)
+    assert result.oack == (("blksize", "1468"), ("windowsize", "32"))
+    assert (result.blksize, result.windowsize, result.timeout) == (1468, 32, None)
+
+
 def test_duplicate_known_options_are_refused():
     with pytest.raises(OptionRefused):
         negotiate((("blksize", "512"), ("BLKSIZE".lower(), "1024")), size=1)
