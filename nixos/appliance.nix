@@ -70,11 +70,8 @@ let
       description = "absolute path (a string, so nothing is copied into the Nix store)";
     };
 
-  iscsiName =
-    types.strMatching "^(iqn\\.[0-9]{4}-(0[1-9]|1[0-2])\\.[a-z0-9][a-z0-9.-]*(:[^[:space:]]+)?|eui\\.[0-9A-Fa-f]{16})$"
-    // {
-      description = "iSCSI name (iqn.YYYY-MM.reverse.domain[:identifier])";
-    };
+  # The appliance's own rules (appliance/config/values.py), so a typo stops here.
+  inherit (netbootLib.optionTypes types) iscsiName targetPrefix;
 
   chapType = types.submodule {
     # Free-form only so that an inline `secret` reaches the assertion below
@@ -346,7 +343,7 @@ let
               description = "Portal addresses (`ip:port`) of every target.";
             };
             target_prefix = mkOption {
-              type = types.str;
+              type = targetPrefix;
               default = netbootLib.defaultTargetPrefix;
               example = "iqn.2026-04.net.ereslibre.netboot";
               description = "Target IQN of host H is `<target_prefix>:H` (no `:` in the prefix).";

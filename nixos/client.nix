@@ -23,6 +23,8 @@ let
 
   cfg = config.netboot.client;
   netbootLib = import ./lib.nix;
+  # The appliance's rules for iSCSI names: a name it would refuse could never log in.
+  netbootTypes = netbootLib.optionTypes types;
 
   sshArgs = [
     "-o"
@@ -97,7 +99,7 @@ in
         description = "iSCSI portal (`ip:port`) to discover the root target on.";
       };
       targetPrefix = mkOption {
-        type = types.str;
+        type = netbootTypes.targetPrefix;
         default = netbootLib.defaultTargetPrefix;
         example = "iqn.2026-04.net.ereslibre.netboot";
         description = "The appliance's `iscsi.target_prefix`; the root target is `<targetPrefix>:<hostName>`.";
@@ -147,7 +149,7 @@ in
 
     iscsi = {
       initiatorName = mkOption {
-        type = types.str;
+        type = netbootTypes.iscsiName;
         example = "iqn.2026-04.net.ereslibre:pi-desktop";
         description = "This host's initiator IQN: the appliance's `hosts.<name>.iscsi.initiator`.";
       };

@@ -29,6 +29,31 @@ rec {
   # derive the same target IQN without the server's configuration.
   defaultTargetPrefix = "iqn.2026-11.lan.netboot";
 
+  # An iSCSI name as the appliance accepts it (appliance/config/values.py, RFC 3720
+  # §3.2.6): iqn.YYYY-MM.reverse.domain[:identifier] of a-z 0-9 '-' '.' ':', or
+  # eui.<16 hex digits>, at most 223 bytes.
+  isIscsiName =
+    s:
+    builtins.isString s
+    && builtins.stringLength s <= 223
+    && (
+      builtins.match "iqn\\.[0-9]{4}-(0[1-9]|1[0-2])\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[a-z0-9.:-]+)?" s != null
+      || builtins.match "eui\\.[0-9A-Fa-f]{16}" s != null
+    );
+
+  # A target prefix: an iSCSI name without ':' (the host name is appended as ':<host>').
+  isTargetPrefix = s: isIscsiName s && builtins.match ".*:.*" s == null;
+
+  # Option types of both modules, given nixpkgs' `lib.types`.
+  optionTypes = types: {
+    iscsiName = types.addCheck types.str isIscsiName // {
+      description = "iSCSI name (lower-case iqn.YYYY-MM.reverse.domain[:identifier] or eui.<16 hex digits>)";
+    };
+    targetPrefix = types.addCheck types.str isTargetPrefix // {
+      description = "iSCSI name without `:` (lower-case iqn.YYYY-MM.reverse.domain)";
+    };
+  };
+
   # Target IQN the appliance creates for a host (README: iSCSI root LUNs).
   targetIqn = prefix: host: "${prefix}:${host}";
 

@@ -183,7 +183,8 @@ def test_other_malformed_macs(mac):
 
 @pytest.mark.parametrize("iqn", ["iqn.2026-13.net.example:x", "iqn.26-04.net.example:x", "iqn.2026-04.:x",
                                  "iqn.2026-04.Net.Example:x", "nqn.2026-04.net.example:x", "pi-desktop",
-                                 "iqn.2026-04.net.example:has space",
+                                 "iqn.2026-04.net.example:has space", "iqn.2026-04.net.example:x\n",
+                                 "eui.0123456789abcdef\n",
                                  # RFC 3720 §3.2.6.2: only a-z 0-9 '-' '.' ':' — a '/' would be a
                                  # configfs subdirectory, a NUL cuts the name short in the kernel.
                                  "iqn.2026-04.net.example:a/b", "iqn.2026-04.net.example:a\x00b",
@@ -426,6 +427,12 @@ def test_relative_paths_are_refused(path, set_to):
 def test_bad_host_name():
     doc = doc_with_hosts(**{"Pi_Desktop": rpi_host(1)})
     assert "hosts.Pi_Desktop" in problems(doc)
+
+
+def test_host_name_with_a_trailing_newline_is_refused():
+    """A quoted TOML key may hold one; the name becomes part of IQNs and LIO names."""
+    doc = doc_with_hosts(**{"pi\n": rpi_host(1)})
+    assert "hosts.pi\n" in problems(doc)
 
 
 def test_enabled_iscsi_without_portal():

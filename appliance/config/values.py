@@ -13,11 +13,12 @@ _MAC = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
 _IQN = re.compile(r"^iqn\.\d{4}-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*"
                   r"(:[a-z0-9.:-]+)?\Z")
 IQN_MAX = 223   # bytes (RFC 3720 §3.2.6.1); the kernel refuses longer target names
-_EUI = re.compile(r"^eui\.[0-9A-Fa-f]{16}$")
+# \Z, not $: `$` also matches before a trailing newline, which would reach LIO's names.
+_EUI = re.compile(r"^eui\.[0-9A-Fa-f]{16}\Z")
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 _SERIAL = re.compile(r"^(?:0x)?([0-9a-f]{8})$")
-HOST_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+HOST_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 
 
 class ValueProblem(ValueError):

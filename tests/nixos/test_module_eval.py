@@ -366,3 +366,26 @@ def test_a_path_systemd_would_split_or_expand_fails_with_the_modules_assertion(o
     quotes and backslashes are unquoted: the appliance accepts such paths, the unit would not."""
     failed = failed_assertions(edit(PI_NFS_CHAP))
     assert len(failed) == 1 and f"services.netboot-appliance.settings.{option}" in failed[0], failed
+
+
+@pytest.mark.parametrize(("option", "body"), [
+    ("netboot.client.iscsi.initiatorName",
+     CLIENT_BASE.replace('iscsi.initiatorName = "iqn.2026-04.net.ereslibre:pi-desktop";', 'iscsi.initiatorName = "pi-desktop";')),
+    ("netboot.client.iscsi.initiatorName",
+     CLIENT_BASE.replace('iscsi.initiatorName = "iqn.2026-04.net.ereslibre:pi-desktop";',
+                         'iscsi.initiatorName = "iqn.2026-04.net.ereslibre:Pi-Desktop";')),
+    ("netboot.client.appliance.targetPrefix",
+     CLIENT_BASE.replace('"iqn.2026-04.net.ereslibre.netboot";', '"iqn.2026-04.net.ereslibre.netboot:pi";')),
+])
+def test_client_iscsi_names_the_appliance_would_refuse_are_type_errors(option: str, body: str) -> None:
+    """The host would only find out at boot, in the initrd, that it can never log in."""
+    error = nix_eval_error(eval_harness() + 'h.summarize h.clientSummary (h.evalSystem { system = "aarch64-linux"; '
+                           "modules = [ ({ ... }: {" + body + "}) ]; }).config")
+    assert option in error and "iSCSI" in error, error[-1500:]
+
+
+def test_appliance_target_prefix_with_a_colon_is_a_type_error() -> None:
+    error = nix_eval_error(eval_harness() + "h.summarize h.applianceSummary (h.evalSystem { modules = [ ({ ... }: {"
+                           + PI_NFS_CHAP.replace('"iqn.2026-04.net.ereslibre.netboot";', '"iqn.2026-04.net.ereslibre.netboot:x";')
+                           + "}) ]; }).config")
+    assert "services.netboot-appliance.settings.iscsi.target_prefix" in error, error[-1500:]

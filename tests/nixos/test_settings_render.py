@@ -122,3 +122,25 @@ def test_paths_the_unit_would_misread_are_found_by_option_path(nix_eval) -> None
     assert found == ['server.state_dir: "/a\\\\b"', 'server.gcroots_dir: "/x\\"y"', "hosts.h.profile: \"/p'q/r\"",
                      'hosts.h.iscsi.lun.file: "/luns/h %i.img"']
     assert nix_eval("lib.unitUnsafePaths example") == []
+
+
+_ISCSI_NAMES = [
+    "iqn.2026-04.net.ereslibre:pi-desktop", "iqn.2026-11.lan.netboot", "iqn.2026-04.net.x:a.b:c-d_e",
+    "eui.0123456789ABCDEF", "iqn.2026-04.net.x:Pi-Desktop", "IQN.2026-04.net.x:a", "iqn.2026-13.net.x:a",
+    "iqn.2026-04.net.x:", "iqn.2026-04.net.x:a b", "iqn.2026-04.-net.x", "iqn.2026-04.net..x", "iqn.2026-04.net-.x",
+    "pi-desktop", "iqn.2026-04.net.x:a\n", "iqn.2026-04.net.x:a/b", "iqn.2026-04.net.x:a#b", "iqn.2026-04.net.x:\u00e9", "eui.0123", "iqn.2026-04.net.x:" + "a" * 205, "iqn.2026-04.net.x:" + "a" * 206,
+]
+
+
+@pytest.mark.parametrize("name", _ISCSI_NAMES)
+def test_iscsi_names_the_modules_accept_are_those_the_appliance_accepts(nix_eval, name: str) -> None:
+    from appliance.config.values import ValueProblem, check_iqn
+
+    try:
+        check_iqn(name)
+        accepted = True
+    except ValueProblem:
+        accepted = False
+    assert nix_eval(f"lib.isIscsiName {json.dumps(name)}") is accepted
+    prefix_ok = accepted and ":" not in name
+    assert nix_eval(f"lib.isTargetPrefix {json.dumps(name)}") is prefix_ok
