@@ -141,6 +141,6 @@ def test_iscsi_names_the_modules_accept_are_those_the_appliance_accepts(nix_eval
         accepted = True
     except ValueProblem:
         accepted = False
-    assert nix_eval(f"lib.isIscsiName {json.dumps(name)}") is accepted
+    assert nix_eval(f"lib.isIscsiName {json.dumps(name, ensure_ascii=False)}") is accepted
     prefix_ok = accepted and ":" not in name
-    assert nix_eval(f"lib.isTargetPrefix {json.dumps(name)}") is prefix_ok
+    assert nix_eval(f"lib.isTargetPrefix {json.dumps(name, ensure_ascii=False)}") is prefix_ok
