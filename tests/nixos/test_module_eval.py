@@ -389,3 +389,58 @@ def test_appliance_target_prefix_with_a_colon_is_a_type_error() -> None:
                            + PI_NFS_CHAP.replace('"iqn.2026-04.net.ereslibre.netboot";', '"iqn.2026-04.net.ereslibre.netboot:x";')
                            + "}) ]; }).config")
     assert "services.netboot-appliance.settings.iscsi.target_prefix" in error, error[-1500:]
+
+
+# -- defaults: the module's and the appliance's must not drift apart -----------------
+
+MINIMAL = SERVER_BASE + """
+  services.netboot-appliance = {
+    enable = true;
+    settings = {
+      iscsi = { enable = true; portals = [ "10.0.4.3" ]; };
+      hosts.pi = { boot = "rpi"; mac = "dc:a6:32:01:02:03";
+        iscsi = { initiator = "iqn.2026-04.net.example:pi"; lun.block = "/dev/zvol/tank/pi";
+                  chap = { user = "pi"; secret_file = "/run/secrets/pi"; }; }; };
+      hosts.pi5 = { boot = "rpi5"; mac = "2c:cf:67:01:02:03"; };
+      hosts.lab = { boot = "uboot"; mac = "52:54:00:aa:bb:cc"; };
+      hosts.rack = { boot = "ipxe"; mac = "52:54:00:12:34:56"; };
+    };
+  };
+"""
+
+
+def test_what_the_module_writes_by_default_is_what_the_appliance_assumes_when_omitted() -> None:
+    """Each option default the module renders, removed again, parses to the same configuration."""
+    import copy
+
+    from appliance.config import parse_config
+
+    rendered = appliance(MINIMAL)["settings"]
+    omitted = copy.deepcopy(rendered)
+    server_defaults = {"state_dir", "store_dir", "tftp_listen", "http_listen", "gcroots_dir"}
+    assert server_defaults <= set(omitted["server"]), omitted["server"]
+    for key in server_defaults:
+        del omitted["server"][key]
+    del omitted["iscsi"]["target_prefix"]
+    # The appliance requires a profile; the module's default is checked by name below.
+    for name, host in omitted["hosts"].items():
+        assert host["profile"] == f"/nix/var/nix/profiles/netboot/{name}"
+        for key in ("allow_eeprom_update", "config_txt", "tftp_access"):
+            del host[key]
+    assert parse_config(rendered) == parse_config(omitted)
+
+
+def test_the_defaults_the_module_documents_are_the_appliances() -> None:
+    from dataclasses import fields
+
+    from appliance.config.model import Host
+
+    documented = nix_eval_json(
+        eval_harness() + "let opts = (h.evalSystem { modules = [ ({ ... }: {" + SERVER_BASE + "}) ]; })"
+        ".options.services.netboot-appliance.settings.type.getSubOptions [ ]; "
+        'host = opts.hosts.type.nestedTypes.elemType.getSubOptions [ "hosts" "x" ]; '
+        'in builtins.mapAttrs (n: o: o.defaultText.text or null) (builtins.removeAttrs host [ "_module" "iscsi" ])')
+    defaults = {f.name: f.default for f in fields(Host)}
+    for option in ("menu_timeout", "trial_confirm_after", "trial_timeout"):
+        assert float(documented[option]) == defaults[option], option
+    assert documented["tftp_prefix"].startswith(f'"{defaults["prefix_kind"]}"')

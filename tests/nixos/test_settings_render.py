@@ -144,3 +144,13 @@ def test_iscsi_names_the_modules_accept_are_those_the_appliance_accepts(nix_eval
     assert nix_eval(f"lib.isIscsiName {json.dumps(name, ensure_ascii=False)}") is accepted
     prefix_ok = accepted and ":" not in name
     assert nix_eval(f"lib.isTargetPrefix {json.dumps(name, ensure_ascii=False)}") is prefix_ok
+
+
+def test_boot_styles_json_is_what_the_registry_generates(nix_eval) -> None:
+    """A style added to (or changed in) the registry without regenerating the file fails here."""
+    import subprocess
+    import sys
+
+    generated = subprocess.run([sys.executable, "-m", "appliance.boot.styles"], capture_output=True, text=True,
+                               check=True, timeout=60).stdout
+    assert nix_eval("lib.bootStyles") == json.loads(generated)
