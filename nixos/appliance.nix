@@ -71,7 +71,7 @@ let
     };
 
   # The appliance's own rules (appliance/config/values.py), so a typo stops here.
-  inherit (netbootLib.optionTypes types) iscsiName targetPrefix;
+  inherit (netbootLib.optionTypes types) iscsiName listenAddress targetPrefix;
 
   chapType = types.submodule {
     # Free-form only so that an inline `secret` reaches the assertion below
@@ -294,7 +294,7 @@ let
               description = "Nix store every served file must resolve into.";
             };
             tftp_listen = mkOption {
-              type = types.listOf types.str;
+              type = types.listOf listenAddress;
               default = [ "0.0.0.0:69" ];
               example = [
                 "10.0.4.3:69"
@@ -303,7 +303,7 @@ let
               description = "Addresses (`host:port`) the TFTP server listens on.";
             };
             http_listen = mkOption {
-              type = types.listOf types.str;
+              type = types.listOf listenAddress;
               default = [ ];
               example = [ "10.0.4.3:8080" ];
               description = ''
@@ -317,7 +317,7 @@ let
               description = "Where the appliance keeps GC roots for every generation it may serve.";
             };
             metrics_listen = mkOption {
-              type = types.nullOr types.str;
+              type = types.nullOr listenAddress;
               default = null;
               example = "127.0.0.1:9469";
               description = "Address of the Prometheus metrics endpoint; off when null.";
@@ -337,7 +337,7 @@ let
               description = "Export the hosts' root LUNs over iSCSI (loads the LIO kernel modules).";
             };
             portals = mkOption {
-              type = types.listOf types.str;
+              type = types.listOf listenAddress;
               default = [ ];
               example = [ "10.0.4.3:3260" ];
               description = "Portal addresses (`ip:port`) of every target.";
@@ -453,8 +453,9 @@ in
       type = types.bool;
       default = false;
       description = ''
-        Open the TFTP ports (UDP, 69 by default), the HTTP ports (TCP) when http_listen is set and, with iSCSI enabled, the
-        portal ports (TCP, 3260 by default). Transfers continue from
+        Open the TFTP ports (UDP, 69 by default), the HTTP ports (TCP) when http_listen is set,
+        with the proxyDHCP UDP 67 and 4011 and, with iSCSI enabled, the
+        portal ports (TCP, 3260 by default). Not the metrics endpoint. Transfers continue from
         ephemeral ports, which the stateful firewall admits as replies.
       '';
     };

@@ -8,14 +8,6 @@ let
 
   hasPrefix = prefix: s: builtins.substring 0 (builtins.stringLength prefix) s == prefix;
 
-  # The last ':'-separated field of a string, or null when there is no ':'.
-  afterLastColon =
-    s:
-    let
-      parts = builtins.filter builtins.isString (builtins.split ":" s);
-    in
-    if builtins.length parts < 2 then null else builtins.elemAt parts (builtins.length parts - 1);
-
   hostsOf = settings: settings.hosts or { };
 
   chapOf = host: if (host.iscsi or null) == null then { } else (host.iscsi.chap or null);
@@ -48,6 +40,9 @@ rec {
   optionTypes = types: {
     iscsiName = types.addCheck types.str isIscsiName // {
       description = "iSCSI name (lower-case iqn.YYYY-MM.reverse.domain[:identifier] or eui.<16 hex digits>)";
+    };
+    listenAddress = types.addCheck types.str isListenAddress // {
+      description = "listen address (IP literal, IPv6 in brackets, optionally :port)";
     };
     targetPrefix = types.addCheck types.str isTargetPrefix // {
       description = "iSCSI name without `:` (lower-case iqn.YYYY-MM.reverse.domain)";
@@ -109,20 +104,59 @@ rec {
       )
     );
 
-  # "0.0.0.0:69", "[::]:69", "10.0.4.3" → port (defaultPort when none given).
+  # "0.0.0.0:69", "[::]:69", "10.0.4.3", "10.0.4.3:" → { host; port; } as the appliance
+  # reads a listen address (appliance/listen.py): surrounding whitespace ignored, port ""
+  # when none is given; null when it is no IP literal with an optional port. Whether
+  # the IP literal is an address (999.0.0.1) is left to `netboot check`.
+  parseListen =
+    address:
+    let
+      trimmed = builtins.match "[[:space:]]*([^[:space:]]*)[[:space:]]*" address;
+      text = builtins.head trimmed;
+      bracketed = builtins.match "[[]([0-9A-Fa-f:.]+)[]](:([0-9]*))?" text;
+      colons = builtins.length (builtins.split ":" text) / 2;
+      hostPort = builtins.match "([0-9A-Fa-f.]+):([0-9]*)" text;
+      port = p: if p == null then "" else p;
+    in
+    if !(builtins.isString address) || trimmed == null || text == "" then
+      null
+    else if builtins.substring 0 1 text == "[" then
+      if bracketed == null then null else { host = builtins.elemAt bracketed 0; port = port (builtins.elemAt bracketed 2); }
+    else if colons == 1 then
+      if hostPort == null then null else { host = builtins.elemAt hostPort 0; port = builtins.elemAt hostPort 1; }
+    else if builtins.match "[0-9A-Fa-f:.]+" text != null then
+      { host = text; port = ""; }
+    else
+      null;
+
+  # The decimal digits of a port → its number (leading zeros allowed); null when out of range.
+  portNumber =
+    digits:
+    let
+      significant = builtins.head (builtins.match "0*([0-9]+)" digits);
+      n = if builtins.stringLength significant > 5 then 65536 else builtins.fromJSON significant;
+    in
+    if n > 65535 then null else n;
+
+  isListenAddress =
+    address:
+    let
+      parsed = parseListen address;
+    in
+    parsed != null && (parsed.port == "" || portNumber parsed.port != null);
+
+  # The port of a listen address (defaultPort when none is given).
   listenPort =
     defaultPort: address:
     let
-      bracketed = builtins.match "[[][0-9A-Fa-f:.]*[]](:([0-9]+))?" address;
-      port =
-        if bracketed != null then
-          builtins.elemAt bracketed 1
-        else if builtins.length (builtins.filter builtins.isString (builtins.split ":" address)) == 2 then
-          afterLastColon address
-        else
-          null;
+      parsed = parseListen address;
     in
-    if port == null then defaultPort else builtins.fromJSON port;
+    if !(isListenAddress address) then
+      throw "netboot: ${builtins.toJSON address} is not a listen address (IP or [IPv6], optionally :port)"
+    else if parsed.port == "" then
+      defaultPort
+    else
+      portNumber parsed.port;
 
   # UDP ports the TFTP server listens on.
   tftpPorts =

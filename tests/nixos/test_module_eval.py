@@ -21,7 +21,7 @@ import pytest
 import tomli_w
 
 from helpers import netboot
-from nix_helpers import eval_harness, nix_eval_error, nix_eval_json
+from nix_helpers import eval_harness, nix_eval_error, nix_eval_json, nix_string
 
 SERVER_BASE = """
   imports = [ (repo + "/nixos/appliance.nix") ];
@@ -444,3 +444,21 @@ def test_the_defaults_the_module_documents_are_the_appliances() -> None:
     for option in ("menu_timeout", "trial_confirm_after", "trial_timeout"):
         assert float(documented[option]) == defaults[option], option
     assert documented["tftp_prefix"].startswith(f'"{defaults["prefix_kind"]}"')
+
+
+def _with_tftp_listen(address: str) -> str:
+    old = "netboot-appliance = {\n    enable = true;"
+    assert old in ISCSI_OFF
+    return ISCSI_OFF.replace(old, old + f" openFirewall = true; settings.server.tftp_listen = [ {nix_string(address)} ];")
+
+
+@pytest.mark.parametrize(("address", "port"), [("10.0.4.3:", 69), (" [::]:1069", 1069), ("10.0.4.3:0069", 69)])
+def test_firewall_opens_the_port_the_appliance_binds(address: str, port: int) -> None:
+    assert appliance(_with_tftp_listen(address))["udpPorts"] == [port]
+
+
+@pytest.mark.parametrize("address", ["10.0.4.3:tftp", "[::1]:x", "localhost:69", "10.0.4.3:70000"])
+def test_a_bad_listen_address_is_a_type_error_with_its_option_path(address: str) -> None:
+    error = nix_eval_error(eval_harness() + "h.summarize h.applianceSummary (h.evalSystem { modules = [ ({ ... }: {"
+                           + _with_tftp_listen(address) + "}) ]; }).config")
+    assert "services.netboot-appliance.settings.server.tftp_listen" in error, error[-1500:]

@@ -154,3 +154,28 @@ def test_boot_styles_json_is_what_the_registry_generates(nix_eval) -> None:
     generated = subprocess.run([sys.executable, "-m", "appliance.boot.styles"], capture_output=True, text=True,
                                check=True, timeout=60).stdout
     assert nix_eval("lib.bootStyles") == json.loads(generated)
+
+
+_LISTEN = ["0.0.0.0:69", "10.0.4.3", "10.0.4.3:", "10.0.4.3:0069", "[::]:1069", "[::]", "[::]:", "::", "::1",
+           " [::]:1069 ", " 10.0.4.3:6969", "[fd00::3]:3260", "10.0.4.3:tftp", "10.0.4.3:99999", "[::1]:x",
+           "[::1]x", "localhost:69", "10.0.4.3:69:1", "", "10.0.4.3 :69", "10.0.4.3:65535", "10.0.4.3:65536",
+           "999.0.0.1:69", "cafe"]
+# Made of an IP literal's characters but no IP address: left to `netboot check` at build time.
+_BAD_IP_LITERALS = {"10.0.4.3:69:1", "999.0.0.1:69", "cafe"}
+
+
+@pytest.mark.parametrize("address", _LISTEN)
+def test_listen_addresses_the_modules_accept_have_the_appliances_port(nix_eval, address: str) -> None:
+    """What the firewall opens is the port the appliance binds; what the module types refuse, the
+    appliance refuses too (the module may let a bad IP literal through to `netboot check`)."""
+    from appliance.listen import parse_listen
+
+    try:
+        port, refusal = parse_listen(address, 69)[1], ""
+    except ValueError as exc:
+        port, refusal = None, str(exc)
+    accepted = nix_eval(f"lib.isListenAddress {json.dumps(address)}")
+    if port is not None:
+        assert accepted and nix_eval(f"lib.listenPort 69 {json.dumps(address)}") == port
+    elif address not in _BAD_IP_LITERALS:
+        assert not accepted, refusal
