@@ -345,6 +345,45 @@ def test_rotated_chap_secret_is_rewritten(lab: Lab):
     assert lab.initiator.inq(CHAPPY, CHAP_INITIATOR, Chap("pi-chap", CHAP_SECRET)).ok
 
 
+BORROWER = "iqn.2003-01.org.linux-iscsi.lab:borrower"
+
+
+def test_a_handmade_target_exporting_an_owned_backstore_is_never_cut_off(lab: Lab):
+    # rtslib's StorageObject.delete() deletes every LUN on the backstore, in any target.
+    made = lab.rtslib(
+        f"t = r.Target(fm, '{BORROWER}', mode='create')\n"
+        "r.LUN(r.TPG(t, 1, mode='create'), 7, r.FileIOStorageObject('netboot-pi-desktop'))\n")
+    assert made.ok, made.stderr
+    borrowed = ("t = r.Target(fm, '" + BORROWER + "', mode='lookup')\n"
+                "print(sorted((l.lun, l.storage_object.name) for tpg in t.tpgs for l in tpg.luns))")
+    try:
+        plan = lab.netboot("iscsi", "plan", config=REDUCED_CONF)
+        _say(*plan.stdout.splitlines())
+        assert plan.rc == 1 and BORROWER in plan.stdout and "remove that LUN first" in plan.stdout
+        refused = lab.netboot("iscsi", "apply", "--allow-destroy", config=REDUCED_CONF)
+        _say(refused.stderr.strip().splitlines()[-1])
+        assert refused.rc == 1 and BORROWER in refused.stderr
+        assert lab.rtslib(borrowed).check().stdout.strip() == "[(7, 'netboot-pi-desktop')]"
+        assert lab.initiator.inq(DESK, DESK_INITIATOR).ok          # nothing was applied
+
+        # The edge refuses too, whatever plan it is handed (a LUN added after observing,
+        # or in a fabric the planner does not read).
+        edge = lab.vm.run(["python3", "-c", (
+            "from appliance.iscsi import LioAdapter\n"
+            "from appliance.iscsi.plan import Plan, DeleteBackstore\n"
+            "from appliance.errors import IscsiError\n"
+            "a = LioAdapter.open()\n"
+            "try:\n"
+            "    a.execute(Plan((DeleteBackstore('fileio', 'netboot-pi-desktop', None, 'test'),)), None)\n"
+            "except IscsiError as e:\n"
+            "    print('refused:', e)\n")], timeout=120)
+        _say(edge.stdout.strip())
+        assert edge.ok and "refused:" in edge.stdout and BORROWER in edge.stdout, edge.stdout + edge.stderr
+        assert lab.rtslib(borrowed).check().stdout.strip() == "[(7, 'netboot-pi-desktop')]"
+    finally:
+        assert lab.rtslib(f"r.Target(fm, '{BORROWER}', mode='lookup').delete()\n").ok
+
+
 # 4 -------------------------------------------------------------------------------------
 
 def test_removed_host_is_refused_then_removed_from_lio_only(lab: Lab):

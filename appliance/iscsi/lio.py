@@ -193,7 +193,7 @@ class LioAdapter:
             case CreateBackstore():
                 self._create_backstore(action)
             case DeleteBackstore(plugin=plugin, name=name):
-                self._storage_object(plugin, name).delete()
+                self._delete_backstore(plugin, name)
             case CreateTarget(target=iqn):
                 r.Target(self._iscsi(), iqn, mode="create")
             case DeleteTarget(target=iqn):
@@ -248,6 +248,17 @@ class LioAdapter:
             if so.plugin == plugin and so.name == name:
                 return so
         raise IscsiError(f"LIO: no {plugin} backstore named {name}")
+
+    def _delete_backstore(self, plugin: str, name: str) -> None:
+        so = self._storage_object(plugin, name)
+        # rtslib's delete() also deletes every LUN on it, in any fabric's target.  The plan
+        # deletes the appliance's own LUNs first, so any still here are someone else's.
+        left = [f"{lun.parent_tpg.parent_target.wwn} tpg {lun.parent_tpg.tag} LUN {lun.lun}"
+                for lun in so.attached_luns]
+        if left:
+            raise IscsiError(f"LIO: not deleting backstore {plugin}/{name}: it is still exported by "
+                             f"{', '.join(left)}, which the appliance does not manage")
+        so.delete()
 
     def _create_backstore(self, action: CreateBackstore) -> None:
         if action.plugin == "block":

@@ -22,7 +22,9 @@ Backing files (fileio):
 - existing and larger → never shrunk; exported as its first ``size`` bytes
   only with allow_destroy (the operator asked for that size explicitly);
 - already backing another backstore (owned or not), or wanted by two hosts
-  → conflict (two writers on one disk), refused even with allow_destroy.
+  → conflict (two writers on one disk), refused even with allow_destroy;
+  so is an owned backstore that a target the appliance does not manage
+  exports (deleting the backstore would delete that LUN too).
   Files and devices are compared by identity (inode, device number, resolved
   path: ``FileObserved.identity``), never by how their path is written.
 """
@@ -457,7 +459,8 @@ def plan(desired: LioDesired, observed: LioObserved, allow_destroy: bool = False
 
     for target in desired.targets:
         _plan_target(target, observed, actions, conflicts)
-    conflicts += _shared_disks(desired, observed, wanted_backstores)
+    conflicts += _shared_disks(desired, observed, wanted_backstores, allow_destroy)
+    conflicts += _foreign_exports(desired, observed)
 
     actions.sort(key=lambda a: a.phase)  # stable: per-host order kept within a phase
     refusals = [r for r in conflicts if not (allow_destroy and r.overridable)]
@@ -587,25 +590,49 @@ def _plan_backstore(t: TargetDesired, observed: LioObserved, actions: list[Actio
     return False
 
 
-def _shared_disks(desired: LioDesired, observed: LioObserved, wanted_backstores: set[str]) -> list[Refusal]:
+def _shared_disks(desired: LioDesired, observed: LioObserved, wanted_backstores: set[str],
+                  allow_destroy: bool) -> list[Refusal]:
     """Two writers on one disk: a host's file or device that already backs
     another backstore (owned or not, unless this plan removes it) or that
     another host wants too."""
     conflicts = []
-    claims: list[tuple[str, str, str]] = []     # (identity, backstore name, who holds it)
+    claims: list[tuple[str, str, str, bool]] = []   # (identity, backstore name, who holds it, overridable)
     for o in observed.backstores:
-        if o.path and (o.name in wanted_backstores or not owns_backstore(o.name)):
-            unmanaged = "" if owns_backstore(o.name) else ", which the appliance does not manage"
-            claims.append((observed.identity(o.path), o.name, f"backstore {o.plugin}/{o.name} ({o.path}{unmanaged})"))
+        if not o.path:
+            continue
+        if not owns_backstore(o.name):
+            claims.append((observed.identity(o.path), o.name,
+                           f"backstore {o.plugin}/{o.name} ({o.path}, which the appliance does not manage)", False))
+        elif o.name in wanted_backstores:
+            claims.append((observed.identity(o.path), o.name, f"backstore {o.plugin}/{o.name} ({o.path})", False))
+        elif not allow_destroy:
+            # A removed (or renamed) host's backstore stays until --allow-destroy deletes it
+            # (deletions run before creations); an automatic apply keeps it.
+            claims.append((observed.identity(o.path), o.name,
+                           f"backstore {o.plugin}/{o.name} ({o.path}) of a host no longer configured, "
+                           "kept until its removal is allowed", True))
     for t in desired.targets:
         bs = t.backstore
         identity = observed.identity(bs.path)
-        holder = next((who for key, name, who in claims if key == identity and name != bs.name), None)
+        holder = next(((who, overridable) for key, name, who, overridable in claims
+                       if key == identity and name != bs.name), None)
         if holder is not None:
-            conflicts.append(Refusal(bs.name, f"host {t.host}'s LUN {bs.path} is the same disk as {holder}; "
-                                              "two writers would corrupt it", overridable=False))
-        claims.append((identity, bs.name, f"host {t.host}'s LUN {bs.path}"))
+            conflicts.append(Refusal(bs.name, f"host {t.host}'s LUN {bs.path} is the same disk as {holder[0]}; "
+                                              "two writers would corrupt it", overridable=holder[1]))
+        claims.append((identity, bs.name, f"host {t.host}'s LUN {bs.path}", False))
     return conflicts
+
+
+def _foreign_exports(desired: LioDesired, observed: LioObserved) -> list[Refusal]:
+    """An owned backstore that a target the appliance does not manage exports: a second
+    writer on the host's disk, and deleting the backstore would delete that LUN too
+    (rtslib's ``StorageObject.delete()`` removes every LUN on it, in any target)."""
+    return [Refusal(lun.backstore[1], f"backstore {lun.backstore[0]}/{lun.backstore[1]} is exported as LUN "
+                                      f"{lun.index} of target {target.iqn} tpg {tpg.tag}, which the appliance "
+                                      "does not manage; remove that LUN first", overridable=False)
+            for target in observed.targets if not desired.owns_target(target.iqn)
+            for tpg in target.tpgs for lun in tpg.luns
+            if lun.backstore is not None and owns_backstore(lun.backstore[1])]
 
 
 def _backstore_matches(bs: BackstoreDesired, o: BackstoreObserved, observed: LioObserved) -> bool:

@@ -450,6 +450,39 @@ def test_a_removed_hosts_backstore_may_hand_its_file_over_with_allow_destroy():
     assert verbs(allowed).index("delete-backstore") < verbs(allowed).index("create-backstore")
 
 
+def test_a_renamed_host_is_not_exported_twice_while_the_old_name_is_withheld():
+    # The daemon's automatic apply withholds the old name's removal; creating the new
+    # name's backstore on the same file meanwhile would make two writers on one disk.
+    observed = converge(config(host("pi-desktop", LunSpec("file", A_IMG, 64 * MiB))),
+                        LioObserved(files=(_file(A_IMG),)))
+    observed = replace(observed, files=observed.files + (_file("/srv/hard-link.img"),))
+    renamed = config(host("pi-kitchen", LunSpec("file", Path("/srv/hard-link.img"), 64 * MiB)))
+    kept, withheld = plan(desired(renamed), observed).split_refused()
+    assert not any(isinstance(a, p.CreateBackstore) for a in kept.actions), format_plan(kept)
+    assert any(isinstance(a, p.CreateBackstore) and a.name == "netboot-pi-kitchen" for a in withheld)
+    refusal = next(r for r in plan(desired(renamed), observed).refusals if r.subject == "netboot-pi-kitchen")
+    assert refusal.overridable and "netboot-pi-desktop" in refusal.reason
+
+
+def test_owned_backstore_exported_by_a_foreign_target_is_never_deleted():
+    # rtslib's StorageObject.delete() removes every LUN on it, in any target: a handmade
+    # target exporting the appliance's backstore would lose its LUN, and it is a second
+    # writer on the host's disk.
+    observed = converge(TWO)
+    foreign = TargetObserved("iqn.2003-01.org.linux-iscsi.nas:sn.1234", (
+        TpgObserved(1, True, (), (), (LunObserved(3, ("fileio", "netboot-pi-kitchen")),), ()),))
+    observed = replace(observed, targets=observed.targets + (foreign,))
+    for cfg in (TWO, config(host("pi-desktop", chap=CHAP)),
+                config(host("pi-desktop", chap=CHAP), host("pi-kitchen", LunSpec("file", Path("/srv/luns/pi-kitchen.img"), 128 * MiB)))):
+        for allow in (False, True):
+            the_plan = plan(desired(cfg), observed, allow)
+            conflicts = [r for r in the_plan.refusals if not r.overridable]
+            assert [r.subject for r in conflicts] == ["netboot-pi-kitchen"], format_plan(the_plan)
+            assert "linux-iscsi.nas:sn.1234" in conflicts[0].reason
+            kept, _ = the_plan.split_refused()
+            assert not [a for a in kept.actions if "pi-kitchen" in a.describe()], format_plan(kept)
+
+
 def test_own_backstore_named_differently_but_the_same_file_is_kept():
     observed = converge(config(host("pi-kitchen", LunSpec("file", A_IMG, 64 * MiB))),
                         LioObserved(files=(_file(A_IMG),)))
