@@ -303,12 +303,14 @@ class App:
             report = iscsi_apply(self.config, allow_destroy)
         except DestructiveChange as exc:
             the_plan = getattr(exc, "plan", None)
+            hard = [r for r in the_plan.refusals if not r.overridable] if the_plan is not None else []
+            why = ("netboot iscsi apply: refused, nothing applied: " + "; ".join(map(str, hard))
+                   + " (--allow-destroy does not override this)" if hard else
+                   "netboot iscsi apply: refused, nothing applied; re-run with --allow-destroy to make "
+                   "these changes (LIO objects only: backing files are never deleted or truncated)")
             return Report({"error": str(exc), "kind": "DestructiveChange",
                            "plan": the_plan.as_json() if the_plan else None},
-                          (format_plan(the_plan),) if the_plan is not None else (),
-                          ("netboot iscsi apply: refused, nothing applied; re-run with --allow-destroy to make "
-                           "these changes (LIO objects only: backing files are never deleted or truncated)",),
-                          exc.exit_code)
+                          (format_plan(the_plan),) if the_plan is not None else (), (why,), exc.exit_code)
         except ApplianceError as exc:
             return _iscsi_failure("apply", exc)
         if report.disabled:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,7 +258,7 @@ class LioAdapter:
                 for lun in so.attached_luns]
         if left:
             raise IscsiError(f"LIO: not deleting backstore {plugin}/{name}: it is still exported by "
-                             f"{', '.join(left)}, which the appliance does not manage")
+                             f"{', '.join(left)}, which this plan does not remove")
         so.delete()
 
     def _create_backstore(self, action: CreateBackstore) -> None:
@@ -296,6 +297,8 @@ def ensure_backing_file(path: Path, size: int, grow: bool = False) -> str:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except FileExistsError:
         pass
+    except OSError as exc:
+        raise IscsiError(f"cannot create {path}: {exc.strerror}") from exc
     else:
         try:
             os.ftruncate(fd, size)   # a brand-new, empty file: extending it is sparse
@@ -303,9 +306,17 @@ def ensure_backing_file(path: Path, size: int, grow: bool = False) -> str:
         finally:
             os.close(fd)
         return "created"
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)   # no O_TRUNC, ever
+    # No O_TRUNC, ever.  O_NONBLOCK: a FIFO put there since the plan must not hang the apply.
     try:
-        current = os.fstat(fd).st_size
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as exc:   # ENXIO: a FIFO without a reader; EISDIR: a directory
+        raise IscsiError(f"{path} is not a regular file (any more) or cannot be opened: {exc.strerror}; "
+                         "nothing done") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise IscsiError(f"{path} is not a regular file (any more): nothing done; plan again")
+        current = st.st_size
         if current >= size:
             return "kept"
         if not grow:

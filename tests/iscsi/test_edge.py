@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,35 @@ def test_backing_file_is_created_sparse_and_never_truncated(tmp_path):
         ensure_backing_file(f, 128 << 20)                     # smaller: refused without grow
     assert ensure_backing_file(f, 128 << 20, grow=True) == "grown"
     assert os.stat(f).st_size == 128 << 20 and f.read_bytes()[:4] == b"data"
+
+
+def test_backing_path_swapped_for_a_fifo_or_device_after_the_plan_is_refused_at_once(tmp_path):
+    # Between observing and applying, the path may have become something else: a FIFO
+    # without a reader used to block the apply (holding the apply lock) for ever, and a
+    # device node was opened, "grown" and handed to fileio.
+    fifo = tmp_path / "lun.img"
+    os.mkfifo(fifo)
+    outcome: list[BaseException | str] = []
+
+    def call() -> None:
+        try:
+            outcome.append(ensure_backing_file(fifo, 64 << 20))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    worker.join(10)
+    if worker.is_alive():
+        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))   # let the blocked open return
+        worker.join(10)
+        pytest.fail("ensure_backing_file blocked on a FIFO")
+    assert isinstance(outcome[0], IscsiError) and "not a regular file" in str(outcome[0]), outcome
+    device = tmp_path / "dev.img"
+    device.symlink_to("/dev/null")
+    for grow in (False, True):
+        with pytest.raises(IscsiError, match="not a regular file"):
+            ensure_backing_file(device, 64 << 20, grow=grow)
 
 
 # -- sessions --------------------------------------------------------------------------
