@@ -94,8 +94,13 @@ in
       };
       portal = mkOption {
         type = types.str;
-        default = "${cfg.appliance.address}:3260";
-        defaultText = literalExpression ''"''${config.netboot.client.appliance.address}:3260"'';
+        # An IPv6 literal is bracketed: unbracketed, ":3260" would read as part of the address.
+        default =
+          if lib.hasInfix ":" cfg.appliance.address then
+            "[${cfg.appliance.address}]:3260"
+          else
+            "${cfg.appliance.address}:3260";
+        defaultText = literalExpression ''"''${config.netboot.client.appliance.address}:3260" (IPv6 in brackets)'';
         description = "iSCSI portal (`ip:port`) to discover the root target on.";
       };
       targetPrefix = mkOption {
@@ -384,7 +389,9 @@ in
         startLimitIntervalSec = 0;
         serviceConfig = {
           Type = "oneshot";
-          ExecStart = escapeShellArgs cfg.confirm.command;
+          # systemd unquotes like a shell but also expands `%` specifiers and
+          # `$` variables, even inside quotes: ssh's %h/%p must reach ssh.
+          ExecStart = lib.replaceStrings [ "%" "$" ] [ "%%" "$$" ] (escapeShellArgs cfg.confirm.command);
           Restart = "on-failure";
           RestartSec = "15s";
         };

@@ -462,3 +462,18 @@ def test_a_bad_listen_address_is_a_type_error_with_its_option_path(address: str)
     error = nix_eval_error(eval_harness() + "h.summarize h.applianceSummary (h.evalSystem { modules = [ ({ ... }: {"
                            + _with_tftp_listen(address) + "}) ]; }).config")
     assert "services.netboot-appliance.settings.server.tftp_listen" in error, error[-1500:]
+
+
+def test_client_confirm_command_reaches_ssh_verbatim_through_systemd() -> None:
+    """ExecStart= expands `%` specifiers and `$` variables: ssh's own %h/%p and a literal `$`
+    must arrive as written (doubled in the unit)."""
+    body = CLIENT_BASE.replace('initrdNetworkModules = [ "bcmgenet" ];', 'initrdNetworkModules = [ "bcmgenet" ]; '
+                               'appliance.sshOptions = [ "-o" "ProxyCommand=ssh -W %h:%p bastion" "-o" "User=$x" ];')
+    confirm = client(body)["confirm"]["ExecStart"]
+    assert "%%h:%%p" in confirm and "$$x" in confirm, confirm
+    assert "%h" not in confirm.replace("%%h", ""), confirm
+
+
+def test_client_portal_of_an_ipv6_appliance_is_bracketed() -> None:
+    body = CLIENT_BASE.replace('appliance.address = "10.0.4.3";', 'appliance.address = "fd00::3";')
+    assert client(body)["iscsi"]["discoverPortal"] == "[fd00::3]:3260"
