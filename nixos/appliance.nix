@@ -71,7 +71,7 @@ let
     };
 
   # The appliance's own rules (appliance/config/values.py), so a typo stops here.
-  inherit (netbootLib.optionTypes types) iscsiName listenAddress targetPrefix;
+  inherit (netbootLib.optionTypes types) iscsiName listenAddress macAddress targetPrefix;
 
   chapType = types.submodule {
     # Free-form only so that an inline `secret` reaches the assertion below
@@ -146,7 +146,7 @@ let
             + ".";
         };
         mac = mkOption {
-          type = types.nullOr types.str;
+          type = types.nullOr macAddress;
           default = null;
           example = "dc:a6:32:01:02:03";
           description = "MAC address the host boots from (required for uboot and ipxe, and for `tftp_prefix = \"mac\"`).";
@@ -508,6 +508,14 @@ in
           or a backslash, which the generated systemd unit and tmpfiles rules would split
           or expand; choose paths without them:
             ${concatStringsSep "\n    " (map (p: "services.netboot-appliance.settings.${p}") (netbootLib.unitUnsafePaths cfg.settings))}
+        '';
+      }
+      {
+        # Checked here too: a cross-compiled build cannot run `netboot check`.
+        assertion = netbootLib.duplicateMacs cfg.settings == [ ];
+        message = ''
+          services.netboot-appliance.settings: a MAC address identifies one host; fix:
+            ${concatStringsSep "\n    " (netbootLib.duplicateMacs cfg.settings)}
         '';
       }
       {

@@ -41,6 +41,9 @@ rec {
     iscsiName = types.addCheck types.str isIscsiName // {
       description = "iSCSI name (lower-case iqn.YYYY-MM.reverse.domain[:identifier] or eui.<16 hex digits>)";
     };
+    macAddress = types.addCheck types.str (mac: normalizeMac mac != null) // {
+      description = "MAC address of a network card (six hex pairs, `:` or `-`, any case)";
+    };
     listenAddress = types.addCheck types.str isListenAddress // {
       description = "listen address (IP literal, IPv6 in brackets, optionally :port)";
     };
@@ -48,6 +51,44 @@ rec {
       description = "iSCSI name without `:` (lower-case iqn.YYYY-MM.reverse.domain)";
     };
   };
+
+  # A MAC address as the appliance normalises it (appliance/config/values.py): six hex
+  # pairs separated all by ':' or all by '-', any case, surrounding whitespace ignored →
+  # "dc:a6:32:01:02:03"; null for anything else, and for group (multicast, broadcast)
+  # and all-zero addresses, which no network card has.
+  normalizeMac =
+    mac:
+    let
+      trimmed = builtins.match "[[:space:]]*([^[:space:]]*)[[:space:]]*" mac;
+      lower = builtins.replaceStrings [ "A" "B" "C" "D" "E" "F" "-" ] [ "a" "b" "c" "d" "e" "f" ":" ] (builtins.head trimmed);
+      pair = "[0-9a-fA-F]{2}";
+      sameSeparator = sep: builtins.match "${pair}(${sep}${pair}){5}" (builtins.head trimmed) != null;
+      groupBit = builtins.elem (builtins.substring 1 1 lower) [ "1" "3" "5" "7" "9" "b" "d" "f" ];
+    in
+    if !(builtins.isString mac) || trimmed == null || !(sameSeparator ":" || sameSeparator "-") then
+      null
+    else if groupBit || lower == "00:00:00:00:00:00" then
+      null
+    else
+      lower;
+
+  # "hosts.<b>.mac: … is already used by host <a>" for each MAC given to a second host.
+  duplicateMacs =
+    settings:
+    let
+      hosts = hostsOf settings;
+      withMac = builtins.filter (name: normalizeMac (hosts.${name}.mac or null) != null) (builtins.attrNames hosts);
+      step =
+        acc: name:
+        let
+          mac = normalizeMac hosts.${name}.mac;
+        in
+        if acc.seen ? ${mac} then
+          acc // { found = acc.found ++ [ "hosts.${name}.mac: ${mac} is already used by host ${acc.seen.${mac}}" ]; }
+        else
+          acc // { seen = acc.seen // { ${mac} = name; }; };
+    in
+    (builtins.foldl' step { seen = { }; found = [ ]; } withMac).found;
 
   # Target IQN the appliance creates for a host (README: iSCSI root LUNs).
   targetIqn = prefix: host: "${prefix}:${host}";

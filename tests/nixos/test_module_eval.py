@@ -477,3 +477,21 @@ def test_client_confirm_command_reaches_ssh_verbatim_through_systemd() -> None:
 def test_client_portal_of_an_ipv6_appliance_is_bracketed() -> None:
     body = CLIENT_BASE.replace('appliance.address = "10.0.4.3";', 'appliance.address = "fd00::3";')
     assert client(body)["iscsi"]["discoverPortal"] == "[fd00::3]:3260"
+
+
+def test_the_same_mac_on_two_hosts_fails_at_evaluation() -> None:
+    """Also when cross-compiling, where the build cannot run `netboot check`."""
+    body = ISCSI_OFF.replace('settings.hosts.lab = { boot = "uboot"; mac = "52:54:00:aa:bb:cc"; };',
+                             'settings.hosts.lab = { boot = "uboot"; mac = "52:54:00:aa:bb:cc"; };'
+                             ' settings.hosts.lab2 = { boot = "ipxe"; mac = "52-54-00-AA-BB-CC"; };')
+    assert body != ISCSI_OFF
+    failed = failed_assertions(body)
+    assert len(failed) == 1 and "hosts.lab2.mac" in failed[0] and "52:54:00:aa:bb:cc" in failed[0] \
+        and "lab" in failed[0], failed
+
+
+@pytest.mark.parametrize("mac", ["52:54:00:aa:bb", "01:00:5e:00:00:01", "52:54:00:aa:bb:cg"])
+def test_a_bad_mac_is_a_type_error_with_its_option_path(mac: str) -> None:
+    error = nix_eval_error(eval_harness() + "h.summarize h.applianceSummary (h.evalSystem { modules = [ ({ ... }: {"
+                           + ISCSI_OFF.replace('"52:54:00:aa:bb:cc"', nix_string(mac)) + "}) ]; }).config")
+    assert "services.netboot-appliance.settings.hosts.lab.mac" in error and "MAC" in error, error[-1500:]

@@ -179,3 +179,19 @@ def test_listen_addresses_the_modules_accept_have_the_appliances_port(nix_eval, 
         assert accepted and nix_eval(f"lib.listenPort 69 {json.dumps(address)}") == port
     elif address not in _BAD_IP_LITERALS:
         assert not accepted, refusal
+
+
+_MACS = ["dc:a6:32:01:02:03", "DC:A6:32:01:02:03", "dc-a6-32-01-02-03", "Dc-A6-32-01-02-03", "dc:a6-32:01:02:03",
+         "dc:a6:32:01:02", "dc:a6:32:01:02:03:04", "01:00:5e:00:00:01", "ff:ff:ff:ff:ff:ff", "00:00:00:00:00:00",
+         "dc:a6:32:01:02:0g", "dca632010203", " dc:a6:32:01:02:03 ", "02:00:00:00:00:00", "", "dc:a6:32:1:2:3"]
+
+
+@pytest.mark.parametrize("mac", _MACS)
+def test_mac_addresses_are_normalised_as_the_appliance_does(nix_eval, mac: str) -> None:
+    from appliance.config.values import ValueProblem, normalize_mac
+
+    try:
+        expected = normalize_mac(mac)
+    except ValueProblem:
+        expected = None
+    assert nix_eval(f"lib.normalizeMac {json.dumps(mac)}") == expected
