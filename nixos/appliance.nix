@@ -556,7 +556,9 @@ in
       "d ${cfg.settings.server.gcroots_dir} 0755 root root -"
     ]
     ++ optional (!stateInVarLib) "d ${stateDir} 0750 root root -"
-    ++ map (dir: "d ${dir} 0755 root root -") (netbootLib.profileDirs cfg.settings)
+    # Created (root, 0755) when missing; an existing one, perhaps a user's per-user
+    # profile directory, keeps its owner and mode ("-": tmpfiles adjusts neither).
+    ++ map (dir: "d ${dir} - - - -") (netbootLib.profileDirs cfg.settings)
     # rtslib keeps LIO's database root (persistent reservations) here.
     ++ optional iscsiEnabled "d /etc/target 0700 root root -";
 

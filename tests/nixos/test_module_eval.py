@@ -495,3 +495,26 @@ def test_a_bad_mac_is_a_type_error_with_its_option_path(mac: str) -> None:
     error = nix_eval_error(eval_harness() + "h.summarize h.applianceSummary (h.evalSystem { modules = [ ({ ... }: {"
                            + ISCSI_OFF.replace('"52:54:00:aa:bb:cc"', nix_string(mac)) + "}) ]; }).config")
     assert "services.netboot-appliance.settings.hosts.lab.mac" in error and "MAC" in error, error[-1500:]
+
+
+def test_tmpfiles_rules_create_profile_directories_but_leave_an_existing_ones_owner_and_mode(tmp_path) -> None:
+    """A host's profile may live in a user's directory (per-user profiles): systemd-tmpfiles,
+    run on the generated rules, must not hand it to root or open it up."""
+    if os.geteuid() != 0:
+        pytest.skip("chown needs root")
+    body = PI_NFS_CHAP.replace('tftp_prefix = "pi-desktop/";', 'tftp_prefix = "pi-desktop/"; '
+                               'profile = "/nix/var/nix/profiles/per-user/alice/pi-desktop";')
+    rules = appliance(body)["tmpfiles"]
+    root = tmp_path / "root"
+    alice = root / "nix/var/nix/profiles/per-user/alice"
+    alice.mkdir(parents=True)
+    os.chown(alice, 65534, 65534)
+    alice.chmod(0o700)
+    conf = tmp_path / "netboot.conf"
+    conf.write_text("\n".join(rules) + "\n")
+    proc = subprocess.run([_tool("systemd-tmpfiles"), f"--root={root}", "--create", str(conf)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    st = alice.stat()
+    assert (st.st_uid, st.st_mode & 0o7777) == (65534, 0o700), rules
+    assert (root / "nix/var/nix/gcroots/netboot").is_dir()    # what is missing is still created
