@@ -52,6 +52,8 @@ let
       '';
 
   hosts = cfg.settings.hosts;
+  badHostNames = filter (name: !netbootLib.isHostName name) (builtins.attrNames hosts);
+  unknownKeyHosts = filter (name: !(hosts ? ${name})) (builtins.attrNames cfg.clientKeys);
   stateDir = cfg.settings.server.state_dir;
   # systemd creates StateDirectory= only below /var/lib; elsewhere tmpfiles does.
   stateInVarLib = lib.hasPrefix "/var/lib/" stateDir;
@@ -516,6 +518,23 @@ in
         message = ''
           services.netboot-appliance.settings: a MAC address identifies one host; fix:
             ${concatStringsSep "\n    " (netbootLib.duplicateMacs cfg.settings)}
+        '';
+      }
+      {
+        assertion = badHostNames == [ ];
+        message = ''
+          services.netboot-appliance.settings.hosts: host names are lower-case letters, digits
+          and '-' (they become part of IQNs and LIO names); rename:
+            ${concatStringsSep "\n    " (map builtins.toJSON badHostNames)}
+        '';
+      }
+      {
+        assertion = unknownKeyHosts == [ ];
+        message = ''
+          services.netboot-appliance.clientKeys: no host of that name in settings.hosts
+          (${concatStringsSep ", " (builtins.attrNames hosts)}), so every register and
+          confirm of these keys would be refused:
+            ${concatStringsSep "\n    " (map (name: "clientKeys.${name}") unknownKeyHosts)}
         '';
       }
       {

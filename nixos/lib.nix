@@ -90,6 +90,10 @@ rec {
     in
     (builtins.foldl' step { seen = { }; found = [ ]; } withMac).found;
 
+  # A host name as the appliance accepts it: it becomes part of IQNs, LIO names and
+  # the forced command of the host's SSH keys.
+  isHostName = name: builtins.match "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?" name != null;
+
   # Target IQN the appliance creates for a host (README: iSCSI root LUNs).
   targetIqn = prefix: host: "${prefix}:${host}";
 

@@ -93,8 +93,9 @@ def full_nixpkgs() -> Path | None:
 
 
 def nix_string(value: str) -> str:
-    """A Nix string literal (JSON string escapes are Nix's, but `${` must not interpolate)."""
-    return json.dumps(value).replace("${", "\\${")
+    """A Nix string literal (JSON string escapes are Nix's, but `${` must not interpolate, and
+    Nix has no `\\u` escape: other characters are written as they are, in UTF-8)."""
+    return json.dumps(value, ensure_ascii=False).replace("${", "\\${")
 
 
 def eval_harness() -> str:

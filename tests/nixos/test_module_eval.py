@@ -518,3 +518,18 @@ def test_tmpfiles_rules_create_profile_directories_but_leave_an_existing_ones_ow
     st = alice.stat()
     assert (st.st_uid, st.st_mode & 0o7777) == (65534, 0o700), rules
     assert (root / "nix/var/nix/gcroots/netboot").is_dir()    # what is missing is still created
+
+
+def test_client_keys_for_a_host_that_does_not_exist_fail_at_evaluation() -> None:
+    """A misspelt host would get a key whose every register and confirm is refused."""
+    failed = failed_assertions(PI_NFS_CHAP.replace("clientKeys.pi-desktop", "clientKeys.pi-dekstop"))
+    assert len(failed) == 1 and "clientKeys.pi-dekstop" in failed[0] and "pi-desktop" in failed[0], failed
+
+
+@pytest.mark.parametrize("name", ["Pi-Desktop", "pi_desktop", "pi desktop", 'pi"x', "-pi", "pi\\n", "p\u00ef"])
+def test_a_host_name_the_appliance_refuses_fails_at_evaluation(name: str) -> None:
+    """Host names go into IQNs, LIO names and the clients' forced SSH command."""
+    body = ISCSI_OFF.replace("settings.hosts.lab =", f"settings.hosts.{nix_string(name)} =")
+    assert body != ISCSI_OFF
+    failed = failed_assertions(body)
+    assert any("host names are lower-case" in m and nix_string(name)[1:-1] in m for m in failed), failed

@@ -195,3 +195,11 @@ def test_mac_addresses_are_normalised_as_the_appliance_does(nix_eval, mac: str) 
     except ValueProblem:
         expected = None
     assert nix_eval(f"lib.normalizeMac {json.dumps(mac)}") == expected
+
+
+@pytest.mark.parametrize("name", ["pi-desktop", "pi4", "a", "a" * 63, "a" * 64, "Pi", "pi_desktop", "-pi", "pi-",
+                                  "pi\n", "p\u00ef", ""])
+def test_host_names_are_checked_as_the_appliance_does(nix_eval, name: str) -> None:
+    from appliance.config.values import HOST_NAME
+
+    assert nix_eval(f"lib.isHostName {json.dumps(name, ensure_ascii=False)}") is bool(HOST_NAME.match(name))
