@@ -61,6 +61,24 @@ let
   # The optional proxyDHCP binds :67/:4011 to one interface (SO_BINDTODEVICE needs CAP_NET_RAW).
   dhcpEnabled = (cfg.settings.dhcp or { }).enable or false;
 
+  # ProtectHome=true hides these, and systemd drops ReadWritePaths= below them; with
+  # ProtectHome=tmpfs what BindPaths=/BindReadOnlyPaths= list stays visible.
+  underHome = path: lib.any (dir: path == dir || lib.hasPrefix "${dir}/" path) [ "/home" "/root" "/run/user" ];
+  secretFiles = concatLists (
+    mapAttrsToList (
+      _: host:
+      if host.iscsi == null || host.iscsi.chap == null then
+        [ ]
+      else
+        filter (f: f != null) [
+          host.iscsi.chap.secret_file
+          host.iscsi.chap.mutual_secret_file
+        ]
+    ) hosts
+  );
+  homeSecretFiles = filter underHome secretFiles;
+  homeLunDirs = optionals iscsiEnabled (filter underHome lunFileDirs);
+
   hostLuns = filter (lun: lun != null) (
     mapAttrsToList (_: host: if host.iscsi == null then null else host.iscsi.lun) hosts
   );
@@ -671,7 +689,10 @@ in
         ProtectControlGroups = true;
         ProtectClock = true;
         ProtectHostname = true;
-        ProtectHome = true;
+        ProtectHome = if homeSecretFiles != [ ] || homeLunDirs != [ ] then "tmpfs" else true;
+        # "-": a missing file is the appliance's to report, not a unit that cannot start.
+        BindReadOnlyPaths = mkIf (homeSecretFiles != [ ]) (map (f: "-${f}") homeSecretFiles);
+        BindPaths = mkIf (homeLunDirs != [ ]) (map (d: "-${d}") homeLunDirs);
         PrivateTmp = true;
         # Not ProcSubset=pid: rtslib reads /proc/modules.
         ProtectProc = "invisible";

@@ -533,3 +533,17 @@ def test_a_host_name_the_appliance_refuses_fails_at_evaluation(name: str) -> Non
     assert body != ISCSI_OFF
     failed = failed_assertions(body)
     assert any("host names are lower-case" in m and nix_string(name)[1:-1] in m for m in failed), failed
+
+
+def test_secrets_and_luns_under_home_directories_are_bound_into_the_sandbox() -> None:
+    """ProtectHome=true hides /root, /home and /run/user, and systemd drops ReadWritePaths= below
+    them; with "tmpfs" the paths listed in BindPaths=/BindReadOnlyPaths= stay visible
+    (systemd.exec(5), ProtectHome=)."""
+    body = (PI_NFS_CHAP.replace("/run/secrets/netboot/pi-desktop-chap", "/root/secrets/pi-desktop-chap")
+            .replace("/mnt/nas/luns/pi-desktop.img", "/home/luns/pi-desktop.img"))
+    service = appliance(body)["serviceConfig"]
+    assert service["ProtectHome"] == "tmpfs"
+    assert service["BindReadOnlyPaths"] == ["-/root/secrets/pi-desktop-chap"]
+    assert service["BindPaths"] == ["-/home/luns"]
+    plain = appliance(PI_NFS_CHAP)["serviceConfig"]
+    assert plain["ProtectHome"] is True and not plain.get("BindReadOnlyPaths") and not plain.get("BindPaths")
