@@ -604,9 +604,16 @@ in
       allowedTCPPorts = netbootLib.iscsiPorts cfg.settings ++ netbootLib.httpPorts cfg.settings;
     };
 
+    # One authorized_keys line per key line: a string read from a .pub file may hold
+    # several keys, each of which gets the forced command; blank and # lines are dropped.
     users.users.root.openssh.authorizedKeys.keys = concatLists (
       mapAttrsToList (
-        host: keys: map (key: ''restrict,command="${lib.getExe clientGate} ${host}" ${key}'') keys
+        host: keys:
+        map (key: ''restrict,command="${lib.getExe clientGate} ${host}" ${key}'') (
+          filter (line: builtins.match "[[:space:]]*(#.*)?" line == null) (
+            concatLists (map (key: lib.splitString "\n" key) keys)
+          )
+        )
       ) cfg.clientKeys
     );
 

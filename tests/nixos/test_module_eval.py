@@ -547,3 +547,15 @@ def test_secrets_and_luns_under_home_directories_are_bound_into_the_sandbox() ->
     assert service["BindPaths"] == ["-/home/luns"]
     plain = appliance(PI_NFS_CHAP)["serviceConfig"]
     assert plain["ProtectHome"] is True and not plain.get("BindReadOnlyPaths") and not plain.get("BindPaths")
+
+
+def test_every_line_of_a_client_key_string_is_restricted() -> None:
+    """`builtins.readFile ./keys.pub` holding two keys must not give the second one a root shell."""
+    key_a = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDcJc0VsGqzqUFk9mpmGdRkVwD8nDbJ0H7s5SMh5L0vz a@pi"
+    key_b = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFx0xjqIsVZ0hj7tBvOZr0hdJrOrxOSqMRsb9dBCnFmJ b@pi"
+    start = PI_NFS_CHAP.index("clientKeys.pi-desktop = ")
+    body = PI_NFS_CHAP[:start] + f"clientKeys.pi-desktop = [ {nix_string(key_a + chr(10) + chr(10) + key_b + chr(10))} ];\n  }};\n"
+    keys = appliance(body)["rootKeys"]
+    lines = [line for key in keys for line in key.split("\n") if line.strip()]
+    assert len(lines) == 2 and all(line.startswith('restrict,command="') for line in lines), keys
+    assert lines[0].endswith(key_a) and lines[1].endswith(key_b)
