@@ -36,6 +36,12 @@ let
   ]
   ++ cfg.appliance.sshOptions;
 
+  # Nix from 2.26 splits NIX_SSHOPTS like a shell (NixOS/nix#12020), so an
+  # option with spaces (ProxyCommand=…) stays one argument; older Nix splits
+  # on whitespace and does not unquote, hence the assertion below.
+  nixUnquotesSshOpts = lib.versionAtLeast (lib.getVersion config.nix.package) "2.26";
+  nixSshOpts = if nixUnquotesSshOpts then escapeShellArgs sshArgs else lib.concatStringsSep " " sshArgs;
+
   # Called by switch-to-configuration as the boot loader installer (for
   # `nixos-rebuild switch` and `boot`, not `test`), and by hand:
   #   netboot-publish [TOPLEVEL]
@@ -51,8 +57,7 @@ let
       appliance=${escapeShellArg cfg.appliance.ssh}
       host=${escapeShellArg cfg.hostName}
       ssh_args=(${escapeShellArgs sshArgs})
-      # Nix splits NIX_SSHOPTS on whitespace; it does not unquote.
-      export NIX_SSHOPTS=${escapeShellArg (lib.concatStringsSep " " sshArgs)}
+      export NIX_SSHOPTS=${escapeShellArg nixSshOpts}
 
       echo "netboot: copying $toplevel to $appliance" >&2
       nix --extra-experimental-features nix-command copy --to "ssh-ng://$appliance" "$toplevel"
@@ -302,6 +307,16 @@ in
             works in the scripted initrd, but boot.initrd.systemd.enable is set
             to true. Remove that setting (netboot.client defaults it to false)
             or set boot.initrd.systemd.enable = lib.mkForce false.
+          '';
+        }
+        {
+          assertion =
+            cfg.publish.enable && !nixUnquotesSshOpts
+            -> lib.all (arg: builtins.match ".*[[:space:]].*" arg == null) sshArgs;
+          message = ''
+            netboot.client: Nix ${lib.getVersion config.nix.package} splits NIX_SSHOPTS on whitespace, so
+            `nix copy` would get these ssh arguments cut apart: ${builtins.toJSON sshArgs}.
+            Use Nix 2.26 or later, or options without spaces (`-J jump` instead of a ProxyCommand).
           '';
         }
         {

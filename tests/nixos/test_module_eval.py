@@ -559,3 +559,34 @@ def test_every_line_of_a_client_key_string_is_restricted() -> None:
     lines = [line for key in keys for line in key.split("\n") if line.strip()]
     assert len(lines) == 2 and all(line.startswith('restrict,command="') for line in lines), keys
     assert lines[0].endswith(key_a) and lines[1].endswith(key_b)
+
+
+def test_publish_hands_nix_copy_ssh_options_with_spaces_intact(tmp_path) -> None:
+    """Nix ≥ 2.26 splits NIX_SSHOPTS like a shell (NixOS/nix#12020): a ProxyCommand must
+    arrive as one argument, as it does for the ssh of `netboot register`."""
+    import shlex
+
+    options = ["-o", "ProxyCommand=ssh -W %h:%p jump 'quoted'", "-p", "2222"]
+    body = CLIENT_BASE.replace('initrdNetworkModules = [ "bcmgenet" ];', 'initrdNetworkModules = [ "bcmgenet" ]; '
+                               f'appliance.sshOptions = [ {" ".join(nix_string(o) for o in options)} ];')
+    script = tmp_path / "netboot-publish"
+    script.write_text(client(body)["publish"]["text"])
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    seen = tmp_path / "sshopts"
+    (bin_dir / "nix").write_text(f'#!/bin/bash\nprintf %s "$NIX_SSHOPTS" > {seen}\n')
+    (bin_dir / "ssh").write_text("#!/bin/sh\nexit 0\n")
+    for tool in ("ssh", "nix"):
+        (bin_dir / tool).chmod(0o755)
+    proc = subprocess.run(["bash", str(script), str(tmp_path)], capture_output=True, text=True,
+                          env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    assert shlex.split(seen.read_text())[-4:] == options
+
+
+def test_ssh_options_with_spaces_and_a_nix_that_splits_them_fail_with_what_to_do() -> None:
+    body = CLIENT_BASE.replace('initrdNetworkModules = [ "bcmgenet" ];', 'initrdNetworkModules = [ "bcmgenet" ]; '
+                               'appliance.sshOptions = [ "-o" "ProxyCommand=ssh -W %h:%p jump" ];') \
+        + 'nix.package = pkgs.nix // { version = "2.24.9"; };'
+    failed = failed_assertions(body, "clientSummary")
+    assert len(failed) == 1 and "NIX_SSHOPTS" in failed[0] and "2.26" in failed[0], failed
