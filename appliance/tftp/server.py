@@ -69,7 +69,7 @@ from ..errors import TftpError
 from ..listen import parse_listen
 from ..wakeup import LoopServer
 from .admission import Refuse, admit, refusal
-from .options import MAX_OPTIONS, WINDOWSIZE_MAX, OptionRefused, negotiate
+from .options import MAX_OPTIONS, WINDOWSIZE_MAX, OptionRefused, blksize_for_mtu, negotiate
 from .packets import (
     ERR_ILLEGAL_OP, ERR_OPTION, ERR_UNDEFINED, ERR_UNKNOWN_TID,
     OP_ACK, Error, MalformedPacket, Request, encode_error, parse_packet,
@@ -86,8 +86,9 @@ _IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)   # Linux value; missing from Pyt
 _MAX_REQUEST_BYTES = 1024      # RFC 2347 limits requests to 512 bytes; be lenient
 _SESSION_RECV_BYTES = 2048     # ACKs are 4 bytes; ERROR messages may be truncated
 _LISTEN_RECV_BYTES = 65536     # detect (and refuse) oversized requests
-_LOOPBACK_MAX_BLKSIZE = 65464
-_ETHERNET_MAX_BLKSIZE = {socket.AF_INET: 1468, socket.AF_INET6: 1448}   # MTU 1500
+_IP_MTU = getattr(socket, "IP_MTU", 14)         # Linux values; missing from Python 3.11
+_IPV6_MTU = getattr(socket, "IPV6_MTU", 24)
+_FALLBACK_MTU = 1500           # Ethernet, when the route's MTU cannot be read
 # A client that reuses its port may send its next RRQ before the worker has
 # read the final ACK of the previous transfer: such an RRQ is kept this long
 # and served when that transfer's record arrives.
@@ -668,7 +669,7 @@ class TftpServer(LoopServer):
                 size = netascii_size(content)
             try:
                 negotiated = negotiate(request.options, size=size,
-                                       max_blksize=self._max_blksize_for(listener.family, client[0]),
+                                       max_blksize=self._max_blksize_for(listener.family, local_ip, scope, addr),
                                        max_windowsize=self.max_windowsize, max_options=self.max_options)
             except OptionRefused as exc:
                 content.close()
@@ -894,15 +895,25 @@ class TftpServer(LoopServer):
                 if not self.stopping:
                     self._open(d.listener, d.request, d.addr, d.path, d.local_ip, d.scope)
 
-    def _max_blksize_for(self, family: int, client_ip: str) -> int:
+    def _max_blksize_for(self, family: int, local_ip: str, scope: int, addr: tuple) -> int:
+        """``max_blksize`` if set, else the largest blksize whose DATA fits the
+        MTU of the route to the client (path MTU once the kernel learned one):
+        1468 on Ethernet, less on a tunnel or a small-MTU link, 65464 on loopback."""
         if self.max_blksize is not None:
             return self.max_blksize
+        mtu = _FALLBACK_MTU
         try:
-            if ipaddress.ip_address(client_ip.split("%", 1)[0]).is_loopback:
-                return _LOOPBACK_MAX_BLKSIZE
-        except ValueError:
-            pass
-        return _ETHERNET_MAX_BLKSIZE.get(family, 1468)
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                # Routed like the session socket: from the address the request came to.
+                probe.bind((local_ip, 0, 0, scope) if family == socket.AF_INET6 else (local_ip, 0))
+                probe.connect(addr)
+                if family == socket.AF_INET6:
+                    mtu = probe.getsockopt(socket.IPPROTO_IPV6, _IPV6_MTU)
+                else:
+                    mtu = probe.getsockopt(socket.IPPROTO_IP, _IP_MTU)
+        except OSError:
+            pass                # no route, out of descriptors: the session fails or works alike
+        return blksize_for_mtu(mtu, ipv6=family == socket.AF_INET6)
 
     def _refuse(self, sock: socket.socket, addr: tuple, decision: Refuse) -> None:
         self._send_error(sock, addr, decision.code, decision.message)

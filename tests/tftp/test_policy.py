@@ -6,6 +6,7 @@ import pytest
 
 from appliance.content import AccessDenied, FileNotFound, clean_path
 from appliance.tftp import OptionRefused, negotiate
+from appliance.tftp.options import blksize_for_mtu
 
 
 @pytest.mark.parametrize("raw, cleaned", [
@@ -100,3 +101,12 @@ def test_too_many_options_are_refused():
 
 def test_tsize_unknown_size_is_left_out():
     assert negotiate((("tsize", "0"), ("blksize", "1024")), size=None).oack == (("blksize", "1024"),)
+
+
+@pytest.mark.parametrize("mtu, ipv6, blksize", [
+    (1500, False, 1468), (1500, True, 1448), (1280, True, 1228), (9000, False, 8968),
+    (65536, False, 65464),            # loopback: RFC 2348's maximum
+    (20, False, 8),                   # nonsense MTU: still a valid blksize
+])
+def test_blksize_for_mtu_leaves_room_for_ip_udp_and_tftp_headers(mtu, ipv6, blksize):
+    assert blksize_for_mtu(mtu, ipv6=ipv6) == blksize
