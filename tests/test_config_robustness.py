@@ -82,6 +82,22 @@ def test_missing_secret_file_is_a_warning_while_iscsi_is_off(tmp_path, netboot_c
     assert "iSCSI is disabled" in out.stderr
 
 
+def test_a_chap_secret_file_other_users_can_read_is_a_warning(tmp_path, netboot_cli):
+    path, text = write_valid_tree(tmp_path)
+    path.write_text(text)
+    secret = tmp_path / "secrets" / "chap"
+    secret.chmod(0o644)
+    warnings = config_warnings(load_config(path))
+    assert [w.path for w in warnings] == ["hosts.pi-desktop.iscsi.chap.secret_file"]
+    assert "0644" in warnings[0].message and "chmod 600" in warnings[0].message
+    out = netboot_cli("-c", path, "check")
+    assert out.returncode == 0 and "warning: hosts.pi-desktop.iscsi.chap.secret_file:" in out.stderr
+    secret.chmod(0o600)
+    assert config_warnings(load_config(path)) == []
+    secret.chmod(0o640)     # a group (e.g. keys on NixOS) is someone else too
+    assert [w.path for w in config_warnings(load_config(path))] == ["hosts.pi-desktop.iscsi.chap.secret_file"]
+
+
 def test_a_deep_value_the_parser_accepts_is_echoed_briefly(tmp_path, netboot_cli):
     path = tmp_path / "appliance.toml"
     path.write_text("[server]\nstate_dir = " + "[" * 300 + "1" + "]" * 300 + "\n")

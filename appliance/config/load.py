@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tomllib
 from pathlib import Path
 
@@ -101,7 +102,29 @@ def config_warnings(config: Config, check_files: bool = True) -> list[Problem]:
                     warnings.append(Problem(f"hosts.{name}.iscsi.chap.{key}",
                                             f"{secret} does not exist (fine while iSCSI is disabled; "
                                             "needed once [iscsi] enable = true)"))
+    if check_files:
+        warnings += _readable_secret_files(config)
     return warnings
+
+
+def _readable_secret_files(config: Config) -> list[Problem]:
+    """CHAP secret files that other users (or the file's group) can read: whoever reads
+    one can log in as that host and read or overwrite its root disk."""
+    found = []
+    for name, host in config.hosts.items():
+        chap = host.iscsi.chap if host.iscsi else None
+        if chap is None:
+            continue
+        for key, secret in (("secret_file", chap.secret_file), ("mutual_secret_file", chap.mutual_secret_file)):
+            try:
+                mode = os.stat(secret).st_mode if secret is not None else 0
+            except OSError:
+                continue   # missing: said elsewhere
+            if stat.S_ISREG(mode) and mode & 0o077:
+                found.append(Problem(f"hosts.{name}.iscsi.chap.{key}",
+                                     f"{secret} is readable by other users (mode {stat.S_IMODE(mode):04o}); "
+                                     f"chmod 600 {secret}"))
+    return found
 
 
 def file_problems(config: Config) -> list[Problem]:

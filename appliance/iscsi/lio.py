@@ -10,10 +10,12 @@ errors become ``IscsiError`` in exactly one place: ``_lio_errors``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import stat
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -293,18 +295,7 @@ def ensure_backing_file(path: Path, size: int, grow: bool = False) -> str:
     only with ``grow`` (the plan marks that destructive, i.e. it needed
     --allow-destroy); otherwise it is an error.  A larger file is left alone.
     """
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise IscsiError(f"cannot create {path}: {exc.strerror}") from exc
-    else:
-        try:
-            os.ftruncate(fd, size)   # a brand-new, empty file: extending it is sparse
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    if _create_complete(path, size):
         return "created"
     # No O_TRUNC, ever.  O_NONBLOCK: a FIFO put there since the plan must not hang the apply.
     try:
@@ -327,3 +318,57 @@ def ensure_backing_file(path: Path, size: int, grow: bool = False) -> str:
         return "grown"
     finally:
         os.close(fd)
+
+
+def _create_complete(path: Path, size: int) -> bool:
+    """Create ``path`` sparse at ``size``, complete or not at all; False if it exists.
+
+    The file is sized under a temporary name in the same directory, then hard-linked
+    to ``path``, which fails rather than replace anything there.  A file system that
+    refuses the size (EFBIG, EROFS, ...) leaves nothing behind, so the next plan does
+    not see an empty "existing" disk.  Without hard links (vfat) it is created in place.
+    """
+    if os.path.lexists(path):
+        return False
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
+    except OSError as exc:
+        raise IscsiError(f"cannot create {path}: {exc.strerror}") from exc
+    try:
+        try:
+            os.ftruncate(fd, size)   # a brand-new, empty file: extending it is sparse
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+            return _create_in_place(path, size)
+    except OSError as exc:
+        raise IscsiError(f"cannot create {path} at {size} bytes: {exc.strerror}") from exc
+    finally:
+        os.unlink(temporary)   # only the temporary name this call made
+    with contextlib.suppress(OSError):   # the new name itself survives a power cut
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    return True
+
+
+def _create_in_place(path: Path, size: int) -> bool:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return False
+    try:
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -119,6 +120,27 @@ def test_backing_file_is_created_sparse_and_never_truncated(tmp_path):
         ensure_backing_file(f, 128 << 20)                     # smaller: refused without grow
     assert ensure_backing_file(f, 128 << 20, grow=True) == "grown"
     assert os.stat(f).st_size == 128 << 20 and f.read_bytes()[:4] == b"data"
+
+
+def test_a_backing_file_that_cannot_be_made_full_size_is_not_left_behind_empty(tmp_path):
+    # A file system that refuses the size (EFBIG: its maximum file size, here a process
+    # limit) used to leave a 0-byte file at the path; the next plan then wanted to "grow"
+    # it with --allow-destroy.  The file appears at its path complete or not at all.
+    f = tmp_path / "lun.img"
+    code = ("import resource, signal, sys\n"
+            "from pathlib import Path\n"
+            "from appliance.errors import IscsiError\n"
+            "from appliance.iscsi.lio import ensure_backing_file\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))\n"
+            "try:\n"
+            "    ensure_backing_file(Path(sys.argv[1]), 64 << 20)\n"
+            "except IscsiError as exc:\n"
+            "    print('refused:', exc)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(f)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.startswith("refused:"), out.stdout + out.stderr
+    assert not f.exists() and os.listdir(tmp_path) == []
+    assert ensure_backing_file(f, 64 << 20) == "created" and os.listdir(tmp_path) == ["lun.img"]
 
 
 def test_backing_path_swapped_for_a_fifo_or_device_after_the_plan_is_refused_at_once(tmp_path):
