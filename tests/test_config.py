@@ -317,6 +317,17 @@ def test_two_hosts_with_one_initiator():
     assert list(problems(doc)) == ["hosts.b.iscsi.initiator"]
 
 
+@pytest.mark.parametrize("key", ["user", "mutual_user"])
+@pytest.mark.parametrize("user", ["", " pi", "pi desk\n", "pi\x00x", "NULL", "u" * 256])
+def test_chap_user_lio_cannot_take_is_refused_not_dropped(key, user):
+    # An empty user used to drop CHAP altogether (the target then took any login);
+    # LIO reads "NULL" as "clear", stores with "%s" (a NUL cuts it short) and keeps 255 bytes.
+    doc = spec_doc()
+    doc["hosts"]["pi-desktop"]["iscsi"]["chap"].update(mutual_user="netboot", mutual_secret_file="/run/secrets/m")
+    doc["hosts"]["pi-desktop"]["iscsi"]["chap"][key] = user
+    assert list(problems(doc)) == [f"hosts.pi-desktop.iscsi.chap.{key}"]
+
+
 @pytest.mark.parametrize("key", ["secret", "mutual_secret", "password"])
 def test_inline_chap_secret_is_refused_without_echoing_it(key):
     doc = spec_doc()

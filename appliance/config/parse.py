@@ -440,15 +440,15 @@ def _parse_chap(p: _Problems, at: str, raw: Any) -> ChapSpec | None:
         if key in t:
             # Never echo the value: it is a secret.
             p.add(f"{at}.{key}", "secrets must not be written in the config: put it in a file and use secret_file / mutual_secret_file")
-    user = p.value(f"{at}.user", t.get("user"), _typed(str, "a user name"), None) if "user" in t else None
+    user = p.value(f"{at}.user", t.get("user"), values.check_chap_user, None) if "user" in t else None
     if "user" not in t:
         p.add(f"{at}.user", "missing")
     secret_file = p.value(f"{at}.secret_file", t.get("secret_file"), _abs_path, None) if "secret_file" in t else None
     if "secret_file" not in t and "secret" not in t:
         p.add(f"{at}.secret_file", "missing")
-    mutual_user = p.value(f"{at}.mutual_user", t["mutual_user"], _typed(str, "a user name"), None) if "mutual_user" in t else None
+    mutual_user = p.value(f"{at}.mutual_user", t["mutual_user"], values.check_chap_user, None) if "mutual_user" in t else None
     mutual_file = p.value(f"{at}.mutual_secret_file", t["mutual_secret_file"], _abs_path, None) if "mutual_secret_file" in t else None
-    if (mutual_user is None) != (mutual_file is None) and "mutual_secret" not in t:
+    if ("mutual_user" in t) != ("mutual_secret_file" in t) and "mutual_secret" not in t:
         p.add(at, "mutual CHAP needs both mutual_user and mutual_secret_file")
     if not (user and secret_file):
         return None

@@ -52,6 +52,22 @@ def check_iqn(text: str) -> str:
     return value
 
 
+def check_chap_user(value: object) -> str:
+    """A CHAP name (RFC 7143 §12.1.3 CHAP_N) as LIO stores it: one line of at most 255
+    bytes, kept with "%s" (a NUL ends it); the word NULL clears it."""
+    if not isinstance(value, str):
+        raise ValueProblem(f"{value!r} is not a user name")
+    if not value:
+        raise ValueProblem("is empty (remove the chap table to turn CHAP off)")
+    if value != value.strip() or not value.isprintable():
+        raise ValueProblem(f"{value!r} starts or ends with a space or contains a control character")
+    if len(value.encode()) > 255:
+        raise ValueProblem(f"{value[:20]!r}... is longer than 255 bytes (LIO's limit)")
+    if value == "NULL":
+        raise ValueProblem("'NULL' is the word LIO reads as 'no user'")
+    return value
+
+
 def parse_size(value: object) -> int:
     """``"128G"`` → bytes (binary units, as targetcli uses); ints are bytes."""
     if isinstance(value, bool):
