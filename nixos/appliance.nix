@@ -55,8 +55,13 @@ let
   badHostNames = filter (name: !netbootLib.isHostName name) (builtins.attrNames hosts);
   unknownKeyHosts = filter (name: !(hosts ? ${name})) (builtins.attrNames cfg.clientKeys);
   stateDir = cfg.settings.server.state_dir;
+  # The directory's components, so "/var/lib/netboot/" and "/var/lib//netboot" count as
+  # /var/lib/netboot; it must be a directory of its own (at least two deep, not /var/lib).
+  stateDirParts = filter (part: part != "") (lib.splitString "/" stateDir);
+  stateDirOwn = builtins.length stateDirParts >= 2 && stateDirParts != [ "var" "lib" ];
   # systemd creates StateDirectory= only below /var/lib; elsewhere tmpfiles does.
-  stateInVarLib = lib.hasPrefix "/var/lib/" stateDir;
+  stateInVarLib = stateDirOwn && lib.take 2 stateDirParts == [ "var" "lib" ];
+  stateDirectoryName = concatStringsSep "/" (lib.drop 2 stateDirParts);
   iscsiEnabled = cfg.settings.iscsi.enable;
   # The optional proxyDHCP binds :67/:4011 to one interface (SO_BINDTODEVICE needs CAP_NET_RAW).
   dhcpEnabled = (cfg.settings.dhcp or { }).enable or false;
@@ -556,6 +561,13 @@ in
         '';
       }
       {
+        assertion = stateDirOwn;
+        message = ''
+          services.netboot-appliance.settings.server.state_dir = "${stateDir}": use a directory of
+          the appliance's own, such as /var/lib/netboot (the unit makes it root-only, 0750).
+        '';
+      }
+      {
         assertion = iscsiEnabled -> cfg.settings.iscsi.portals != [ ];
         message = "services.netboot-appliance.settings.iscsi.portals: iSCSI is enabled but no portal (ip:port) is listed.";
       }
@@ -592,7 +604,7 @@ in
     systemd.tmpfiles.rules = [
       "d ${cfg.settings.server.gcroots_dir} 0755 root root -"
     ]
-    ++ optional (!stateInVarLib) "d ${stateDir} 0750 root root -"
+    ++ optional (stateDirOwn && !stateInVarLib) "d ${stateDir} 0750 root root -"
     # Created (root, 0755) when missing; an existing one, perhaps a user's per-user
     # profile directory, keeps its owner and mode ("-": tmpfiles adjusts neither).
     ++ map (dir: "d ${dir} - - - -") (netbootLib.profileDirs cfg.settings)
@@ -651,7 +663,7 @@ in
         RestartSec = "2s";
         TimeoutStopSec = "30s";
 
-        StateDirectory = mkIf stateInVarLib (lib.removePrefix "/var/lib/" stateDir);
+        StateDirectory = mkIf stateInVarLib stateDirectoryName;
         StateDirectoryMode = mkIf stateInVarLib "0750";
         UMask = "0027";
 

@@ -590,3 +590,18 @@ def test_ssh_options_with_spaces_and_a_nix_that_splits_them_fail_with_what_to_do
         + 'nix.package = pkgs.nix // { version = "2.24.9"; };'
     failed = failed_assertions(body, "clientSummary")
     assert len(failed) == 1 and "NIX_SSHOPTS" in failed[0] and "2.26" in failed[0], failed
+
+
+@pytest.mark.parametrize("state_dir", ["/var/lib", "/var/lib/", "/srv", "/"])
+def test_a_state_directory_that_is_not_its_own_fails_at_evaluation(state_dir: str) -> None:
+    """tmpfiles would make /var/lib or /srv root-only (0750), or StateDirectory= would be empty."""
+    old = "netboot-appliance = {\n    enable = true;"
+    failed = failed_assertions(ISCSI_OFF.replace(old, old + f" settings.server.state_dir = {nix_string(state_dir)};"))
+    assert len(failed) == 1 and "server.state_dir" in failed[0], failed
+
+
+def test_a_state_directory_below_var_lib_with_a_trailing_slash_is_a_state_directory() -> None:
+    old = "netboot-appliance = {\n    enable = true;"
+    out = appliance(ISCSI_OFF.replace(old, old + ' settings.server.state_dir = "/var/lib/netboot/";'))
+    assert out["serviceConfig"]["StateDirectory"] == "netboot"
+    assert not any(rule.startswith("d /var/lib") for rule in out["tmpfiles"])
