@@ -15,7 +15,8 @@ Policies implemented here:
   the transfer ended, and answering it would OACK a finished client until the
   transfer gives up); another RRQ from that port is the client's next file;
 - a datagram on a session socket from any other address/port gets ERROR 5
-  and does not touch the session;
+  (an ERROR gets nothing: errors are never answered) and does not touch the
+  session;
 - WRQ → ERROR 2 (read-only); an unknown mode → ERROR 4 (``admission.admit``);
 - a datagram on a listening socket that does not parse → ERROR 4; stray
   DATA/ACK/OACK/ERROR there are dropped; all of them are counted;
@@ -72,7 +73,7 @@ from .admission import Refuse, admit, refusal
 from .options import MAX_OPTIONS, WINDOWSIZE_MAX, OptionRefused, blksize_for_mtu, negotiate
 from .packets import (
     ERR_ILLEGAL_OP, ERR_OPTION, ERR_UNDEFINED, ERR_UNKNOWN_TID,
-    OP_ACK, Error, MalformedPacket, Request, encode_error, parse_packet,
+    OP_ACK, OP_ERROR, Error, MalformedPacket, Request, encode_error, parse_packet,
 )
 from .sendmany import BatchSender
 from .transfer import Transfer, netascii_size
@@ -472,7 +473,10 @@ class TftpServer(LoopServer):
         client = session.client
         if addr[1] != client[1] or addr[0] != client[0]:
             self.stats.foreign_packets += 1
-            self._send_error(sock, addr, ERR_UNKNOWN_TID, "Unknown transfer ID")
+            if not (size >= 2 and buf[1] == OP_ERROR and buf[0] == 0):
+                # An ERROR is never answered (RFC 1350): two sessions would
+                # otherwise trade ERROR 5s without end.
+                self._send_error(sock, addr, ERR_UNKNOWN_TID, "Unknown transfer ID")
             return True
         transfer = session.transfer
         if size >= 4 and buf[1] == OP_ACK and buf[0] == 0:

@@ -238,6 +238,27 @@ def test_foreign_port_gets_error_5_and_session_completes(served, payloads):
     assert served.server.read_stats().foreign_packets >= 2
 
 
+def test_error_from_a_foreign_port_is_not_answered(served, payloads):
+    # RFC 1350 §7: an ERROR is never acknowledged.  Answering one with ERROR 5
+    # lets a single spoofed datagram start an endless exchange between two
+    # servers' sessions, each taking the other's ERROR 5 for a foreign packet.
+    with RawPeer() as peer, RawPeer() as intruder:
+        packet, tid = start_session(peer, served, "small.bin")
+        assert packet == Data(1, payloads["small.bin"][:512])
+        intruder.send(encode_error(5, "Unknown transfer ID"), tid)
+        assert intruder.recv_nothing(1.0)
+        intruder.send(encode_ack(1), tid)          # anything else still gets ERROR 5
+        expect_error(intruder, 5)
+        block, data = 1, bytearray(packet.payload)
+        while len(packet.payload) == 512:
+            peer.send(encode_ack(block), tid)
+            packet, addr = peer.recv()
+            if addr == tid and isinstance(packet, Data) and packet.block == block + 1:
+                block, data = packet.block, data + packet.payload
+        peer.send(encode_ack(block), tid)
+        assert bytes(data) == payloads["small.bin"]
+
+
 def test_ack_for_unsent_block_and_duplicates_do_not_break_session(served_quiet, payloads):
     with RawPeer() as peer:
         packet, tid = start_session(peer, served_quiet, "small.bin")
