@@ -310,18 +310,24 @@ def test_client_without_chap(tmp_path) -> None:
     assert out["initrdFiles"] == {}
 
 
+def _fake_tools(tmp_path: Path, **scripts: str) -> Path:
+    """A bin/ directory of executable stand-ins, by command name."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool, text in scripts.items():
+        (bin_dir / tool).write_text(text)
+        (bin_dir / tool).chmod(0o755)
+    return bin_dir
+
+
 def test_publish_passes_a_path_with_spaces_as_one_remote_argument(tmp_path) -> None:
     """netboot-publish quotes the remote command: ssh joins its arguments into one shell line."""
     script = tmp_path / "netboot-publish"
     script.write_text(client(CLIENT_BASE)["publish"]["text"])
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     log = tmp_path / "calls"
     # A fake ssh that runs the remote command line the way sshd does: through a shell.
-    (bin_dir / "ssh").write_text(f'#!/bin/bash\nfor last; do :; done\nbash -c "printf \'<%s>\' $last" > {log}\n')
-    (bin_dir / "nix").write_text("#!/bin/sh\nexit 0\n")
-    for tool in ("ssh", "nix"):
-        (bin_dir / tool).chmod(0o755)
+    bin_dir = _fake_tools(tmp_path, ssh=f'#!/bin/bash\nfor last; do :; done\nbash -c "printf \'<%s>\' $last" > {log}\n',
+                          nix="#!/bin/sh\nexit 0\n")
     toplevel = tmp_path / "a system with 'quotes'"
     toplevel.mkdir()
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
@@ -571,13 +577,8 @@ def test_publish_hands_nix_copy_ssh_options_with_spaces_intact(tmp_path) -> None
                                f'appliance.sshOptions = [ {" ".join(nix_string(o) for o in options)} ];')
     script = tmp_path / "netboot-publish"
     script.write_text(client(body)["publish"]["text"])
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     seen = tmp_path / "sshopts"
-    (bin_dir / "nix").write_text(f'#!/bin/bash\nprintf %s "$NIX_SSHOPTS" > {seen}\n')
-    (bin_dir / "ssh").write_text("#!/bin/sh\nexit 0\n")
-    for tool in ("ssh", "nix"):
-        (bin_dir / tool).chmod(0o755)
+    bin_dir = _fake_tools(tmp_path, nix=f'#!/bin/bash\nprintf %s "$NIX_SSHOPTS" > {seen}\n', ssh="#!/bin/sh\nexit 0\n")
     proc = subprocess.run(["bash", str(script), str(tmp_path)], capture_output=True, text=True,
                           env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
