@@ -278,6 +278,31 @@ def test_ack_for_unsent_block_and_duplicates_do_not_break_session(served_quiet, 
     assert_still_serves(served_quiet, payloads)
 
 
+def test_client_refusing_the_oack_with_error_8_ends_the_session(served, payloads):
+    with RawPeer() as peer:
+        packet, tid = start_session(peer, served, "small.bin", blksize=1024)
+        assert packet == OptionAck((("blksize", "1024"),))
+        peer.send(encode_error(8, "blksize not supported"), tid)
+        [record] = served.wait_records(1)
+        assert record.outcome.startswith("error: client refused options")
+        assert peer.recv_nothing(1.5)              # no DATA, no OACK again: the session is gone
+    assert_still_serves(served, payloads)
+
+
+def test_oack_answered_with_ack_1_is_not_taken_for_ack_0(served, payloads):
+    # RFC 2347: the OACK is acknowledged with ACK 0; an ACK 1 acknowledges
+    # nothing that was sent, so DATA 1 must not be skipped.
+    with RawPeer() as peer:
+        packet, tid = start_session(peer, served, "small.bin", blksize=1024)
+        assert isinstance(packet, OptionAck)
+        peer.send(encode_ack(1), tid)
+        assert peer.recv() == (packet, tid)        # only the OACK's retransmission
+        peer.send(encode_ack(0), tid)
+        assert peer.recv() == (Data(1, payloads["small.bin"][:1024]), tid)
+        peer.send(encode_error(0, "enough"), tid)
+    assert_still_serves(served, payloads)
+
+
 def test_garbage_from_the_client_tid_is_ignored(served_quiet, payloads):
     with RawPeer() as peer:
         packet, tid = start_session(peer, served_quiet, "small.bin")
