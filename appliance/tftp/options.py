@@ -46,7 +46,7 @@ def blksize_for_mtu(mtu: int, *, ipv6: bool) -> int:
     """The largest blksize whose DATA packet fits one IP datagram of ``mtu``
     bytes (IP, UDP and the 4-byte TFTP header), within RFC 2348's 8..65464:
     a larger one leaves as IP fragments, which clients without reassembly
-    (U-Boot without CONFIG_IP_DEFRAG, many PXE ROMs) drop."""
+    (U-Boot built without CONFIG_IP_DEFRAG, some PXE ROMs) drop."""
     return max(BLKSIZE_MIN, min(mtu - (40 if ipv6 else 20) - 8 - 4, BLKSIZE_MAX))
 
 

@@ -1,7 +1,7 @@
 """blksize is clamped to what one datagram carries on the path to the client (RFC 2348).
 
 A DATA packet larger than the path MTU leaves the server as IP fragments, and
-clients without reassembly (U-Boot built without CONFIG_IP_DEFRAG, many PXE
+clients without reassembly (U-Boot built without CONFIG_IP_DEFRAG, some PXE
 ROMs) never see it.  The client sits in a network namespace behind a veth
 pair with a small MTU; names and the private /24 are unique per run and
 removed in a finally, also on failure.
