@@ -19,6 +19,7 @@ from ..control.snapshot import build_host_snapshot
 from ..control.health import daemon_serving, read_health_file
 from ..control.state import State, StateStore
 from ..errors import ApplianceError, ConfigError, StateError
+from ..iscsi.desired import UnusableSecretFile, read_secret_file
 from .facts import Facts, Generation, HostFacts, LioFacts, PortFacts
 
 CONFIGFS = Path("/sys/kernel/config")
@@ -203,9 +204,15 @@ def _secret_problems(config: Config, name: str) -> tuple[tuple[str, str], ...]:
             continue
         where = f"hosts.{name}.iscsi.chap.{key}"
         try:
-            secret = path.read_text().strip()
+            secret = read_secret_file(path).strip()
         except OSError as exc:
             out.append((where, f"{path} cannot be read ({exc.strerror or exc})"))
+            continue
+        except UnicodeDecodeError:   # its message would quote the secret's bytes
+            out.append((where, f"{path} is not UTF-8 text"))
+            continue
+        except UnusableSecretFile as exc:
+            out.append((where, str(exc)))
             continue
         if not secret:
             out.append((where, f"{path} is empty"))

@@ -9,6 +9,8 @@ never the value; ``apply`` reads the file again when it writes to LIO.
 from __future__ import annotations
 
 import hmac
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -162,9 +164,33 @@ def tpg_attributes(chap: bool) -> tuple[tuple[str, str], ...]:
     }.items()))
 
 
+SECRET_FILE_MAX = 4096   # bytes; LIO keeps 255: anything larger is another file named by mistake
+
+
+class UnusableSecretFile(ValueError):
+    """A secret file that is no file of a secret (a FIFO, a disk image); says what, never the content."""
+
+
 def read_secret_file(path: Path) -> str:
-    """Read a secret file; strip exactly one trailing newline (``echo secret > f``)."""
-    text = path.read_text(encoding="utf-8")
+    """Read a secret file; strip exactly one trailing newline (``echo secret > f``).
+
+    Reads at most ``SECRET_FILE_MAX`` bytes of a regular file: a disk image named by
+    mistake is not read into memory, a FIFO does not block."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnusableSecretFile(f"{path} is not a regular file")
+        data = b""
+        while len(data) <= SECRET_FILE_MAX:
+            chunk = os.read(fd, SECRET_FILE_MAX + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(fd)
+    if len(data) > SECRET_FILE_MAX:
+        raise UnusableSecretFile(f"{path} is larger than {SECRET_FILE_MAX} bytes: not a secret file")
+    text = data.decode("utf-8")
     if text.endswith("\n"):
         text = text[:-1]
         if text.endswith("\r"):
@@ -240,6 +266,9 @@ def _secret(secrets: SecretReader, path: Path, at: str, problems: list[Problem])
         return Secret("")
     except UnicodeDecodeError:   # its message would quote the secret's bytes
         problems.append(Problem(at, f"{path} is not UTF-8 text"))
+        return Secret("")
+    except UnusableSecretFile as exc:
+        problems.append(Problem(at, str(exc)))
         return Secret("")
     # Never put the value into a message: only what is wrong with it.
     if not value:

@@ -14,6 +14,7 @@ import shutil
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -279,3 +280,36 @@ def test_rule_an_invalid_current_generation_is_named_with_why() -> None:
                                                served=1, reason="pin",
                                                events=_events("start4.elf", "kernel8.img", "initrd"))))
                 if f.status == "warning" and f.check == "host:pi"]
+
+
+@pytest.mark.parametrize("content, words", [(b"\xff\xfeZq9-hidden-77\n", "not UTF-8"), (None, "not a regular file")])
+def test_doctor_reports_a_secret_file_it_cannot_use_without_crashing_or_blocking(tmp_path, content, words) -> None:
+    """A non-UTF-8 secret crashed `netboot doctor`; a FIFO named as the secret blocked it."""
+    import os
+    import sys
+
+    from appliance.doctor.gather import gather
+
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    from test_config import write_valid_tree
+
+    path, text = write_valid_tree(tmp_path)
+    path.write_text(text)
+    secret = tmp_path / "secrets" / "chap"
+    secret.unlink()
+    if content is None:
+        os.mkfifo(secret)
+    else:
+        secret.write_bytes(content)
+    result: list = []
+    worker = threading.Thread(target=lambda: result.append(
+        gather(path, "pi-desktop", proc=tmp_path / "proc", configfs=tmp_path / "configfs", probe=False)), daemon=True)
+    worker.start()
+    worker.join(15)
+    if worker.is_alive():
+        os.close(os.open(secret, os.O_WRONLY | os.O_NONBLOCK))   # release the blocked reader
+        worker.join(10)
+        pytest.fail("doctor blocked reading the secret file")
+    assert result, "gather raised"
+    [problem] = [p for key, p in result[0].hosts[0].secret_problems if key.endswith("chap.secret_file")]
+    assert words in problem and "Zq9" not in problem and "0xff" not in problem, problem
