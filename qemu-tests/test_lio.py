@@ -236,6 +236,27 @@ def test_second_apply_does_nothing_and_data_survives_a_restart(lab: Lab):
     assert json.loads(lab.netboot("iscsi", "plan", "--json").stdout)["actions"] == []
 
 
+def test_an_apply_killed_while_rtslib_made_a_backstore_is_finished_by_the_next(lab: Lab):
+    """kill -9 between rtslib's mkdir of a backstore and its configuration leaves an
+    unconfigured backstore (no file, no size) under the appliance's name."""
+    before = lab.sha256("/srv/luns/pi-desktop.img")
+    wipe = lab.rtslib(
+        f"r.Target(fm, '{DESK}', mode='lookup').delete()\n"
+        "r.FileIOStorageObject('netboot-pi-desktop').delete()\n")
+    assert wipe.ok, wipe.stderr
+    lab.vm.run("mkdir -p /sys/kernel/config/target/core/fileio_77/netboot-pi-desktop").check()
+    plan = lab.netboot("iscsi", "plan")
+    _say(*plan.stdout.splitlines(), *plan.stderr.splitlines())
+    assert plan.rc in (0, 1) and "netboot-pi-desktop" in plan.stdout, plan.stderr
+    r = lab.netboot("iscsi", "apply")
+    _say(*r.stdout.splitlines()[-3:], *r.stderr.splitlines())
+    assert r.ok, r.stderr
+    assert json.loads(lab.netboot("iscsi", "plan", "--json").stdout)["actions"] == []
+    assert lab.sha256("/srv/luns/pi-desktop.img") == before
+    io = lab.initiator.qemu_io(DESK, DESK_INITIATOR, ["read -P 0xa5 0 1M"])
+    assert io.ok and "Pattern verification failed" not in io.output, io.output
+
+
 def test_an_apply_behind_a_hung_one_gives_up_naming_the_lock_and_its_holder(lab: Lab):
     """A process stuck holding the apply lock (as a hung apply would): `netboot iscsi apply`
     waits its bounded time, then exits 1 with one line naming the lock and who holds it,

@@ -41,6 +41,7 @@ class BackstoreObserved:
     name: str
     path: str | None       # udev_path (backing file / device)
     size: int | None       # fileio: bytes; None where it is not meaningful
+    configured: bool = True   # False: made but never given a device (an interrupted creation)
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,9 @@ def observe_files(paths: Iterable[Path]) -> tuple[FileObserved, ...]:
 
 def _backstore(so: Any) -> BackstoreObserved:
     plugin = so.plugin
+    if not so.is_configured():
+        # rtslib reads an unconfigured fileio's path from "info" as the word "Size".
+        return BackstoreObserved(plugin=plugin, name=so.name, path=None, size=None, configured=False)
     path = so.udev_path or None
     size = None
     if plugin == "fileio":

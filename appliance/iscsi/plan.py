@@ -226,12 +226,15 @@ class DeleteBackstore(Action):
     path: str | None
     reason: str
     session: str = ""
+    unconfigured: bool = False   # never given a device: no LUN, no data to detach
 
     @property
     def destructive(self) -> bool:
-        return True
+        return not self.unconfigured
 
     def describe(self) -> str:
+        if self.unconfigured:
+            return f"delete {self.plugin} backstore {self.name}: {self.reason}; it has no backing file or device"
         return (f"delete {self.plugin} backstore {self.name} ({self.path}): {self.reason}{_while(self.session)}; "
                 "the backing data is kept")
 
@@ -455,7 +458,7 @@ def plan(desired: LioDesired, observed: LioObserved, allow_destroy: bool = False
                                         session=_sessions(target)))
     for bs in observed.backstores:
         if owns_backstore(bs.name) and bs.name not in wanted_backstores:
-            actions.append(DeleteBackstore(bs.plugin, bs.name, bs.path, "no host in the configuration uses it"))
+            actions.append(_delete_backstore(bs, "no host in the configuration uses it"))
 
     for target in desired.targets:
         _plan_target(target, observed, actions, conflicts)
@@ -558,7 +561,7 @@ def _plan_backstore(t: TargetDesired, observed: LioObserved, actions: list[Actio
     kept = next((o for o in same_name if _backstore_matches(bs, o, observed)), None)
     for o in same_name:
         if o is not kept:
-            actions.append(DeleteBackstore(o.plugin, o.name, o.path, _replace_reason(bs, o, observed), live))
+            actions.append(_delete_backstore(o, _replace_reason(bs, o, observed), live))
 
     if kept is not None:
         return True
@@ -633,6 +636,13 @@ def _foreign_exports(desired: LioDesired, observed: LioObserved) -> list[Refusal
             for target in observed.targets if not desired.owns_target(target.iqn)
             for tpg in target.tpgs for lun in tpg.luns
             if lun.backstore is not None and owns_backstore(lun.backstore[1])]
+
+
+def _delete_backstore(o: BackstoreObserved, reason: str, session: str = "") -> DeleteBackstore:
+    if not o.configured:
+        return DeleteBackstore(o.plugin, o.name, None, "never configured (an interrupted apply made it)",
+                               unconfigured=True)
+    return DeleteBackstore(o.plugin, o.name, o.path, reason, session)
 
 
 def _backstore_matches(bs: BackstoreDesired, o: BackstoreObserved, observed: LioObserved) -> bool:

@@ -507,6 +507,21 @@ def test_owned_backstore_exported_by_a_foreign_target_is_never_deleted():
             assert not [a for a in kept.actions if "pi-kitchen" in a.describe()], format_plan(kept)
 
 
+def test_a_backstore_left_unconfigured_by_a_killed_apply_is_replaced_without_allow_destroy():
+    # kill -9 between rtslib's mkdir and its configuration leaves a backstore with no file
+    # (rtslib then reads its path as "Size"): no LUN, no data; the next apply finishes the job.
+    half = BackstoreObserved("fileio", "netboot-pi-kitchen", None, None, configured=False)
+    the_plan = plan(desired(config(host("pi-kitchen"))),
+                    LioObserved(backstores=(half,), files=(_file("/srv/luns/pi-kitchen.img"),)))
+    assert not the_plan.refusals, format_plan(the_plan)
+    assert verbs(the_plan)[:2] == ["delete-backstore", "create-backstore"]
+    assert "interrupted" in the_plan.actions[0].describe() and "Size" not in format_plan(the_plan)
+    gone = plan(desired(config()), LioObserved(backstores=(half,)))
+    assert not gone.refusals and verbs(gone) == ["delete-backstore"]
+    kept, withheld = gone.split_refused()
+    assert verbs(kept) == ["delete-backstore"] and not withheld
+
+
 def test_own_backstore_named_differently_but_the_same_file_is_kept():
     observed = converge(config(host("pi-kitchen", LunSpec("file", A_IMG, 64 * MiB))),
                         LioObserved(files=(_file(A_IMG),)))
@@ -525,7 +540,8 @@ def test_observe_gives_each_name_of_a_file_one_identity_and_reads_backstore_path
 
     class Root:   # the few RTSRoot members observe() reads
         storage_objects = [type("SO", (), {"plugin": "fileio", "name": "handmade", "size": 1,
-                                           "udev_path": str(tmp_path / "b.img")})()]
+                                           "udev_path": str(tmp_path / "b.img"),
+                                           "is_configured": lambda self: True})()]
         targets: list = []
 
         def invalidate_caches(self) -> None:
