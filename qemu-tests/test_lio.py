@@ -236,6 +236,31 @@ def test_second_apply_does_nothing_and_data_survives_a_restart(lab: Lab):
     assert json.loads(lab.netboot("iscsi", "plan", "--json").stdout)["actions"] == []
 
 
+def test_the_longest_names_the_config_accepts_fit_lio_and_one_more_byte_does_not(lab: Lab):
+    """A 63-character host name makes a 71-character backstore name; a target name may take
+    223 bytes (RFC 3720).  The config refuses anything longer, before any apply starts."""
+    host = "h" * 63
+    iqn = "iqn.2026-11." + "a" * 60 + "." + "b" * 60 + "." + "c" * 25 + ":" + host
+    assert len(iqn) == 223
+    probe = lab.rtslib(
+        f"so = r.FileIOStorageObject('netboot-{host}', dev='/srv/luns/long.img', size=1 << 20)\n"
+        "made = []\n"
+        f"for name in ('{iqn}', '{iqn}x'):\n"
+        "    try:\n"
+        "        t = r.Target(fm, name, mode='create')\n"
+        "    except Exception as exc:\n"
+        "        made.append(f'{len(name)}: refused')\n"
+        "        continue\n"
+        "    r.LUN(r.TPG(t, 1, mode='create'), 0, so)\n"
+        "    made.append(f'{len(name)}: made')\n"
+        "    t.delete()\n"
+        "so.delete()\n"
+        "print(made)\n")
+    _say(probe.stdout.strip(), *probe.stderr.strip().splitlines()[-1:])
+    assert probe.ok and probe.stdout.strip() == "['223: made', '224: refused']", probe.stdout + probe.stderr
+    lab.vm.run("rm -f /srv/luns/long.img").check()   # made by this probe
+
+
 def test_an_apply_killed_while_rtslib_made_a_backstore_is_finished_by_the_next(lab: Lab):
     """kill -9 between rtslib's mkdir of a backstore and its configuration leaves an
     unconfigured backstore (no file, no size) under the appliance's name."""
