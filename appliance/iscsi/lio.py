@@ -268,7 +268,8 @@ class LioAdapter:
             self._rtslib.BlockStorageObject(action.name, dev=str(action.path))
             return
         assert action.size is not None
-        ensure_backing_file(action.path, action.size, grow=action.file_action == "grow")
+        ensure_backing_file(action.path, action.size, grow=action.file_action == "grow",
+                            new=action.file_action == "create")
         self._rtslib.FileIOStorageObject(action.name, dev=str(action.path), size=action.size)
 
     def _set_chap(self, action: SetAclChap, secrets: SecretReader) -> None:
@@ -288,15 +289,19 @@ class LioAdapter:
             acl.chap_mutual_password = ""
 
 
-def ensure_backing_file(path: Path, size: int, grow: bool = False) -> str:
+def ensure_backing_file(path: Path, size: int, grow: bool = False, new: bool = False) -> str:
     """Create ``path`` sparse at ``size`` if it does not exist; never truncate.
 
     Returns "created", "grown" or "kept".  An existing smaller file is grown
     only with ``grow`` (the plan marks that destructive, i.e. it needed
     --allow-destroy); otherwise it is an error.  A larger file is left alone.
+    ``new``: the plan promised a new file, so one found there is an error.
     """
     if _create_complete(path, size):
         return "created"
+    if new:
+        raise IscsiError(f"{path} appeared since the plan (which said: new sparse file); nothing exported: "
+                         "plan again")
     # No O_TRUNC, ever.  O_NONBLOCK: a FIFO put there since the plan must not hang the apply.
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NONBLOCK)

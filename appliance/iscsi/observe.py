@@ -107,7 +107,7 @@ class TargetObserved:
 class FileObserved:
     path: Path
     exists: bool
-    kind: str = ""        # "file" | "block" | "dir" | "other" | ""
+    kind: str = ""        # "file" | "block" | "dir" | "other" | "broken symlink to ..." | ""
     size: int | None = None
     parent_exists: bool = True
     identity: str = ""    # equal for every name of one file or device (config.identity)
@@ -159,7 +159,10 @@ def observe_files(paths: Iterable[Path]) -> tuple[FileObserved, ...]:
         try:
             st = os.stat(path)
         except FileNotFoundError:
-            out.append(FileObserved(path, exists=False, parent_exists=path.parent.is_dir(), identity=identity))
+            if os.path.islink(path):   # into a share that is not mounted, most likely
+                out.append(FileObserved(path, True, f"broken symlink to {os.readlink(path)}", identity=identity))
+            else:
+                out.append(FileObserved(path, exists=False, parent_exists=path.parent.is_dir(), identity=identity))
             continue
         if stat.S_ISREG(st.st_mode):
             out.append(FileObserved(path, True, "file", st.st_size, identity=identity))

@@ -577,6 +577,10 @@ def _plan_backstore(t: TargetDesired, observed: LioObserved, actions: list[Actio
             conflicts.append(Refusal(bs.name, f"directory {bs.path.parent} does not exist (share not mounted?); "
                                               "create it first", overridable=False))
         actions.append(CreateBackstore("fileio", bs.name, bs.path, bs.size, "create"))
+    elif f.kind.startswith("broken symlink"):
+        conflicts.append(Refusal(bs.name, f"{bs.path} is a {f.kind} (share not mounted?); "
+                                          "nothing is created through it", overridable=False))
+        actions.append(CreateBackstore("fileio", bs.name, bs.path, bs.size, "use"))
     elif f.kind != "file":
         conflicts.append(Refusal(bs.name, f"{bs.path} is a {f.kind or 'special file'}, not a regular file "
                                           "(use lun = {{ block = ... }} for devices)", overridable=False))

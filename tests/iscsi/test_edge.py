@@ -143,6 +143,18 @@ def test_a_backing_file_that_cannot_be_made_full_size_is_not_left_behind_empty(t
     assert ensure_backing_file(f, 64 << 20) == "created" and os.listdir(tmp_path) == ["lun.img"]
 
 
+def test_a_file_that_appeared_where_the_plan_said_new_sparse_file_is_not_exported(tmp_path):
+    # The plan (and the "done" line) said "new sparse file": exporting someone's file that
+    # appeared in between — possibly larger, cut to the first `size` bytes — is not that.
+    f = tmp_path / "lun.img"
+    f.write_bytes(b"someone's data")
+    with pytest.raises(IscsiError, match="appeared since the plan"):
+        ensure_backing_file(f, 64 << 20, new=True)
+    assert f.read_bytes() == b"someone's data"
+    fresh = tmp_path / "fresh.img"
+    assert ensure_backing_file(fresh, 64 << 20, new=True) == "created"
+
+
 def test_backing_path_swapped_for_a_fifo_or_device_after_the_plan_is_refused_at_once(tmp_path):
     # Between observing and applying, the path may have become something else: a FIFO
     # without a reader used to block the apply (holding the apply lock) for ever, and a

@@ -522,6 +522,19 @@ def test_a_backstore_left_unconfigured_by_a_killed_apply_is_replaced_without_all
     assert verbs(kept) == ["delete-backstore"] and not withheld
 
 
+def test_a_lun_path_that_is_a_broken_symlink_is_a_conflict_not_a_new_file(tmp_path):
+    # A symlink into a share that is not mounted: the plan said "new sparse file" and the
+    # apply then failed halfway; it is refused before anything is done.
+    from appliance.iscsi.observe import observe_files
+
+    link = tmp_path / "pi-kitchen.img"
+    link.symlink_to(tmp_path / "unmounted" / "pi-kitchen.img")
+    the_plan = plan(desired(config(host("pi-kitchen", LunSpec("file", link, 64 * MiB)))),
+                    LioObserved(files=observe_files([link])), allow_destroy=True)
+    assert [r.overridable for r in the_plan.refusals] == [False], format_plan(the_plan)
+    assert "broken symlink" in the_plan.refusals[0].reason and "unmounted" in the_plan.refusals[0].reason
+
+
 def test_own_backstore_named_differently_but_the_same_file_is_kept():
     observed = converge(config(host("pi-kitchen", LunSpec("file", A_IMG, 64 * MiB))),
                         LioObserved(files=(_file(A_IMG),)))
