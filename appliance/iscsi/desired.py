@@ -9,14 +9,13 @@ never the value; ``apply`` reads the file again when it writes to LIO.
 from __future__ import annotations
 
 import hmac
-import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from ..config.model import Config, Host
 from ..errors import ConfigError, Problem
+from ..smallfile import FileTooLarge, NotRegularFile, read_small_file
 
 __all__ = [
     "BACKSTORE_PREFIX",
@@ -176,20 +175,12 @@ def read_secret_file(path: Path) -> str:
 
     Reads at most ``SECRET_FILE_MAX`` bytes of a regular file: a disk image named by
     mistake is not read into memory, a FIFO does not block."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UnusableSecretFile(f"{path} is not a regular file")
-        data = b""
-        while len(data) <= SECRET_FILE_MAX:
-            chunk = os.read(fd, SECRET_FILE_MAX + 1 - len(data))
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        os.close(fd)
-    if len(data) > SECRET_FILE_MAX:
-        raise UnusableSecretFile(f"{path} is larger than {SECRET_FILE_MAX} bytes: not a secret file")
+        data = read_small_file(path, SECRET_FILE_MAX)
+    except NotRegularFile:
+        raise UnusableSecretFile(f"{path} is not a regular file") from None
+    except FileTooLarge:
+        raise UnusableSecretFile(f"{path} is larger than {SECRET_FILE_MAX} bytes: not a secret file") from None
     text = data.decode("utf-8")
     if text.endswith("\n"):
         text = text[:-1]

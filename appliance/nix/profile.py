@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import GenerationError, shown
+from ..smallfile import FileTooLarge, NotRegularFile, read_small_file
 from .bootspec import BootSpecProblem, link_name, parse_bootspec, parse_kernel_params, parse_link_name
 from .store import StoreCache, StoreRoots, atomic_symlink
 
@@ -219,16 +220,13 @@ def _read_store_text(roots: StoreRoots, path: Path, limit: int) -> str:
         raise FileNotFoundError(path)
     real = roots.resolve(path)
     try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer.
-        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+        data = read_small_file(real, limit, follow=False)
+    except NotRegularFile:
+        raise GenerationError(f"{path} is not a regular file") from None
+    except FileTooLarge:
+        raise GenerationError(f"{path} is over {limit} bytes (not what NixOS writes there)") from None
     except OSError as exc:
         raise GenerationError(f"{path} unreadable: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise GenerationError(f"{path} is not a regular file")
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise GenerationError(f"{path} is over {limit} bytes (not what NixOS writes there)")
     try:
         return data.decode()
     except UnicodeDecodeError as exc:
